@@ -1,0 +1,84 @@
+#pragma once
+// Configuration of grok-server and grok, parsed and validated once into
+// immutable structs. Every error names FILE:LINE: key: reason.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace grok {
+
+/// Thrown for any invalid configuration; what() is "FILE:LINE: key: reason"
+/// (or "FILE: reason" when no line applies).
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct server_config {
+  std::string source = "<defaults>";  ///< file the values came from
+
+  // server.*
+  std::string domain = "localhost";
+  std::string bind_address = "0.0.0.0";       ///< public HTTP listener address
+  uint16_t http_port = 80;
+  std::string grpc_address = "0.0.0.0";       ///< tunnel (gRPC) listener address
+  uint16_t grpc_port = 4443;
+  std::string api_address = "127.0.0.1";
+  uint16_t api_port = 0;                      ///< 0 = admin endpoint off
+  std::chrono::milliseconds drain_timeout{30000};
+  uint64_t max_body_size = 0;                 ///< 0 = unlimited (bodies stream)
+  uint32_t max_header_bytes = 16 * 1024;
+  std::chrono::milliseconds read_header_timeout{10000};
+  std::chrono::milliseconds idle_timeout{75000};
+
+  // tunnels.*
+  unsigned worker_pool_size = 0;              ///< 0 = auto
+  std::chrono::milliseconds response_timeout{30000};
+  std::chrono::milliseconds heartbeat_interval{30000};
+  unsigned max_per_token = 0;                 ///< 0 = unlimited
+  uint32_t initial_window = 512 * 1024;       ///< credit per exchange and direction
+  uint32_t max_frame_size = 64 * 1024;
+  uint32_t max_exchanges = 1000;              ///< in flight per tunnel
+  uint64_t max_queued_bytes = 64ull << 20;    ///< bytes waiting on one tunnel's stream
+  std::chrono::milliseconds name_grace{60000};///< offline names answer 502 this long
+
+  // auth.*
+  std::vector<std::string> tokens;            ///< empty = no token required
+
+  // logging.*
+  std::string log_level = "info";             ///< trace|debug|info|warn|error|off
+  std::string log_format = "text";            ///< text|json
+};
+
+struct client_config {
+  std::string source = "<defaults>";
+  std::string server = "127.0.0.1:4443";
+  std::string token;
+  std::string log_level = "info";
+};
+
+/// Parses YAML text; `source` is the file name used in error messages.
+server_config parse_server_config(const std::string& yaml_text, const std::string& source);
+/// Reads and parses a file (error "FILE: cannot read: ..." if unreadable).
+server_config load_server_config(const std::string& path);
+
+client_config parse_client_config(const std::string& yaml_text, const std::string& source);
+client_config load_client_config(const std::string& path);
+
+/// "30s", "5m", "250ms", "1h", "2m30s"; a bare integer is seconds.
+/// Throws std::invalid_argument with a readable reason.
+std::chrono::milliseconds parse_duration(const std::string& text);
+/// "64KiB", "16MiB", "1GiB", "512", "10MB" (SI) -> bytes. Throws std::invalid_argument.
+uint64_t parse_size(const std::string& text);
+
+/// The worker count actually used: GROK_WORKER_POOL_SIZE (if set and valid)
+/// overrides the file; 0 means auto (hardware threads, at least 1).
+/// Throws config_error naming the variable when the override is not a number in 0..1024.
+unsigned effective_worker_count(const server_config& cfg, const char* env_value);
+
+}  // namespace grok

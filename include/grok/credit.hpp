@@ -1,0 +1,65 @@
+#pragma once
+// Per-exchange, per-direction credit flow control (pure state machines).
+//
+// The sender spends one credit per payload byte and stops reading its
+// source at zero. The receiver counts bytes it has written on and returns
+// them as a WindowUpdate once a quarter window has accumulated, so a
+// steady stream costs one update per quarter window, not one per frame.
+
+#include <algorithm>
+#include <cstdint>
+
+namespace grok {
+
+class send_credit {
+ public:
+  explicit send_credit(uint32_t initial = 0) : available_(initial) {}
+  uint64_t available() const { return available_; }
+  /// How many of `want` bytes may be sent now.
+  uint64_t allowance(uint64_t want) const { return std::min<uint64_t>(want, available_); }
+  /// Spends n credits; false (and nothing spent) if n exceeds what is available.
+  bool spend(uint64_t n) {
+    if (n > available_) return false;
+    available_ -= n;
+    return true;
+  }
+  /// Adds credit from a WindowUpdate; false if it would exceed 2^31 (a peer bug).
+  bool grant(uint64_t n) {
+    if (available_ + n > (1ull << 31)) return false;
+    available_ += n;
+    return true;
+  }
+
+ private:
+  uint64_t available_;
+};
+
+class recv_window {
+ public:
+  explicit recv_window(uint32_t window) : window_(window) {}
+  uint32_t window() const { return window_; }
+  /// Bytes received and not yet returned.
+  uint64_t outstanding() const { return outstanding_; }
+  /// Records n received bytes; false when the peer overran the window.
+  bool on_data(uint64_t n) {
+    if (outstanding_ + n > window_) return false;
+    outstanding_ += n;
+    return true;
+  }
+  /// Records n bytes written on; returns the increment to send now (0 = wait).
+  uint32_t on_consumed(uint64_t n) {
+    unreturned_ += n;
+    if (unreturned_ < std::max<uint32_t>(window_ / 4, 1)) return 0;
+    auto inc = static_cast<uint32_t>(unreturned_);
+    outstanding_ -= unreturned_;
+    unreturned_ = 0;
+    return inc;
+  }
+
+ private:
+  uint32_t window_;
+  uint64_t outstanding_ = 0;
+  uint64_t unreturned_ = 0;
+};
+
+}  // namespace grok
