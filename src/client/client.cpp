@@ -1,1 +1,782 @@
+#include "grok/client.hpp"
 
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "grok/credit.hpp"
+#include "grok/frame_writer.hpp"
+#include "grok/http_rules.hpp"
+#include "grok/tunnel/v1/tunnel.grpc.pb.h"
+
+namespace grok {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using clock = std::chrono::steady_clock;
+using strand_t = asio::strand<asio::io_context::executor_type>;
+
+std::pair<std::string, uint16_t> parse_local_address(const std::string& text) {
+  std::string host = "127.0.0.1";
+  std::string port = text;
+  if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.empty()) throw std::invalid_argument("'" + text + "': missing host before ':'");
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    throw std::invalid_argument("'" + text + "': port must be a number in 1..65535");
+  auto value = std::stoul(port);
+  if (value == 0 || value > 65535) throw std::invalid_argument("'" + text + "': port must be a number in 1..65535");
+  return {host, static_cast<uint16_t>(value)};
+}
+
+namespace {
+
+/// Lines a user reads: the public URL and one line per exchange.
+void console(const std::string& line) {
+  static std::mutex mu;
+  std::lock_guard lk(mu);
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+std::string human_bytes(uint64_t n) {
+  char buf[32];
+  if (n < 1024) std::snprintf(buf, sizeof buf, "%lluB", static_cast<unsigned long long>(n));
+  else if (n < (1u << 20)) std::snprintf(buf, sizeof buf, "%.1fKiB", n / 1024.0);
+  else if (n < (1u << 30)) std::snprintf(buf, sizeof buf, "%.1fMiB", n / 1048576.0);
+  else std::snprintf(buf, sizeof buf, "%.2fGiB", n / 1073741824.0);
+  return buf;
+}
+
+/// An idle keep-alive connection to the local service.
+struct local_conn {
+  explicit local_conn(const strand_t& ex) : stream(ex) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+};
+
+/// Keep-alive connections to the local service, handed between exchanges.
+class conn_pool {
+ public:
+  std::unique_ptr<local_conn> take() {
+    std::lock_guard lk(mu_);
+    if (idle_.empty()) return nullptr;
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    return c;
+  }
+  void put(std::unique_ptr<local_conn> c) {
+    std::lock_guard lk(mu_);
+    if (idle_.size() < 64) idle_.push_back(std::move(c));
+  }
+  void clear() {
+    std::lock_guard lk(mu_);
+    idle_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<local_conn>> idle_;
+};
+
+class tunnel_session;
+
+/// One public request replayed against the local service. Lives on its own strand.
+class local_exchange : public std::enable_shared_from_this<local_exchange> {
+ public:
+  local_exchange(asio::io_context& ioc, std::shared_ptr<tunnel_session> session, uint64_t id, pb::RequestHead head,
+                 uint32_t send_window, uint32_t recv_window_size, uint32_t max_frame, conn_pool& pool,
+                 const tcp::endpoint& local)
+      : strand_(asio::make_strand(ioc)),
+        session_(std::move(session)),
+        id_(id),
+        head_(std::move(head)),
+        credit_(send_window),
+        window_(recv_window_size),
+        max_frame_(max_frame),
+        pool_(pool),
+        local_(local),
+        started_(clock::now()) {}
+
+  void start() {
+    asio::post(strand_, [self = shared_from_this()] { self->do_connect(); });
+  }
+  /// Tunnel strand -> ours.
+  void on_frame(pb::Frame&& f) {
+    asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable { self->handle_frame(f); });
+  }
+  void cancel() {
+    asio::post(strand_, [self = shared_from_this()] { self->abort(); });
+  }
+
+ private:
+  void do_connect() {
+    if (done_) return;
+    auto conn = retried_ ? nullptr : pool_.take();
+    if (conn) {
+      // A pooled connection lives on another strand's executor; rebind it to ours.
+      conn_ = std::make_unique<local_conn>(strand_);
+      conn_->stream.socket() = tcp::socket(strand_, tcp::v4(), conn->stream.release_socket().release());
+      conn_->buffer = std::move(conn->buffer);
+      reused_ = true;
+      return on_connected();
+    }
+    reused_ = false;
+    conn_ = std::make_unique<local_conn>(strand_);
+    conn_->stream.expires_after(std::chrono::seconds(10));
+    conn_->stream.async_connect(local_, [self = shared_from_this()](error_code ec) {
+      if (ec) return self->fail(pb::Reset::UPSTREAM_REFUSED, "cannot connect to local service: " + ec.message());
+      self->conn_->stream.socket().set_option(tcp::no_delay(true), ec);
+      self->on_connected();
+    });
+  }
+
+  void on_connected() {
+    if (done_) return;
+    std::string out;
+    out.reserve(512);
+    out += head_.method();
+    out += ' ';
+    out += head_.target().empty() ? "/" : head_.target();
+    out += " HTTP/1.1\r\n";
+    for (const auto& h : head_.headers()) {
+      out += h.name();
+      out += ": ";
+      out += h.value();
+      out += "\r\n";
+    }
+    if (!head_.upgrade().empty()) {
+      out += "Connection: Upgrade\r\nUpgrade: ";
+      out += head_.upgrade();
+      out += "\r\n";
+    }
+    auto cl = head_.content_length();
+    if (cl < 0) {
+      chunked_ = true;
+      out += "Transfer-Encoding: chunked\r\n";
+    } else if (cl > 0 || head_.method() == "POST" || head_.method() == "PUT" || head_.method() == "PATCH") {
+      out += "Content-Length: " + std::to_string(cl) + "\r\n";
+    }
+    out += "\r\n";
+    req_done_ = head_.end_stream();
+    queue_write(std::move(out), 0);
+    do_read_header();
+  }
+
+  // ---- request bytes (tunnel -> local service) ------------------------------
+
+  void handle_frame(pb::Frame& f) {
+    if (done_) return;
+    switch (f.kind_case()) {
+      case pb::Frame::kData: {
+        auto& d = *f.mutable_data();
+        auto n = d.payload().size();
+        if (!window_.on_data(n)) return fail(pb::Reset::PROTOCOL_ERROR, "server overran the window");
+        bytes_in_ += n;
+        if (n > 0) {
+          if (chunked_ && !upgraded_) {
+            char hex[24];
+            int len = std::snprintf(hex, sizeof hex, "%zx\r\n", n);
+            queue_write(std::string(hex, static_cast<size_t>(len)), 0);
+            queue_write(std::move(*d.mutable_payload()), static_cast<uint32_t>(n));
+            queue_write("\r\n", 0);
+          } else {
+            queue_write(std::move(*d.mutable_payload()), static_cast<uint32_t>(n));
+          }
+        }
+        if (d.end_stream()) {
+          if (upgraded_) {
+            raw_out_end_ = true;
+          } else {
+            if (chunked_) queue_write("0\r\n\r\n", 0);
+            req_done_ = true;
+          }
+          if (!writing_) after_writes();
+        }
+        return;
+      }
+      case pb::Frame::kWindowUpdate:
+        if (!credit_.grant(f.window_update().increment())) return fail(pb::Reset::PROTOCOL_ERROR, "window overflow");
+        if (waiting_credit_) {
+          waiting_credit_ = false;
+          if (upgraded_) do_read_raw();
+          else do_read_body();
+        }
+        return;
+      case pb::Frame::kReset:
+        reset_by_server_ = true;
+        spdlog::debug("req={}: server reset: {}", id_, f.reset().message());
+        return abort();
+      default:
+        return;
+    }
+  }
+
+  void queue_write(std::string&& bytes, uint32_t credit) {
+    out_.push_back({std::move(bytes), credit});
+    do_write();
+  }
+
+  void do_write() {
+    if (writing_ || out_.empty() || !conn_ || !conn_->stream.socket().is_open()) return;
+    writing_ = true;
+    bufs_.clear();
+    size_t pieces = std::min<size_t>(out_.size(), 64);
+    for (size_t i = 0; i < pieces; ++i) bufs_.emplace_back(out_[i].first.data(), out_[i].first.size());
+    conn_->stream.expires_never();
+    asio::async_write(conn_->stream, bufs_, [self = shared_from_this(), pieces](error_code ec, size_t) {
+      self->on_write(ec, pieces);
+    });
+  }
+
+  void on_write(error_code ec, size_t pieces) {
+    writing_ = false;
+    uint64_t consumed = 0;
+    for (size_t i = 0; i < pieces && !out_.empty(); ++i) {
+      consumed += out_.front().second;
+      out_.pop_front();
+    }
+    if (done_) return;
+    if (ec) {
+      // The response may already be on its way (an early error answer); let the reader decide.
+      write_failed_ = true;
+      out_.clear();
+      if (resp_done_) return finish();
+      return;
+    }
+    if (consumed > 0) {
+      if (auto inc = window_.on_consumed(consumed)) send(make_window_update(id_, inc));
+    }
+    if (!out_.empty()) return do_write();
+    after_writes();
+  }
+
+  void after_writes() {
+    if (upgraded_ && raw_out_end_ && !shut_out_) {
+      shut_out_ = true;
+      error_code ignored;
+      conn_->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    maybe_finish();
+  }
+
+  // ---- response (local service -> tunnel) -----------------------------------
+
+  void do_read_header() {
+    parser_.emplace();
+    parser_->header_limit(64 * 1024);
+    parser_->body_limit(boost::none);
+    if (head_.method() == "HEAD") parser_->skip(true);
+    // A local service that never answers is cut by the server's response timeout.
+    conn_->stream.expires_never();
+    http::async_read_header(conn_->stream, conn_->buffer, *parser_,
+                            [self = shared_from_this()](error_code ec, size_t) { self->on_read_header(ec); });
+  }
+
+  void on_read_header(error_code ec) {
+    if (done_) return;
+    if (ec) {
+      if (reused_ && !retried_ && bytes_in_ == 0 && head_.end_stream() &&
+          (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)) {
+        // The pooled connection had been closed by the local service; try once on a fresh one.
+        retried_ = true;
+        out_.clear();
+        writing_ = false;
+        conn_.reset();
+        return do_connect();
+      }
+      if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
+        return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
+      return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
+    }
+    auto& res = parser_->get();
+    unsigned status = res.result_int();
+    if (status >= 100 && status < 200 && status != 101) {
+      return do_read_header();  // interim responses (100 Continue, 103) stay local
+    }
+    status_ = status;
+    pb::Frame f;
+    f.set_exchange_id(id_);
+    auto* h = f.mutable_response_head();
+    h->set_status(status);
+    h->set_reason(std::string(res.reason()));
+    auto conn_tokens = connection_tokens(res[http::field::connection]);
+    for (const auto& field : res) {
+      auto n = field.name_string();
+      if (strip_on_forward(n, conn_tokens) || iequals(n, "content-length")) continue;
+      auto* hd = h->add_headers();
+      hd->set_name(std::string(n));
+      hd->set_value(std::string(field.value()));
+    }
+    if (status == 101 && !head_.upgrade().empty()) {
+      upgraded_ = true;
+      h->set_content_length(-1);
+      h->set_end_stream(false);
+      send(std::move(f));
+      return do_read_raw();
+    }
+    auto cl = parser_->content_length();
+    h->set_content_length(cl && !parser_->chunked() ? static_cast<int64_t>(*cl) : -1);
+    keep_alive_ = res.keep_alive();
+    bool done = parser_->is_done();
+    h->set_end_stream(done);
+    send(std::move(f));
+    if (done) return on_response_done();
+    do_read_body();
+  }
+
+  void do_read_body() {
+    if (done_ || reading_ || resp_done_) return;
+    auto want = credit_.allowance(max_frame_);
+    if (want == 0) {
+      waiting_credit_ = true;
+      return;
+    }
+    reading_ = true;
+    body_buf_.resize(want);
+    parser_->get().body().data = body_buf_.data();
+    parser_->get().body().size = want;
+    http::async_read_some(conn_->stream, conn_->buffer, *parser_,
+                          [self = shared_from_this()](error_code ec, size_t) { self->on_read_body(ec); });
+  }
+
+  void on_read_body(error_code ec) {
+    reading_ = false;
+    if (done_) return;
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return fail(pb::Reset::UPSTREAM_RESET, "local service ended the body early: " + ec.message());
+    size_t got = body_buf_.size() - parser_->get().body().size;
+    bool done = parser_->is_done();
+    if (got > 0 || done) {
+      credit_.spend(got);
+      bytes_out_ += got;
+      body_buf_.resize(got);
+      send(make_data(id_, std::move(body_buf_), done));
+      body_buf_ = std::string();
+    }
+    if (done) return on_response_done();
+    do_read_body();
+  }
+
+  void do_read_raw() {
+    if (done_ || reading_ || raw_in_end_) return;
+    auto want = credit_.allowance(max_frame_);
+    if (want == 0) {
+      waiting_credit_ = true;
+      return;
+    }
+    if (conn_->buffer.size() > 0) {
+      auto n = std::min<size_t>(want, conn_->buffer.size());
+      std::string chunk(static_cast<const char*>(conn_->buffer.data().data()), n);
+      conn_->buffer.consume(n);
+      credit_.spend(n);
+      bytes_out_ += n;
+      send(make_data(id_, std::move(chunk), false));
+      return do_read_raw();
+    }
+    reading_ = true;
+    body_buf_.resize(want);
+    conn_->stream.expires_never();
+    conn_->stream.async_read_some(asio::buffer(body_buf_), [self = shared_from_this()](error_code ec, size_t n) {
+      self->reading_ = false;
+      if (self->done_) return;
+      if (ec == asio::error::eof) {
+        self->raw_in_end_ = true;
+        self->send(make_data(self->id_, std::string(), true));
+        return self->maybe_finish();
+      }
+      if (ec) return self->fail(pb::Reset::UPSTREAM_RESET, "local service reset the connection");
+      self->credit_.spend(n);
+      self->bytes_out_ += n;
+      self->body_buf_.resize(n);
+      self->send(make_data(self->id_, std::move(self->body_buf_), false));
+      self->body_buf_ = std::string();
+      self->do_read_raw();
+    });
+  }
+
+  void on_response_done() {
+    resp_done_ = true;
+    maybe_finish();
+  }
+
+  // ---- endings ----------------------------------------------------------------
+
+  void maybe_finish() {
+    if (done_) return;
+    if (upgraded_) {
+      if (raw_in_end_ && raw_out_end_ && !writing_ && out_.empty()) finish();
+      return;
+    }
+    // The exchange is over once the response is; a request body the local
+    // service did not wait for is dropped with the connection.
+    if (resp_done_ && (write_failed_ || (req_done_ && !writing_ && out_.empty()))) finish();
+    else if (resp_done_ && !req_done_) finish();
+  }
+
+  void finish() {
+    if (done_) return;
+    done_ = true;
+    bool reusable = keep_alive_ && !upgraded_ && req_done_ && !write_failed_ && out_.empty() && !writing_ &&
+                    conn_ && conn_->buffer.size() == 0 && conn_->stream.socket().is_open();
+    if (reusable) {
+      pool_.put(std::move(conn_));
+    } else if (conn_) {
+      error_code ignored;
+      conn_->stream.socket().close(ignored);
+    }
+    log_line(std::to_string(status_));
+    release();
+  }
+
+  void fail(pb::Reset::Code code, const std::string& why) {
+    if (done_) return;
+    done_ = true;
+    if (!reset_by_server_) send(make_reset(id_, code, why));
+    if (conn_) {
+      error_code ignored;
+      conn_->stream.socket().close(ignored);
+    }
+    log_line(status_ ? std::to_string(status_) + " (" + why + ")" : "502 (" + why + ")");
+    release();
+  }
+
+  void abort() {
+    if (done_) return;
+    done_ = true;
+    if (conn_) {
+      error_code ignored;
+      conn_->stream.socket().close(ignored);
+    }
+    if (!reset_by_server_) log_line("cancelled (tunnel closed)");
+    else log_line(status_ ? std::to_string(status_) + " (cancelled by the public client)" : "cancelled by the public client");
+    release();
+  }
+
+  void log_line(const std::string& outcome) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started_).count();
+    console(head_.method() + " " + head_.target() + "  " + outcome + "  " + std::to_string(ms) + "ms  " +
+            human_bytes(bytes_out_));
+  }
+
+  void send(pb::Frame&& f);
+  void release();
+
+  strand_t strand_;
+  std::shared_ptr<tunnel_session> session_;
+  uint64_t id_;
+  pb::RequestHead head_;
+  send_credit credit_;
+  recv_window window_;
+  uint32_t max_frame_;
+  conn_pool& pool_;
+  tcp::endpoint local_;
+  clock::time_point started_;
+  std::unique_ptr<local_conn> conn_;
+  std::optional<http::response_parser<http::buffer_body>> parser_;
+  std::string body_buf_;
+  std::deque<std::pair<std::string, uint32_t>> out_;
+  std::vector<asio::const_buffer> bufs_;
+  unsigned status_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+  bool chunked_ = false;
+  bool req_done_ = false;
+  bool resp_done_ = false;
+  bool writing_ = false;
+  bool write_failed_ = false;
+  bool reading_ = false;
+  bool waiting_credit_ = false;
+  bool keep_alive_ = true;
+  bool upgraded_ = false;
+  bool raw_in_end_ = false;
+  bool raw_out_end_ = false;
+  bool shut_out_ = false;
+  bool reused_ = false;
+  bool retried_ = false;
+  bool reset_by_server_ = false;
+  bool done_ = false;
+};
+
+/// How a stream ended, for the reconnect loop.
+struct session_outcome {
+  bool accepted = false;
+  bool refused = false;
+  bool going_away = false;
+  std::string message;
+};
+
+/// One gRPC stream to grok-server. All tunnel state lives on strand_.
+class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
+                       public std::enable_shared_from_this<tunnel_session> {
+ public:
+  tunnel_session(asio::io_context& ioc, const client_options& opts, conn_pool& pool, const tcp::endpoint& local,
+                 std::function<void(session_outcome)> on_end)
+      : ioc_(ioc), strand_(asio::make_strand(ioc)), opts_(opts), pool_(pool), local_(local), on_end_(std::move(on_end)) {}
+
+  void start(pb::Tunnel::Stub& stub) {
+    self_ = shared_from_this();  // released in OnDone
+    stub.async()->Connect(&ctx_, this);
+    pb::Frame f;
+    auto* h = f.mutable_hello();
+    h->set_protocol_version(1);
+    h->set_token(opts_.token);
+    h->set_name(opts_.subdomain);
+    h->set_client_version("grok 0.1.0");
+    h->set_initial_window(opts_.initial_window);
+    asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
+      self->writer_.attach(self.get());
+      self->writer_.push(std::move(f));
+    });
+    AddHold();  // writes start off the reaction threads; OnDone must wait for our release
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void stop() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->outcome_.message = "stopped";
+      self->ctx_.TryCancel();
+    });
+  }
+
+  void send(pb::Frame&& f) {
+    asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
+      if (!self->closed_) self->writer_.push(std::move(f));
+    });
+  }
+  void release(uint64_t id) {
+    asio::post(strand_, [self = shared_from_this(), id] { self->exchanges_.erase(id); });
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      asio::post(strand_, [self = shared_from_this()] { self->close(); });
+      return;
+    }
+    auto b = std::make_shared<pb::Batch>(std::move(in_));
+    in_.Clear();
+    asio::post(strand_, [self = shared_from_this(), b] { self->handle_batch(*b); });
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool ok) override {
+    asio::post(strand_, [self = shared_from_this(), ok] {
+      self->writer_.on_write_done(ok);
+      if (!ok) self->close();
+    });
+  }
+  void OnDone(const grpc::Status& s) override {
+    asio::post(strand_, [self = shared_from_this(), s] {
+      if (!self->outcome_.refused && self->outcome_.message.empty())
+        self->outcome_.message = s.ok() ? "server closed the tunnel" : s.error_message();
+      self->close();
+      auto cb = std::move(self->on_end_);
+      auto outcome = self->outcome_;
+      self->self_.reset();
+      if (cb) cb(outcome);
+    });
+  }
+
+ private:
+  void handle_batch(pb::Batch& b) {
+    for (auto& f : *b.mutable_frames()) {
+      switch (f.kind_case()) {
+        case pb::Frame::kAccepted: {
+          const auto& a = f.accepted();
+          outcome_.accepted = true;
+          server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
+          max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
+          console("Forwarding  " + a.public_url() + " -> http://" + opts_.local_host + ":" +
+                  std::to_string(opts_.local_port));
+          break;
+        }
+        case pb::Frame::kRefused:
+          outcome_.refused = true;
+          outcome_.message = f.refused().message();
+          break;
+        case pb::Frame::kGoAway:
+          outcome_.going_away = true;
+          outcome_.message = "server is going away: " + f.go_away().message();
+          break;
+        case pb::Frame::kRequestHead: {
+          auto id = f.exchange_id();
+          if (!outcome_.accepted || exchanges_.contains(id)) break;
+          auto ex = std::make_shared<local_exchange>(ioc_, shared_from_this(), id, std::move(*f.mutable_request_head()),
+                                                     server_window_, opts_.initial_window, max_frame_, pool_, local_);
+          exchanges_.emplace(id, ex);
+          ex->start();
+          break;
+        }
+        case pb::Frame::kData:
+        case pb::Frame::kWindowUpdate:
+        case pb::Frame::kReset: {
+          auto it = exchanges_.find(f.exchange_id());
+          if (it == exchanges_.end()) break;  // finished: late frames are expected
+          auto ex = it->second;
+          if (f.has_reset()) exchanges_.erase(it);
+          ex->on_frame(std::move(f));
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    writer_.detach();
+    for (auto& [id, ex] : exchanges_) ex->cancel();
+    exchanges_.clear();
+    RemoveHold();
+  }
+
+  asio::io_context& ioc_;
+  strand_t strand_;
+  const client_options& opts_;
+  conn_pool& pool_;
+  tcp::endpoint local_;
+  std::function<void(session_outcome)> on_end_;
+  std::shared_ptr<tunnel_session> self_;
+  grpc::ClientContext ctx_;
+  pb::Batch in_;
+  // strand only
+  frame_writer<tunnel_session> writer_;
+  std::unordered_map<uint64_t, std::shared_ptr<local_exchange>> exchanges_;
+  session_outcome outcome_;
+  uint32_t server_window_ = 64 * 1024;
+  uint32_t max_frame_ = 64 * 1024;
+  bool closed_ = false;
+};
+
+void local_exchange::send(pb::Frame&& f) { session_->send(std::move(f)); }
+void local_exchange::release() { session_->release(id_); }
+
+}  // namespace
+
+struct client::impl {
+  explicit impl(client_options o) : opts(std::move(o)), ioc(static_cast<int>(opts.threads)) {}
+  client_options opts;
+  asio::io_context ioc;
+  conn_pool pool;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::shared_ptr<tunnel_session> current;
+};
+
+client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {}
+client::~client() = default;
+
+int client::run() {
+  auto& o = impl_->opts;
+  tcp::endpoint local;
+  {
+    tcp::resolver resolver(impl_->ioc);
+    error_code ec;
+    auto results = resolver.resolve(o.local_host, std::to_string(o.local_port), ec);
+    if (ec || results.empty()) {
+      spdlog::error("cannot resolve local service {}: {}", o.local_host, ec.message());
+      return 1;
+    }
+    local = *results.begin();
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(8 << 20);
+  args.SetMaxSendMessageSize(8 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  auto channel = grpc::CreateCustomChannel(o.server, grpc::InsecureChannelCredentials(), args);
+  auto stub = pb::Tunnel::NewStub(channel);
+
+  auto work = asio::make_work_guard(impl_->ioc);
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < std::max(1u, o.threads); ++i) threads.emplace_back([this] { impl_->ioc.run(); });
+
+  std::mt19937 rng(std::random_device{}());
+  auto backoff = std::chrono::milliseconds(1000);
+  bool ever_accepted = false;
+  int exit_code = 0;
+  for (;;) {
+    std::optional<session_outcome> outcome;
+    {
+      std::unique_lock lk(impl_->mu);
+      if (impl_->stopping) break;
+      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, o, impl_->pool, local, [this, &outcome](session_outcome r) {
+        std::lock_guard lk2(impl_->mu);
+        outcome = std::move(r);
+        impl_->cv.notify_all();
+      });
+    }
+    impl_->current->start(*stub);
+    {
+      std::unique_lock lk(impl_->mu);
+      impl_->cv.wait(lk, [&] { return outcome.has_value(); });
+      impl_->current.reset();
+      if (impl_->stopping) break;
+    }
+    impl_->pool.clear();
+    if (outcome->refused) {
+      if (!ever_accepted) {
+        spdlog::error("the server refused the tunnel: {}", outcome->message);
+        exit_code = 1;
+        break;
+      }
+      spdlog::warn("the server refused the tunnel: {}", outcome->message);
+    }
+    if (outcome->accepted) {
+      ever_accepted = true;
+      backoff = std::chrono::milliseconds(1000);
+    }
+    // Jitter spreads reconnects of many clients after a server restart.
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    auto wait = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng)));
+    spdlog::warn("tunnel lost ({}); reconnecting in {:.1f}s", outcome->message, wait.count() / 1000.0);
+    {
+      std::unique_lock lk(impl_->mu);
+      if (impl_->cv.wait_for(lk, wait, [&] { return impl_->stopping; })) break;
+    }
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+  }
+  work.reset();
+  impl_->pool.clear();
+  impl_->ioc.stop();
+  for (auto& t : threads) t.join();
+  return exit_code;
+}
+
+void client::stop() {
+  std::lock_guard lk(impl_->mu);
+  impl_->stopping = true;
+  if (impl_->current) impl_->current->stop();
+  impl_->cv.notify_all();
+}
+
+}  // namespace grok

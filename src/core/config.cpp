@@ -1,1 +1,565 @@
+#include "grok/config.hpp"
 
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+
+#include "grok/host.hpp"
+
+namespace grok {
+namespace {
+
+constexpr uint64_t kib = 1024;
+constexpr uint64_t mib = 1024 * kib;
+
+// A year is far beyond any sane timeout, and the cap keeps deadline
+// arithmetic in nanoseconds (steady_clock) far from overflow.
+constexpr int64_t max_duration_ms = 8760LL * 3600 * 1000;
+
+const char* const log_levels = "trace, debug, info, warn, error, critical, off";
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string lowered(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+  return out;
+}
+
+// Digits only: yaml-cpp's own conversions accept hex, signs and spaces,
+// which would let "0x10" or "-1" slip through as something unintended.
+std::optional<uint64_t> parse_uint(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (!is_digit(c)) return std::nullopt;
+    auto d = static_cast<uint64_t>(c - '0');
+    if (v > (std::numeric_limits<uint64_t>::max() - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+std::string format_size(uint64_t bytes) {
+  if (bytes != 0 && bytes % mib == 0) return std::to_string(bytes / mib) + "MiB";
+  if (bytes != 0 && bytes % kib == 0) return std::to_string(bytes / kib) + "KiB";
+  return std::to_string(bytes) + " bytes";
+}
+
+// Optimal string alignment distance, so a swapped pair ("prot") counts as one edit.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// Case and '-' vs '_' are the commonest slips, so they cost nothing here.
+std::string suggestion_form(std::string_view key) {
+  std::string s = lowered(key);
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+}
+
+bool valid_hostname(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  size_t start = 0;
+  while (start <= name.size()) {
+    auto dot = name.find('.', start);
+    auto label = name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty() || label.size() > 63) return false;
+    if (label.front() == '-' || label.back() == '-') return false;
+    for (char c : label)
+      if (!(is_digit(c) || (c >= 'a' && c <= 'z') || c == '-')) return false;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return true;
+}
+
+bool valid_log_level(const std::string& s) {
+  static constexpr std::array<std::string_view, 7> levels = {"trace", "debug", "info",    "warn",
+                                                             "error", "critical", "off"};
+  return std::find(levels.begin(), levels.end(), s) != levels.end();
+}
+
+// Keeps a multi-line or binary value from breaking the one-line error format.
+std::string printable(std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Null: return "nothing";
+    default: return "'" + n.Scalar() + "'";
+  }
+}
+
+// Never echoes the value: used where the value may be a secret.
+std::string describe_kind(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Null: return "nothing";
+    default: return "a string";
+  }
+}
+
+struct entry {
+  std::string path;
+  int line;  // 0-based, from yaml-cpp; -1 when unknown
+  YAML::Node value;
+};
+
+struct key_handler {
+  const char* name;
+  std::function<void(const entry&)> apply;
+};
+
+class reader {
+ public:
+  explicit reader(const std::string& source) : source_(source) {}
+
+  [[noreturn]] void fail(int line, const std::string& path, const std::string& reason) const {
+    std::string msg = source_;
+    if (line >= 0) msg += ":" + std::to_string(line + 1);
+    msg += ": ";
+    if (!path.empty()) msg += path + ": ";
+    throw config_error(printable(msg + reason));
+  }
+  [[noreturn]] void fail(const entry& e, const std::string& reason) const { fail(e.line, e.path, reason); }
+
+  // Parses the whole text into one document; nullopt for an empty one.
+  std::optional<YAML::Node> load(const std::string& text) const {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(text);
+    } catch (const YAML::Exception& ex) {
+      fail(ex.mark.is_null() ? -1 : ex.mark.line, "", "syntax error: " + ex.msg);
+    }
+    if (docs.size() > 1) fail(docs[1].Mark().line, "", "expected a single YAML document, found more");
+    if (docs.empty() || docs[0].IsNull()) return std::nullopt;
+    if (!docs[0].IsMap()) fail(docs[0].Mark().line, "", "expected a map at the top level, got " + describe(docs[0]));
+    return docs[0];
+  }
+
+  // Walks a map, rejecting non-string, duplicate and unknown keys before
+  // handing each value to its handler.
+  void read_map(const YAML::Node& map, const std::string& prefix, const std::vector<key_handler>& keys) const {
+    std::unordered_map<std::string, int> seen;
+    // Copies, not references: yaml-cpp's iterator hands out a temporary proxy.
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      YAML::Node key = it->first;
+      YAML::Node value = it->second;
+      int line = key.Mark().line;
+      if (!key.IsScalar()) fail(line, prefix, "keys must be strings, got " + describe_kind(key));
+      const std::string& name = key.Scalar();
+      std::string path = prefix.empty() ? name : prefix + "." + name;
+      auto [prev, fresh] = seen.emplace(name, line);
+      if (!fresh) fail(line, path, "duplicate key (first set on line " + std::to_string(prev->second + 1) + ")");
+      auto h = std::find_if(keys.begin(), keys.end(), [&](const key_handler& k) { return name == k.name; });
+      if (h == keys.end()) fail(line, path, unknown_key_reason(name, keys));
+      h->apply(entry{path, line, value});
+    }
+  }
+
+  // A section written with all of its keys commented out is null; that
+  // means "all defaults", not an error.
+  void read_section(const entry& e, const std::vector<key_handler>& keys) const {
+    if (e.value.IsNull()) return;
+    if (!e.value.IsMap()) fail(e, "expected a map, got " + describe(e.value));
+    read_map(e.value, e.path, keys);
+  }
+
+  const std::string& scalar(const entry& e, const std::string& expected) const {
+    if (e.value.IsNull()) fail(e, "missing value (expected " + expected + ")");
+    if (!e.value.IsScalar()) fail(e, "expected " + expected + ", got " + describe(e.value));
+    return e.value.Scalar();
+  }
+
+  uint64_t integer(const entry& e, uint64_t lo, uint64_t hi) const {
+    std::string expected = "an integer in " + std::to_string(lo) + ".." + std::to_string(hi);
+    const auto& s = scalar(e, expected);
+    auto v = parse_uint(s);
+    if (!v || *v < lo || *v > hi) fail(e, "expected " + expected + ", got '" + s + "'");
+    return *v;
+  }
+
+  uint16_t port(const entry& e) const { return static_cast<uint16_t>(integer(e, 0, 65535)); }
+
+  std::chrono::milliseconds duration(const entry& e, bool allow_zero) const {
+    const auto& s = scalar(e, "a duration such as 30s");
+    std::chrono::milliseconds d;
+    try {
+      d = parse_duration(s);
+    } catch (const std::invalid_argument& ex) {
+      fail(e, ex.what());
+    }
+    if (!allow_zero && d.count() == 0) fail(e, "must be greater than 0, got '" + s + "'");
+    return d;
+  }
+
+  uint64_t size(const entry& e, uint64_t lo, uint64_t hi) const {
+    const auto& s = scalar(e, "a size such as 64KiB");
+    uint64_t v = 0;
+    try {
+      v = parse_size(s);
+    } catch (const std::invalid_argument& ex) {
+      fail(e, ex.what());
+    }
+    if (v < lo || v > hi) {
+      std::string range = hi == std::numeric_limits<uint64_t>::max()
+                              ? "of at least " + format_size(lo)
+                              : "in " + format_size(lo) + ".." + format_size(hi);
+      fail(e, "expected a size " + range + ", got '" + s + "'");
+    }
+    return v;
+  }
+
+  std::string address(const entry& e) const {
+    const auto& s = scalar(e, "an address");
+    if (s.empty()) fail(e, "must not be empty");
+    if (std::any_of(s.begin(), s.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
+      fail(e, "must not contain whitespace, got '" + s + "'");
+    return s;
+  }
+
+  std::string log_level(const entry& e) const {
+    const auto& s = scalar(e, std::string("one of ") + log_levels);
+    if (!valid_log_level(s)) fail(e, std::string("expected one of ") + log_levels + ", got '" + s + "'");
+    return s;
+  }
+
+  // Token values are secrets: errors name the position, never the value.
+  std::string token(const entry& e, bool allow_empty) const {
+    if (e.value.IsNull()) {
+      if (allow_empty) return {};
+      fail(e, "token must not be empty");
+    }
+    if (!e.value.IsScalar()) fail(e, "expected a string, got " + describe_kind(e.value));
+    const auto& s = e.value.Scalar();
+    if (s.empty() && !allow_empty) fail(e, "token must not be empty");
+    for (char c : s) {
+      auto u = static_cast<unsigned char>(c);
+      if (std::isspace(u)) fail(e, "token must not contain whitespace");
+      // gRPC metadata values must be printable ASCII.
+      if (u < 0x21 || u > 0x7e) fail(e, "token must contain only printable ASCII characters");
+    }
+    return s;
+  }
+
+ private:
+  static std::string unknown_key_reason(const std::string& name, const std::vector<key_handler>& keys) {
+    std::string wanted = suggestion_form(name);
+    const char* best = nullptr;
+    size_t best_distance = 3;
+    for (const auto& k : keys) {
+      size_t d = edit_distance(wanted, k.name);
+      if (d < best_distance) {
+        best_distance = d;
+        best = k.name;
+      }
+    }
+    if (!best) return "unknown key";
+    return std::string("unknown key, did you mean '") + best + "'?";
+  }
+
+  const std::string& source_;
+};
+
+}  // namespace
+
+std::chrono::milliseconds parse_duration(const std::string& text) {
+  const std::string usage = "invalid duration '" + text + "': expected whole numbers with units ms, s, m or h, " +
+                            "e.g. 30s, 250ms, 2m30s (a bare number is seconds)";
+  if (text.empty()) throw std::invalid_argument("invalid duration '': must not be empty");
+  if (text.front() == '-') throw std::invalid_argument("invalid duration '" + text + "': must not be negative");
+  auto too_large = [&] {
+    return std::invalid_argument("invalid duration '" + text + "': too large (at most 8760h)");
+  };
+
+  if (auto secs = parse_uint(text)) {
+    if (*secs > static_cast<uint64_t>(max_duration_ms / 1000)) throw too_large();
+    return std::chrono::milliseconds(static_cast<int64_t>(*secs) * 1000);
+  }
+
+  struct unit {
+    std::string_view name;
+    int64_t ms;
+  };
+  static constexpr std::array<unit, 4> units = {{{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}}};
+
+  int64_t total = 0;
+  size_t last_rank = units.size();  // none yet
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && is_digit(text[i])) ++i;
+    if (i == start) throw std::invalid_argument(usage);
+    auto n = parse_uint(std::string_view(text).substr(start, i - start));
+    size_t ustart = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    auto name = std::string_view(text).substr(ustart, i - ustart);
+    if (name.empty()) throw std::invalid_argument(usage);
+    auto u = std::find_if(units.begin(), units.end(), [&](const unit& x) { return x.name == name; });
+    if (u == units.end())
+      throw std::invalid_argument("invalid duration '" + text + "': unknown unit '" + std::string(name) +
+                                  "' (use ms, s, m or h)");
+    auto rank = static_cast<size_t>(u - units.begin());
+    if (last_rank != units.size() && rank <= last_rank)
+      throw std::invalid_argument("invalid duration '" + text + "': units must go from largest to smallest, each once");
+    last_rank = rank;
+    if (!n || *n > static_cast<uint64_t>(max_duration_ms / u->ms)) throw too_large();
+    total += static_cast<int64_t>(*n) * u->ms;
+    if (total > max_duration_ms) throw too_large();
+  }
+  return std::chrono::milliseconds(total);
+}
+
+uint64_t parse_size(const std::string& text) {
+  const std::string usage = "invalid size '" + text + "': expected a whole number with an optional unit " +
+                            "B, KB, MB, GB, TB, KiB, MiB, GiB or TiB, e.g. 64KiB";
+  size_t i = 0;
+  while (i < text.size() && is_digit(text[i])) ++i;
+  if (i == 0) throw std::invalid_argument(usage);
+  auto n = parse_uint(std::string_view(text).substr(0, i));
+  if (!n) throw std::invalid_argument("invalid size '" + text + "': too large");
+  size_t ustart = i;
+  while (ustart < text.size() && text[ustart] == ' ') ++ustart;
+  auto name = std::string_view(text).substr(ustart);
+
+  struct unit {
+    std::string_view name;
+    uint64_t bytes;
+  };
+  static constexpr std::array<unit, 10> units = {{{"", 1},
+                                                  {"B", 1},
+                                                  {"KB", 1000},
+                                                  {"MB", 1000 * 1000},
+                                                  {"GB", 1000 * 1000 * 1000},
+                                                  {"TB", 1000ull * 1000 * 1000 * 1000},
+                                                  {"KiB", kib},
+                                                  {"MiB", mib},
+                                                  {"GiB", 1024 * mib},
+                                                  {"TiB", 1024 * 1024 * mib}}};
+  if (ustart != i && name.empty()) throw std::invalid_argument(usage);
+  auto u = std::find_if(units.begin(), units.end(), [&](const unit& x) { return x.name == name; });
+  if (u == units.end()) {
+    bool alpha = std::all_of(name.begin(), name.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
+    if (!alpha) throw std::invalid_argument(usage);
+    throw std::invalid_argument("invalid size '" + text + "': unknown unit '" + std::string(name) +
+                                "' (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)");
+  }
+  if (*n > std::numeric_limits<uint64_t>::max() / u->bytes)
+    throw std::invalid_argument("invalid size '" + text + "': too large");
+  return *n * u->bytes;
+}
+
+server_config parse_server_config(const std::string& yaml_text, const std::string& source) {
+  reader r(source);
+  server_config cfg;
+  cfg.source = source;
+  auto root = r.load(yaml_text);
+  if (!root) return cfg;
+
+  std::optional<int> initial_window_line;
+  std::optional<int> max_frame_size_line;
+  const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
+
+  r.read_map(*root, "", {
+    {"server", [&](const entry& e) {
+      r.read_section(e, {
+        {"domain", [&](const entry& f) {
+          const auto& raw = r.scalar(f, "a hostname");
+          auto d = normalize_domain(raw);
+          if (d.empty()) r.fail(f, "must not be empty");
+          if (!valid_hostname(d)) r.fail(f, "expected a hostname such as tunnel.example.com, got '" + raw + "'");
+          cfg.domain = d;
+        }},
+        {"bind_address", [&](const entry& f) { cfg.bind_address = r.address(f); }},
+        {"http_port", [&](const entry& f) { cfg.http_port = r.port(f); }},
+        {"grpc_address", [&](const entry& f) { cfg.grpc_address = r.address(f); }},
+        {"grpc_port", [&](const entry& f) { cfg.grpc_port = r.port(f); }},
+        {"api_address", [&](const entry& f) { cfg.api_address = r.address(f); }},
+        {"api_port", [&](const entry& f) { cfg.api_port = r.port(f); }},
+        {"drain_timeout", [&](const entry& f) { cfg.drain_timeout = r.duration(f, false); }},
+        {"max_body_size", [&](const entry& f) {
+          cfg.max_body_size = r.size(f, 0, std::numeric_limits<uint64_t>::max());
+        }},
+        {"max_header_bytes", [&](const entry& f) {
+          cfg.max_header_bytes = static_cast<uint32_t>(r.size(f, kib, mib));
+        }},
+        {"read_header_timeout", [&](const entry& f) { cfg.read_header_timeout = r.duration(f, false); }},
+        {"idle_timeout", [&](const entry& f) { cfg.idle_timeout = r.duration(f, false); }},
+      });
+    }},
+    {"tunnels", [&](const entry& e) {
+      r.read_section(e, {
+        {"worker_pool_size", [&](const entry& f) {
+          cfg.worker_pool_size = static_cast<unsigned>(r.integer(f, 0, 1024));
+        }},
+        {"response_timeout", [&](const entry& f) { cfg.response_timeout = r.duration(f, false); }},
+        {"heartbeat_interval", [&](const entry& f) { cfg.heartbeat_interval = r.duration(f, false); }},
+        {"max_per_token", [&](const entry& f) {
+          cfg.max_per_token = static_cast<unsigned>(r.integer(f, 0, u32_max));
+        }},
+        {"initial_window", [&](const entry& f) {
+          cfg.initial_window = static_cast<uint32_t>(r.size(f, kib, 16 * mib));
+          initial_window_line = f.line;
+        }},
+        {"max_frame_size", [&](const entry& f) {
+          cfg.max_frame_size = static_cast<uint32_t>(r.size(f, kib, mib));
+          max_frame_size_line = f.line;
+        }},
+        {"max_exchanges", [&](const entry& f) {
+          cfg.max_exchanges = static_cast<uint32_t>(r.integer(f, 1, 100000));
+        }},
+        {"max_queued_bytes", [&](const entry& f) {
+          cfg.max_queued_bytes = r.size(f, kib, std::numeric_limits<uint64_t>::max());
+        }},
+        {"name_grace", [&](const entry& f) { cfg.name_grace = r.duration(f, true); }},
+      });
+    }},
+    {"auth", [&](const entry& e) {
+      r.read_section(e, {
+        {"tokens", [&](const entry& f) {
+          cfg.tokens.clear();
+          if (f.value.IsNull()) return;  // every token commented out: auth off
+          if (!f.value.IsSequence()) r.fail(f, "expected a list of strings, got " + describe_kind(f.value));
+          for (size_t i = 0; i < f.value.size(); ++i) {
+            YAML::Node item = f.value[i];
+            entry t{f.path + "[" + std::to_string(i) + "]", item.Mark().line, item};
+            auto tok = r.token(t, false);
+            auto dup = std::find(cfg.tokens.begin(), cfg.tokens.end(), tok);
+            if (dup != cfg.tokens.end())
+              r.fail(t, "duplicate of " + f.path + "[" + std::to_string(dup - cfg.tokens.begin()) + "]");
+            cfg.tokens.push_back(std::move(tok));
+          }
+        }},
+      });
+    }},
+    {"logging", [&](const entry& e) {
+      r.read_section(e, {
+        {"level", [&](const entry& f) { cfg.log_level = r.log_level(f); }},
+        {"format", [&](const entry& f) {
+          const auto& s = r.scalar(f, "text or json");
+          if (s != "text" && s != "json") r.fail(f, "expected text or json, got '" + s + "'");
+          cfg.log_format = s;
+        }},
+      });
+    }},
+  });
+
+  if (cfg.max_frame_size > cfg.initial_window) {
+    if (max_frame_size_line)
+      r.fail(*max_frame_size_line, "tunnels.max_frame_size",
+             "must not exceed tunnels.initial_window (" + format_size(cfg.initial_window) + ")");
+    r.fail(initial_window_line.value_or(-1), "tunnels.initial_window",
+           "must be at least tunnels.max_frame_size (" + format_size(cfg.max_frame_size) + ")");
+  }
+  return cfg;
+}
+
+client_config parse_client_config(const std::string& yaml_text, const std::string& source) {
+  reader r(source);
+  client_config cfg;
+  cfg.source = source;
+  auto root = r.load(yaml_text);
+  if (!root) return cfg;
+
+  r.read_map(*root, "", {
+    {"server", [&](const entry& e) {
+      const auto& s = r.scalar(e, "host:port");
+      auto colon = s.rfind(':');
+      if (colon == std::string::npos || colon == 0)
+        r.fail(e, "expected host:port such as tunnel.example.com:4443, got '" + s + "'");
+      auto host = std::string_view(s).substr(0, colon);
+      auto port = parse_uint(std::string_view(s).substr(colon + 1));
+      if (!port || *port == 0 || *port > 65535)
+        r.fail(e, "expected a port in 1..65535 after the last ':', got '" + s + "'");
+      bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+      if (!bracketed && host.find(':') != std::string_view::npos)
+        r.fail(e, "IPv6 addresses must be in brackets, e.g. [::1]:4443, got '" + s + "'");
+      if (std::any_of(s.begin(), s.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
+        r.fail(e, "must not contain whitespace, got '" + s + "'");
+      cfg.server = s;
+    }},
+    {"token", [&](const entry& e) { cfg.token = r.token(e, true); }},
+    {"log_level", [&](const entry& e) { cfg.log_level = r.log_level(e); }},
+  });
+  return cfg;
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw config_error(path + ": cannot read: " + std::strerror(errno));
+  std::string text;
+  char buf[8192];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  // fopen succeeds on a directory; the error only shows up on read.
+  int err = std::ferror(f) ? errno : 0;
+  std::fclose(f);
+  if (err) throw config_error(path + ": cannot read: " + std::strerror(err));
+  return text;
+}
+
+}  // namespace
+
+server_config load_server_config(const std::string& path) { return parse_server_config(read_file(path), path); }
+
+client_config load_client_config(const std::string& path) { return parse_client_config(read_file(path), path); }
+
+unsigned effective_worker_count(const server_config& cfg, const char* env_value) {
+  unsigned n = cfg.worker_pool_size;
+  if (env_value && *env_value) {
+    auto v = parse_uint(env_value);
+    if (!v || *v > 1024)
+      throw config_error(std::string("GROK_WORKER_POOL_SIZE: expected an integer in 0..1024, got '") + env_value + "'");
+    n = static_cast<unsigned>(*v);
+  }
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  return n;
+}
+
+}  // namespace grok

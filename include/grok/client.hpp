@@ -1,0 +1,46 @@
+#pragma once
+// grok (the client): holds one gRPC stream to grok-server and replays each
+// public request against the local service.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace grok {
+
+struct client_options {
+  std::string server = "127.0.0.1:4443";  ///< grok-server's tunnel address, HOST:PORT
+  std::string token;
+  std::string subdomain;                  ///< empty: the server picks a name
+  std::string local_host = "127.0.0.1";
+  uint16_t local_port = 0;
+  unsigned threads = 2;
+  uint32_t initial_window = 512 * 1024;   ///< request bytes the server may send ahead per exchange
+};
+
+class client {
+ public:
+  explicit client(client_options opts);
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Connects, serves, reconnects with backoff (1 s doubling to 30 s, with
+  /// jitter) until stop(). Returns 0 after stop(), 1 when the server refuses
+  /// the first connection (bad token, name taken, bad name).
+  int run();
+  /// Any thread (signal handlers excluded): closes the stream; the server
+  /// answers in-flight requests at once.
+  void stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Splits "[HOST:]PORT" into host and port; throws std::invalid_argument
+/// with a readable reason.
+std::pair<std::string, uint16_t> parse_local_address(const std::string& text);
+
+}  // namespace grok

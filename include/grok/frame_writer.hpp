@@ -1,0 +1,89 @@
+#pragma once
+// The one writer of a tunnel's gRPC stream. Lives on the tunnel's strand:
+// push() and on_write_done() run there, never concurrently, so no mutex
+// guards the stream. One StartWrite is in flight at a time and carries
+// every frame queued when it started (control frames first), which is
+// what keeps the strand design fast: one write per burst, not per frame.
+
+#include <cstdint>
+
+#include "grok/outbox.hpp"
+
+namespace grok {
+
+template <class Reactor>
+class frame_writer {
+ public:
+  explicit frame_writer(uint64_t max_batch_bytes = 256 * 1024) : max_batch_bytes_(max_batch_bytes) {}
+
+  /// Strand only. The reactor must outlive every write it is given; call
+  /// detach() before it may go away.
+  void attach(Reactor* r) { reactor_ = r; }
+  void detach() {
+    reactor_ = nullptr;
+    box_.clear();
+  }
+
+  /// Strand only.
+  void push(pb::Frame&& f) {
+    box_.push(std::move(f));
+    pump();
+  }
+
+  /// Strand only: the previous write finished; false = stream broken.
+  void on_write_done(bool ok) {
+    writing_ = false;
+    if (!ok) {
+      detach();
+      return;
+    }
+    pump();
+  }
+
+  bool writing() const { return writing_; }
+  uint64_t queued_bytes() const { return box_.queued_bytes(); }
+  bool idle() const { return !writing_ && box_.empty(); }
+
+ private:
+  void pump() {
+    if (writing_ || reactor_ == nullptr || box_.empty()) return;
+    batch_.Clear();
+    box_.drain_into(batch_, max_batch_bytes_);
+    writing_ = true;
+    reactor_->StartWrite(&batch_);  // batch_ stays untouched until on_write_done
+  }
+
+  uint64_t max_batch_bytes_;
+  Reactor* reactor_ = nullptr;
+  outbox box_;
+  pb::Batch batch_;
+  bool writing_ = false;
+};
+
+/// Frame constructors shared by both ends.
+inline pb::Frame make_window_update(uint64_t id, uint32_t increment) {
+  pb::Frame f;
+  f.set_exchange_id(id);
+  f.mutable_window_update()->set_increment(increment);
+  return f;
+}
+
+inline pb::Frame make_reset(uint64_t id, pb::Reset::Code code, std::string message) {
+  pb::Frame f;
+  f.set_exchange_id(id);
+  auto* r = f.mutable_reset();
+  r->set_code(code);
+  r->set_message(std::move(message));
+  return f;
+}
+
+inline pb::Frame make_data(uint64_t id, std::string&& payload, bool end_stream) {
+  pb::Frame f;
+  f.set_exchange_id(id);
+  auto* d = f.mutable_data();
+  d->set_payload(std::move(payload));
+  d->set_end_stream(end_stream);
+  return f;
+}
+
+}  // namespace grok

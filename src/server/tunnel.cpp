@@ -1,0 +1,370 @@
+#include "tunnel.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/asio/post.hpp>
+
+#include "grok/host.hpp"
+
+namespace grok::server_detail {
+
+namespace {
+
+using digest = std::array<unsigned char, 32>;
+
+digest sha256(std::string_view s) {
+  digest d{};
+  unsigned len = 0;
+  EVP_Digest(s.data(), s.size(), d.data(), &len, EVP_sha256(), nullptr);
+  return d;
+}
+
+/// Compares digests so the time taken says nothing about the token.
+bool token_allowed(const std::vector<std::string>& tokens, const std::string& presented) {
+  if (tokens.empty()) return true;
+  auto p = sha256(presented);
+  bool ok = false;
+  for (const auto& t : tokens) {
+    auto d = sha256(t);
+    ok |= CRYPTO_memcmp(d.data(), p.data(), d.size()) == 0;
+  }
+  return ok;
+}
+
+std::string public_url(const server_config& cfg, uint16_t port, const std::string& name) {
+  std::string url = "http://" + name + "." + cfg.domain;
+  if (port != 80) url += ":" + std::to_string(port);
+  return url;
+}
+
+}  // namespace
+
+class tunnel_reactor final : public grpc::ServerBidiReactor<pb::Batch, pb::Batch> {
+ public:
+  explicit tunnel_reactor(std::shared_ptr<tunnel> t) : t_(std::move(t)) {}
+  void start() {
+    t_->attach(this);
+    StartRead(&in_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      t_->post_read_closed();
+      return;
+    }
+    // Hand the batch off before re-arming the read, so frames keep their order.
+    t_->post_batch(std::make_shared<pb::Batch>(std::move(in_)));
+    in_.Clear();
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool ok) override { t_->post_write_done(ok); }
+  void OnCancel() override { t_->post_cancelled(); }
+  void OnDone() override {
+    t_->post_done();
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<tunnel> t_;
+  pb::Batch in_;
+};
+
+// ---- server_state ---------------------------------------------------------
+
+server_state::claim_result server_state::claim(const std::string& name, const std::shared_ptr<tunnel>& t) {
+  std::lock_guard lk(mu_);
+  auto [it, inserted] = names_.try_emplace(name, t);
+  if (!inserted) return claim_result::taken;
+  offline_.erase(name);
+  return claim_result::ok;
+}
+
+void server_state::release(const std::string& name, const tunnel* t) {
+  std::lock_guard lk(mu_);
+  auto it = names_.find(name);
+  if (it == names_.end() || it->second.get() != t) return;
+  names_.erase(it);
+  auto now = clock::now();
+  std::erase_if(offline_, [&](const auto& kv) { return kv.second <= now; });
+  offline_[name] = now + cfg_->name_grace;
+}
+
+server_state::lookup server_state::find(const std::string& name) {
+  std::lock_guard lk(mu_);
+  if (auto it = names_.find(name); it != names_.end()) return {it->second, false};
+  auto off = offline_.find(name);
+  return {nullptr, off != offline_.end() && off->second > clock::now()};
+}
+
+std::string server_state::random_free_name() {
+  static constexpr char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  for (;;) {
+    std::array<unsigned char, 10> raw{};
+    RAND_bytes(raw.data(), raw.size());
+    std::string name;
+    for (auto c : raw) name += alphabet[c % 36];
+    std::lock_guard lk(mu_);
+    if (!names_.contains(name) && !offline_.contains(name)) return name;
+  }
+}
+
+std::vector<std::shared_ptr<tunnel>> server_state::tunnels() {
+  std::lock_guard lk(mu_);
+  std::vector<std::shared_ptr<tunnel>> out;
+  out.reserve(names_.size());
+  for (auto& [_, t] : names_) out.push_back(t);
+  return out;
+}
+
+size_t server_state::tunnel_count() {
+  std::lock_guard lk(mu_);
+  return names_.size();
+}
+
+// ---- tunnel ---------------------------------------------------------------
+
+tunnel::tunnel(server_state& state, std::string peer, uint64_t conn_id)
+    : state_(state),
+      cfg_(state.config()),
+      strand_(asio::make_strand(state.ioc())),
+      hello_timer_(strand_),
+      peer_(std::move(peer)),
+      conn_id_(conn_id) {}
+
+void tunnel::attach(tunnel_reactor* r) {
+  asio::post(strand_, [self = shared_from_this(), r] {
+    self->reactor_ = r;
+    self->writer_.attach(r);
+    self->start_hello_timer();
+  });
+}
+
+void tunnel::start_hello_timer() {
+  // An unauthenticated stream holds nothing for long.
+  hello_timer_.expires_after(std::chrono::seconds(10));
+  hello_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->phase_ != phase::hello) return;
+    spdlog::warn("tunnel conn={} peer={}: no Hello within 10s, closing", self->conn_id_, self->peer_);
+    self->close(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no Hello within 10s"), "no hello");
+  });
+}
+
+void tunnel::post_batch(std::shared_ptr<pb::Batch> b) {
+  asio::post(strand_, [self = shared_from_this(), b = std::move(b)] { self->handle_batch(*b); });
+}
+
+void tunnel::post_read_closed() {
+  asio::post(strand_, [self = shared_from_this()] {
+    self->close(grpc::Status::OK, "client closed the stream");
+  });
+}
+
+void tunnel::post_write_done(bool ok) {
+  asio::post(strand_, [self = shared_from_this(), ok] {
+    self->writer_.on_write_done(ok);
+    if (!ok) {
+      self->close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"), "stream write failed");
+    }
+    self->maybe_finish();
+  });
+}
+
+void tunnel::post_cancelled() {
+  asio::post(strand_, [self = shared_from_this()] {
+    self->close(grpc::Status::CANCELLED, "stream cancelled");
+  });
+}
+
+void tunnel::post_done() {
+  asio::post(strand_, [self = shared_from_this()] {
+    self->phase_ = phase::finished;
+    self->reactor_ = nullptr;
+    spdlog::debug("tunnel conn={} name={}: stream done", self->conn_id_, self->name_);
+  });
+}
+
+void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
+  asio::post(strand_, [self = shared_from_this(), sink = std::move(sink), head = std::move(head)]() mutable {
+    auto id = head.exchange_id();
+    if (self->phase_ != phase::open) {
+      sink->on_unavailable(id, 502, "tunnel offline");
+      return;
+    }
+    if (self->exchanges_.size() >= self->cfg_->max_exchanges) {
+      sink->on_unavailable(id, 503, "too many requests in flight on this tunnel");
+      return;
+    }
+    self->exchanges_.emplace(id, sink);
+    self->writer_.push(std::move(head));
+    sink->on_opened(id, self->client_window_);
+  });
+}
+
+void tunnel::send(pb::Frame&& f) {
+  asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
+    if (self->phase_ != phase::open) return;
+    self->writer_.push(std::move(f));
+    if (self->writer_.queued_bytes() > self->cfg_->max_queued_bytes) {
+      spdlog::warn("tunnel={} conn={}: {} bytes queued, client is not reading; closing",
+                   self->name_, self->conn_id_, self->writer_.queued_bytes());
+      self->close(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "client is not reading"),
+                  "queue limit");
+    }
+  });
+}
+
+void tunnel::close_exchange(uint64_t id) {
+  asio::post(strand_, [self = shared_from_this(), id] { self->exchanges_.erase(id); });
+}
+
+void tunnel::shutdown(std::string why) {
+  asio::post(strand_, [self = shared_from_this(), why = std::move(why)] {
+    if (self->phase_ == phase::open) {
+      pb::Frame f;
+      f.mutable_go_away()->set_message(why);
+      self->writer_.push(std::move(f));
+    }
+    self->close(grpc::Status(grpc::StatusCode::UNAVAILABLE, why), why);
+  });
+}
+
+void tunnel::handle_batch(pb::Batch& b) {
+  for (auto& f : *b.mutable_frames()) {
+    if (phase_ == phase::hello) {
+      if (!f.has_hello()) {
+        refuse(pb::Refused::PROTOCOL_ERROR, "the first frame must be Hello");
+        return;
+      }
+      handle_hello(f.hello());
+      continue;
+    }
+    if (phase_ != phase::open) return;
+    switch (f.kind_case()) {
+      case pb::Frame::kResponseHead:
+      case pb::Frame::kData:
+      case pb::Frame::kWindowUpdate:
+      case pb::Frame::kReset:
+        deliver(std::move(f));
+        break;
+      case pb::Frame::kGoAway:
+        // The client is leaving: route nothing new here, finish what is in flight.
+        if (registered_) state_.release(name_, this);
+        registered_ = false;
+        break;
+      default:
+        spdlog::warn("tunnel={} conn={}: unexpected frame kind {} from client; closing", name_, conn_id_,
+                     static_cast<int>(f.kind_case()));
+        close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unexpected frame"), "protocol error");
+        return;
+    }
+  }
+}
+
+void tunnel::deliver(pb::Frame&& f) {
+  auto id = f.exchange_id();
+  auto it = exchanges_.find(id);
+  if (it == exchanges_.end()) return;  // finished or cancelled: late frames are expected
+  auto sink = it->second;
+  if (f.has_reset()) exchanges_.erase(it);
+  sink->on_frame(id, std::move(f));
+}
+
+void tunnel::handle_hello(const pb::Hello& h) {
+  hello_timer_.cancel();
+  if (h.protocol_version() != protocol_version) {
+    refuse(pb::Refused::UNSUPPORTED_VERSION,
+           "protocol version " + std::to_string(h.protocol_version()) + " is not supported; this server speaks " +
+               std::to_string(protocol_version));
+    return;
+  }
+  if (!token_allowed(cfg_->tokens, h.token())) {
+    spdlog::warn("tunnel conn={} peer={}: refused: invalid token", conn_id_, peer_);
+    refuse(pb::Refused::BAD_TOKEN, "invalid token");
+    return;
+  }
+  std::string wanted = h.name();
+  std::transform(wanted.begin(), wanted.end(), wanted.begin(),
+                 [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+  if (wanted.empty()) {
+    wanted = state_.random_free_name();
+  } else if (!valid_tunnel_name(wanted)) {
+    refuse(pb::Refused::BAD_NAME, "'" + h.name() + "' is not a valid name: use 1-63 of a-z, 0-9 and '-'");
+    return;
+  }
+  name_ = wanted;
+  if (state_.claim(name_, shared_from_this()) != server_state::claim_result::ok) {
+    auto msg = "name '" + name_ + "' is already in use by another tunnel";
+    spdlog::warn("tunnel conn={} peer={}: refused: {}", conn_id_, peer_, msg);
+    name_.clear();
+    refuse(pb::Refused::NAME_TAKEN, msg);
+    return;
+  }
+  registered_ = true;
+  client_window_ = h.initial_window() == 0 ? cfg_->initial_window
+                                           : std::clamp<uint32_t>(h.initial_window(), 1024, 16u << 20);
+  phase_ = phase::open;
+  pb::Frame f;
+  auto* a = f.mutable_accepted();
+  a->set_protocol_version(protocol_version);
+  a->set_name(name_);
+  a->set_public_url(public_url(*cfg_, state_.public_port.load(), name_));
+  a->set_initial_window(cfg_->initial_window);
+  a->set_max_frame_size(cfg_->max_frame_size);
+  a->set_max_exchanges(cfg_->max_exchanges);
+  writer_.push(std::move(f));
+  spdlog::info("tunnel={} conn={} peer={}: online at {}", name_, conn_id_, peer_, public_url(*cfg_, state_.public_port.load(), name_));
+}
+
+void tunnel::refuse(pb::Refused::Reason reason, const std::string& message) {
+  pb::Frame f;
+  auto* r = f.mutable_refused();
+  r->set_reason(reason);
+  r->set_message(message);
+  writer_.push(std::move(f));
+  close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, message), "refused: " + message);
+}
+
+void tunnel::close(grpc::Status status, const std::string& why) {
+  if (phase_ == phase::closing || phase_ == phase::finished) {
+    // A cancel must not wait for a write that will never finish.
+    if (status.error_code() == grpc::StatusCode::CANCELLED && finish_pending_) {
+      writer_.detach();
+      maybe_finish();
+    }
+    return;
+  }
+  bool was_open = phase_ == phase::open;
+  phase_ = phase::closing;
+  hello_timer_.cancel();
+  if (registered_) state_.release(name_, this);
+  registered_ = false;
+  // In-flight exchanges learn at once; they answer 502 instead of waiting for a timeout.
+  auto exchanges = std::move(exchanges_);
+  exchanges_.clear();
+  for (auto& [id, sink] : exchanges) sink->on_unavailable(id, 502, "tunnel closed");
+  if (was_open) spdlog::info("tunnel={} conn={}: offline ({})", name_, conn_id_, why);
+  finish_pending_ = true;
+  finish_status_ = std::move(status);
+  if (finish_status_.error_code() == grpc::StatusCode::CANCELLED) writer_.detach();
+  maybe_finish();
+}
+
+void tunnel::maybe_finish() {
+  if (!finish_pending_ || reactor_ == nullptr || writer_.writing()) return;
+  finish_pending_ = false;
+  writer_.detach();
+  auto* r = reactor_;
+  r->Finish(finish_status_);
+}
+
+grpc::ServerBidiReactor<pb::Batch, pb::Batch>* tunnel_service::Connect(grpc::CallbackServerContext* ctx) {
+  auto t = std::make_shared<tunnel>(state_, ctx->peer(), next_conn_.fetch_add(1));
+  auto* r = new tunnel_reactor(t);
+  r->start();
+  return r;
+}
+
+}  // namespace grok::server_detail

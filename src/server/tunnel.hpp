@@ -1,0 +1,158 @@
+#pragma once
+// Server side of the tunnel: the gRPC reactor, the per-tunnel strand that
+// owns all tunnel state, and the registry of connected names.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "grok/config.hpp"
+#include "grok/frame_writer.hpp"
+#include "grok/tunnel/v1/tunnel.grpc.pb.h"
+
+namespace grok::server_detail {
+
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+
+inline constexpr uint32_t protocol_version = 1;
+
+/// The public side of one exchange. Called on the tunnel strand; an
+/// implementation hops to its own strand and never blocks.
+class exchange_sink {
+ public:
+  virtual ~exchange_sink() = default;
+  /// The tunnel registered the exchange and sent its head; `window` is the
+  /// client's initial credit for request bytes.
+  virtual void on_opened(uint64_t id, uint32_t window) = 0;
+  /// A frame from the tunnel client for this exchange.
+  virtual void on_frame(uint64_t id, pb::Frame&& f) = 0;
+  /// The exchange cannot go on: tunnel gone (502) or over its limit (503).
+  virtual void on_unavailable(uint64_t id, unsigned status, std::string reason) = 0;
+};
+
+class tunnel;
+
+/// Shared state every component sees.
+class server_state {
+ public:
+  server_state(asio::io_context& ioc, std::shared_ptr<const server_config> cfg)
+      : ioc_(ioc), cfg_(std::move(cfg)) {}
+  asio::io_context& ioc() { return ioc_; }
+  std::shared_ptr<const server_config> config() const {
+    std::lock_guard lk(mu_);
+    return cfg_;
+  }
+  void set_config(std::shared_ptr<const server_config> c) {
+    std::lock_guard lk(mu_);
+    cfg_ = std::move(c);
+  }
+
+  enum class claim_result { ok, taken };
+  claim_result claim(const std::string& name, const std::shared_ptr<tunnel>& t);
+  /// Drops `name` if still held by `t`; the name answers 502 until the grace expires.
+  void release(const std::string& name, const tunnel* t);
+  struct lookup {
+    std::shared_ptr<tunnel> t;
+    bool recently_offline = false;
+  };
+  lookup find(const std::string& name);
+  std::string random_free_name();
+  std::vector<std::shared_ptr<tunnel>> tunnels();
+  size_t tunnel_count();
+
+  /// The public HTTP port actually bound (differs from the config for port 0).
+  std::atomic<uint16_t> public_port{0};
+  std::atomic<uint64_t> exchanges_total{0};
+  std::atomic<int64_t> public_connections{0};
+
+ private:
+  asio::io_context& ioc_;
+  mutable std::mutex mu_;  // guards cfg_, names_, offline_
+  std::shared_ptr<const server_config> cfg_;
+  std::unordered_map<std::string, std::shared_ptr<tunnel>> names_;
+  std::unordered_map<std::string, clock::time_point> offline_;
+};
+
+class tunnel_reactor;
+
+class tunnel : public std::enable_shared_from_this<tunnel> {
+ public:
+  tunnel(server_state& state, std::string peer, uint64_t conn_id);
+
+  /// Any thread. Exchange ids are never reused on a stream.
+  uint64_t next_exchange_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  /// Any thread: registers the exchange and sends its RequestHead frame.
+  void open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head);
+  /// Any thread: queues a frame for the client.
+  void send(pb::Frame&& f);
+  /// Any thread: the public side is done with the exchange.
+  void close_exchange(uint64_t id);
+  /// Any thread: tell the client to go away and finish the stream.
+  void shutdown(std::string why);
+
+  /// Set once before the tunnel is registered, read-only afterwards.
+  const std::string& name() const { return name_; }
+  const std::string& peer() const { return peer_; }
+  uint64_t conn_id() const { return conn_id_; }
+
+  // Called by the reactor (gRPC threads); each only posts to the strand.
+  void post_batch(std::shared_ptr<pb::Batch> b);
+  void post_read_closed();
+  void post_write_done(bool ok);
+  void post_cancelled();
+  void post_done();
+  void attach(tunnel_reactor* r);
+
+ private:
+  enum class phase { hello, open, closing, finished };
+
+  // strand only below
+  void start_hello_timer();
+  void handle_batch(pb::Batch& b);
+  void handle_hello(const pb::Hello& h);
+  void refuse(pb::Refused::Reason reason, const std::string& message);
+  void close(grpc::Status status, const std::string& why);
+  void maybe_finish();
+  void deliver(pb::Frame&& f);
+
+  server_state& state_;
+  std::shared_ptr<const server_config> cfg_;  // snapshot at connect
+  asio::strand<asio::io_context::executor_type> strand_;
+  asio::steady_timer hello_timer_;
+  std::string peer_;
+  uint64_t conn_id_;
+  std::string name_;
+  std::atomic<uint64_t> next_id_{1};
+
+  // strand only
+  phase phase_ = phase::hello;
+  tunnel_reactor* reactor_ = nullptr;
+  frame_writer<tunnel_reactor> writer_;
+  bool finish_pending_ = false;
+  grpc::Status finish_status_;
+  bool registered_ = false;
+  uint32_t client_window_ = 0;
+  std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
+};
+
+class tunnel_service final : public pb::Tunnel::CallbackService {
+ public:
+  explicit tunnel_service(server_state& state) : state_(state) {}
+  grpc::ServerBidiReactor<pb::Batch, pb::Batch>* Connect(grpc::CallbackServerContext* ctx) override;
+
+ private:
+  server_state& state_;
+  std::atomic<uint64_t> next_conn_{1};
+};
+
+}  // namespace grok::server_detail

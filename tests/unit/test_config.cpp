@@ -1,0 +1,468 @@
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "grok/config.hpp"
+
+using namespace std::chrono_literals;
+using grok::config_error;
+using grok::parse_client_config;
+using grok::parse_duration;
+using grok::parse_server_config;
+using grok::parse_size;
+
+namespace {
+
+std::string server_error(const std::string& yaml) {
+  try {
+    parse_server_config(yaml, "x.yaml");
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+std::string client_error(const std::string& yaml) {
+  try {
+    parse_client_config(yaml, "c.yaml");
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+std::string invalid_argument_of(auto&& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+unsigned auto_workers() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+}  // namespace
+
+TEST_CASE("config: empty text, comments only and an empty document give defaults") {
+  for (const char* text : {"", "# nothing here\n", "---\n", "\n\n"}) {
+    CAPTURE(text);
+    auto cfg = parse_server_config(text, "empty.yaml");
+    grok::server_config defaults;
+    CHECK(cfg.source == "empty.yaml");
+    CHECK(cfg.domain == defaults.domain);
+    CHECK(cfg.bind_address == "0.0.0.0");
+    CHECK(cfg.http_port == 80);
+    CHECK(cfg.grpc_port == 4443);
+    CHECK(cfg.api_port == 0);
+    CHECK(cfg.drain_timeout == 30s);
+    CHECK(cfg.worker_pool_size == 0);
+    CHECK(cfg.initial_window == 512 * 1024);
+    CHECK(cfg.max_frame_size == 64 * 1024);
+    CHECK(cfg.max_exchanges == 1000);
+    CHECK(cfg.tokens.empty());
+    CHECK(cfg.log_level == "info");
+    CHECK(cfg.log_format == "text");
+  }
+  auto client = parse_client_config("", "c.yaml");
+  CHECK(client.server == "127.0.0.1:4443");
+  CHECK(client.token.empty());
+  CHECK(client.log_level == "info");
+}
+
+TEST_CASE("config: server section") {
+  auto cfg = parse_server_config(R"(
+server:
+  domain: Tunnel.Example.COM.
+  bind_address: 127.0.0.2
+  http_port: 8080
+  grpc_address: "::"
+  grpc_port: 0
+  api_address: 127.0.0.1
+  api_port: 9090
+  drain_timeout: 5s
+  max_body_size: 10MB
+  max_header_bytes: 32KiB
+  read_header_timeout: 250ms
+  idle_timeout: 2m
+)",
+                                 "s.yaml");
+  CHECK(cfg.domain == "tunnel.example.com");
+  CHECK(cfg.bind_address == "127.0.0.2");
+  CHECK(cfg.http_port == 8080);
+  CHECK(cfg.grpc_address == "::");
+  CHECK(cfg.grpc_port == 0);
+  CHECK(cfg.api_address == "127.0.0.1");
+  CHECK(cfg.api_port == 9090);
+  CHECK(cfg.drain_timeout == 5s);
+  CHECK(cfg.max_body_size == 10'000'000);
+  CHECK(cfg.max_header_bytes == 32 * 1024);
+  CHECK(cfg.read_header_timeout == 250ms);
+  CHECK(cfg.idle_timeout == 2min);
+}
+
+TEST_CASE("config: tunnels section") {
+  auto cfg = parse_server_config(R"(
+tunnels:
+  worker_pool_size: 8
+  response_timeout: 1m30s
+  heartbeat_interval: 15
+  max_per_token: 3
+  initial_window: 1MiB
+  max_frame_size: 16KiB
+  max_exchanges: 100000
+  max_queued_bytes: 1GiB
+  name_grace: 0
+)",
+                                 "t.yaml");
+  CHECK(cfg.worker_pool_size == 8);
+  CHECK(cfg.response_timeout == 90s);
+  CHECK(cfg.heartbeat_interval == 15s);
+  CHECK(cfg.max_per_token == 3);
+  CHECK(cfg.initial_window == 1024 * 1024);
+  CHECK(cfg.max_frame_size == 16 * 1024);
+  CHECK(cfg.max_exchanges == 100000);
+  CHECK(cfg.max_queued_bytes == (1ull << 30));
+  CHECK(cfg.name_grace == 0ms);
+}
+
+TEST_CASE("config: auth and logging sections") {
+  auto cfg = parse_server_config(R"(
+auth:
+  tokens:
+    - alpha
+    - "0123"
+logging:
+  level: debug
+  format: json
+)",
+                                 "a.yaml");
+  REQUIRE(cfg.tokens.size() == 2);
+  CHECK(cfg.tokens[0] == "alpha");
+  CHECK(cfg.tokens[1] == "0123");
+  CHECK(cfg.log_level == "debug");
+  CHECK(cfg.log_format == "json");
+
+  // Sections and lists with everything commented out mean defaults.
+  auto empty = parse_server_config("server:\nauth:\n  tokens:\nlogging: {}\n", "e.yaml");
+  CHECK(empty.tokens.empty());
+  CHECK(empty.http_port == 80);
+  CHECK(parse_server_config("auth:\n  tokens: []\n", "e.yaml").tokens.empty());
+}
+
+TEST_CASE("parse_duration") {
+  CHECK(parse_duration("30s") == 30s);
+  CHECK(parse_duration("5m") == 5min);
+  CHECK(parse_duration("250ms") == 250ms);
+  CHECK(parse_duration("1h") == 1h);
+  CHECK(parse_duration("2m30s") == 150s);
+  CHECK(parse_duration("1h2m3s4ms") == 1h + 2min + 3s + 4ms);
+  CHECK(parse_duration("45") == 45s);
+  CHECK(parse_duration("0") == 0ms);
+  CHECK(parse_duration("8760h") == 8760h);
+
+  CHECK(invalid_argument_of([] { parse_duration(""); }) == "invalid duration '': must not be empty");
+  CHECK(invalid_argument_of([] { parse_duration("-5s"); }) == "invalid duration '-5s': must not be negative");
+  CHECK(invalid_argument_of([] { parse_duration("5x"); }) ==
+        "invalid duration '5x': unknown unit 'x' (use ms, s, m or h)");
+  CHECK(invalid_argument_of([] { parse_duration("30s2m"); }) ==
+        "invalid duration '30s2m': units must go from largest to smallest, each once");
+  CHECK(invalid_argument_of([] { parse_duration("1s1s"); }) ==
+        "invalid duration '1s1s': units must go from largest to smallest, each once");
+  CHECK(invalid_argument_of([] { parse_duration("8761h"); }) == "invalid duration '8761h': too large (at most 8760h)");
+  CHECK(invalid_argument_of([] { parse_duration("99999999999999999999999"); }) ==
+        "invalid duration '99999999999999999999999': expected whole numbers with units ms, s, m or h, "
+        "e.g. 30s, 250ms, 2m30s (a bare number is seconds)");
+  for (const char* bad : {"1.5s", "s", "10 s", "abc", "5m ", "ms5"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_duration(bad), std::invalid_argument);
+  }
+}
+
+TEST_CASE("parse_size") {
+  CHECK(parse_size("512") == 512);
+  CHECK(parse_size("512B") == 512);
+  CHECK(parse_size("0") == 0);
+  CHECK(parse_size("64KiB") == 64 * 1024);
+  CHECK(parse_size("16MiB") == 16ull << 20);
+  CHECK(parse_size("1GiB") == 1ull << 30);
+  CHECK(parse_size("2TiB") == 2ull << 40);
+  CHECK(parse_size("10KB") == 10'000);
+  CHECK(parse_size("10MB") == 10'000'000);
+  CHECK(parse_size("3GB") == 3'000'000'000ull);
+  CHECK(parse_size("64 KiB") == 64 * 1024);
+
+  CHECK(invalid_argument_of([] { parse_size("10mb"); }) ==
+        "invalid size '10mb': unknown unit 'mb' (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)");
+  CHECK(invalid_argument_of([] { parse_size("lots"); }) ==
+        "invalid size 'lots': expected a whole number with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or "
+        "TiB, e.g. 64KiB");
+  CHECK(invalid_argument_of([] { parse_size("20000000TiB"); }) == "invalid size '20000000TiB': too large");
+  for (const char* bad : {"", "-1", "1.5MiB", "KiB", "10 ", "1e6"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_size(bad), std::invalid_argument);
+  }
+}
+
+TEST_CASE("config: duration and size errors name file, line and key") {
+  CHECK(server_error("server:\n  drain_timeout: soon\n") ==
+        "x.yaml:2: server.drain_timeout: invalid duration 'soon': expected whole numbers with units ms, s, m or h, "
+        "e.g. 30s, 250ms, 2m30s (a bare number is seconds)");
+  CHECK(server_error("tunnels:\n  response_timeout: 0s\n") ==
+        "x.yaml:2: tunnels.response_timeout: must be greater than 0, got '0s'");
+  CHECK(server_error("server:\n  max_header_bytes: 10mb\n") ==
+        "x.yaml:2: server.max_header_bytes: invalid size '10mb': unknown unit 'mb' "
+        "(use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)");
+  CHECK(server_error("tunnels:\n  initial_window: 32MiB\n") ==
+        "x.yaml:2: tunnels.initial_window: expected a size in 1KiB..16MiB, got '32MiB'");
+  CHECK(server_error("tunnels:\n  max_frame_size: 512\n") ==
+        "x.yaml:2: tunnels.max_frame_size: expected a size in 1KiB..1MiB, got '512'");
+  CHECK(server_error("tunnels:\n  max_queued_bytes: 100\n") ==
+        "x.yaml:2: tunnels.max_queued_bytes: expected a size of at least 1KiB, got '100'");
+}
+
+TEST_CASE("config: max_frame_size must fit in initial_window") {
+  CHECK(server_error("tunnels:\n  initial_window: 16KiB\n  max_frame_size: 32KiB\n") ==
+        "x.yaml:3: tunnels.max_frame_size: must not exceed tunnels.initial_window (16KiB)");
+  // Only the window is in the file, so the error points there.
+  CHECK(server_error("\ntunnels:\n  initial_window: 16KiB\n") ==
+        "x.yaml:3: tunnels.initial_window: must be at least tunnels.max_frame_size (64KiB)");
+  CHECK_NOTHROW(parse_server_config("tunnels:\n  initial_window: 64KiB\n  max_frame_size: 64KiB\n", "x.yaml"));
+}
+
+TEST_CASE("config: unknown keys report line and suggestion") {
+  CHECK(server_error("server:\n  domain: example.com\n  htp_port: 80\n") ==
+        "x.yaml:3: server.htp_port: unknown key, did you mean 'http_port'?");
+  CHECK(server_error("# comment\nsevrer:\n  http_port: 80\n") ==
+        "x.yaml:2: sevrer: unknown key, did you mean 'server'?");
+  CHECK(server_error("tunnels:\n  worker-pool-size: 4\n") ==
+        "x.yaml:2: tunnels.worker-pool-size: unknown key, did you mean 'worker_pool_size'?");
+  CHECK(server_error("logging:\n  level: info\n  colour: true\n") == "x.yaml:3: logging.colour: unknown key");
+  CHECK(server_error("metrics: {}\n") == "x.yaml:1: metrics: unknown key");
+  // A key spanning lines must not break the one-line message.
+  CHECK(server_error("? |\n  multi\n: 1\n") == "x.yaml:1: multi\\n: unknown key");
+  CHECK(client_error("server: a:1\ntokn: x\n") == "c.yaml:2: tokn: unknown key, did you mean 'token'?");
+}
+
+TEST_CASE("config: duplicate keys") {
+  CHECK(server_error("server:\n  http_port: 80\n  http_port: 81\n") ==
+        "x.yaml:3: server.http_port: duplicate key (first set on line 2)");
+}
+
+TEST_CASE("config: wrong types") {
+  CHECK(server_error("server:\n  http_port:\n    a: 1\n") ==
+        "x.yaml:2: server.http_port: expected an integer in 0..65535, got a map");
+  CHECK(server_error("server:\n  domain: [a, b]\n") ==
+        "x.yaml:2: server.domain: expected a hostname, got a list");
+  CHECK(server_error("server: 8080\n") == "x.yaml:1: server: expected a map, got '8080'");
+  CHECK(server_error("server:\n  bind_address:\n") ==
+        "x.yaml:2: server.bind_address: missing value (expected an address)");
+  CHECK(server_error("- a\n- b\n") == "x.yaml:1: expected a map at the top level, got a list");
+  CHECK(server_error("just text\n") == "x.yaml:1: expected a map at the top level, got 'just text'");
+  CHECK(server_error("auth:\n  tokens: {a: b}\n") == "x.yaml:2: auth.tokens: expected a list of strings, got a map");
+  CHECK(server_error("[a]: 1\n") == "x.yaml:1: keys must be strings, got a list");
+  CHECK(server_error("server: {}\n---\nserver: {}\n") == "x.yaml:3: expected a single YAML document, found more");
+}
+
+TEST_CASE("config: out-of-range and invalid values") {
+  CHECK(server_error("server:\n  domain: example.com\n  http_port: 70000\n") ==
+        "x.yaml:3: server.http_port: expected an integer in 0..65535, got '70000'");
+  CHECK(server_error("server:\n  grpc_port: -1\n") ==
+        "x.yaml:2: server.grpc_port: expected an integer in 0..65535, got '-1'");
+  CHECK(server_error("\n\n\n\n\ntunnels:\n  worker_pool_size: lots\n") ==
+        "x.yaml:7: tunnels.worker_pool_size: expected an integer in 0..1024, got 'lots'");
+  CHECK(server_error("tunnels:\n  worker_pool_size: 1025\n") ==
+        "x.yaml:2: tunnels.worker_pool_size: expected an integer in 0..1024, got '1025'");
+  CHECK(server_error("tunnels:\n  max_exchanges: 0\n") ==
+        "x.yaml:2: tunnels.max_exchanges: expected an integer in 1..100000, got '0'");
+  CHECK(server_error("server:\n  domain: \"\"\n") == "x.yaml:2: server.domain: must not be empty");
+  CHECK(server_error("server:\n  domain: bad_host.example\n") ==
+        "x.yaml:2: server.domain: expected a hostname such as tunnel.example.com, got 'bad_host.example'");
+  CHECK(server_error("server:\n  domain: \"*.example.com\"\n") ==
+        "x.yaml:2: server.domain: expected a hostname such as tunnel.example.com, got '*.example.com'");
+  CHECK(server_error("logging:\n  format: xml\n") == "x.yaml:2: logging.format: expected text or json, got 'xml'");
+  CHECK(parse_server_config("server:\n  http_port: 0\n  grpc_port: 65535\n", "x.yaml").grpc_port == 65535);
+}
+
+TEST_CASE("config: bad log level") {
+  CHECK(server_error("logging:\n  level: verbose\n") ==
+        "x.yaml:2: logging.level: expected one of trace, debug, info, warn, error, critical, off, got 'verbose'");
+  CHECK(client_error("log_level: loud\n") ==
+        "c.yaml:1: log_level: expected one of trace, debug, info, warn, error, critical, off, got 'loud'");
+  for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    CAPTURE(level);
+    CHECK(parse_server_config(std::string("logging: {level: ") + level + "}\n", "x.yaml").log_level == level);
+  }
+}
+
+TEST_CASE("config: syntax errors report the line") {
+  CHECK(server_error("server:\n  http_port: [80\n  grpc_port: 1\n") ==
+        "x.yaml:3: syntax error: end of sequence flow not found");
+  CHECK(server_error("server:\n  http_port: 80\n   grpc_port: 1\n") == "x.yaml:3: syntax error: illegal map value");
+  CHECK(client_error("server: \"unterminated\n").rfind("c.yaml:", 0) == 0);
+}
+
+TEST_CASE("config: errors about tokens never contain the token") {
+  const std::string secret = "s3cr3t-value";
+  auto msg = server_error("auth:\n  tokens:\n    - good-one\n    - ok2\n    - \"" + secret + " with space\"\n");
+  CHECK(msg == "x.yaml:5: auth.tokens[2]: token must not contain whitespace");
+  CHECK(msg.find(secret) == std::string::npos);
+
+  msg = server_error("auth:\n  tokens:\n    - " + secret + "\n    - " + secret + "\n");
+  CHECK(msg == "x.yaml:4: auth.tokens[1]: duplicate of auth.tokens[0]");
+  CHECK(msg.find(secret) == std::string::npos);
+
+  msg = server_error("auth:\n  tokens: " + secret + "\n");
+  CHECK(msg == "x.yaml:2: auth.tokens: expected a list of strings, got a string");
+  CHECK(msg.find(secret) == std::string::npos);
+
+  msg = server_error("auth:\n  tokens:\n    - \"\"\n");
+  CHECK(msg == "x.yaml:3: auth.tokens[0]: token must not be empty");
+
+  msg = server_error("auth:\n  tokens:\n    - {" + secret + ": 1}\n");
+  CHECK(msg == "x.yaml:3: auth.tokens[0]: expected a string, got a map");
+
+  msg = server_error("auth:\n  tokens:\n    - \"" + secret + "\\u00e9\"\n");
+  CHECK(msg == "x.yaml:3: auth.tokens[0]: token must contain only printable ASCII characters");
+  CHECK(msg.find(secret) == std::string::npos);
+
+  msg = client_error("token: \"" + secret + "\\tx\"\n");
+  CHECK(msg == "c.yaml:1: token: token must not contain whitespace");
+  CHECK(msg.find(secret) == std::string::npos);
+}
+
+TEST_CASE("effective_worker_count") {
+  grok::server_config cfg;
+  cfg.worker_pool_size = 6;
+  CHECK(grok::effective_worker_count(cfg, nullptr) == 6);
+  CHECK(grok::effective_worker_count(cfg, "") == 6);
+  CHECK(grok::effective_worker_count(cfg, "3") == 3);
+  CHECK(grok::effective_worker_count(cfg, "1024") == 1024);
+  CHECK(grok::effective_worker_count(cfg, "0") == auto_workers());
+  cfg.worker_pool_size = 0;
+  CHECK(grok::effective_worker_count(cfg, nullptr) == auto_workers());
+  CHECK(grok::effective_worker_count(cfg, "2") == 2);
+
+  for (const char* bad : {"many", "1025", "-1", " 4", "4x", "99999999999999999999999"}) {
+    CAPTURE(bad);
+    try {
+      grok::effective_worker_count(cfg, bad);
+      FAIL("expected config_error");
+    } catch (const config_error& e) {
+      CHECK(std::string(e.what()) ==
+            std::string("GROK_WORKER_POOL_SIZE: expected an integer in 0..1024, got '") + bad + "'");
+    }
+  }
+}
+
+TEST_CASE("config: client config") {
+  auto cfg = parse_client_config("server: tunnel.example.com:443\ntoken: abc123\nlog_level: warn\n", "c.yaml");
+  CHECK(cfg.source == "c.yaml");
+  CHECK(cfg.server == "tunnel.example.com:443");
+  CHECK(cfg.token == "abc123");
+  CHECK(cfg.log_level == "warn");
+  CHECK(parse_client_config("server: \"[::1]:4443\"\n", "c.yaml").server == "[::1]:4443");
+  CHECK(parse_client_config("token:\n", "c.yaml").token.empty());
+
+  CHECK(client_error("server: example.com\n") ==
+        "c.yaml:1: server: expected host:port such as tunnel.example.com:4443, got 'example.com'");
+  CHECK(client_error("server: example.com:0\n") ==
+        "c.yaml:1: server: expected a port in 1..65535 after the last ':', got 'example.com:0'");
+  CHECK(client_error("server: ::1:4443\n") ==
+        "c.yaml:1: server: IPv6 addresses must be in brackets, e.g. [::1]:4443, got '::1:4443'");
+  CHECK(client_error("server: {host: a}\n") == "c.yaml:1: server: expected host:port, got a map");
+  CHECK(client_error("tunnels: {}\n") == "c.yaml:1: tunnels: unknown key");
+}
+
+TEST_CASE("config: loading files") {
+  auto dir = std::filesystem::temp_directory_path() / "grok-test-config";
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "server.yaml").string();
+  {
+    std::ofstream(path) << "server:\n  http_port: 8081\n  bogus: 1\n";
+  }
+  try {
+    grok::load_server_config(path);
+    FAIL("expected config_error");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()) == path + ":3: server.bogus: unknown key");
+  }
+  {
+    std::ofstream(path) << "server:\n  http_port: 8081\n";
+  }
+  auto cfg = grok::load_server_config(path);
+  CHECK(cfg.http_port == 8081);
+  CHECK(cfg.source == path);
+
+  auto missing = (dir / "missing.yaml").string();
+  try {
+    grok::load_client_config(missing);
+    FAIL("expected config_error");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()) == missing + ": cannot read: No such file or directory");
+  }
+  try {
+    grok::load_server_config(dir.string());
+    FAIL("expected config_error");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()) == dir.string() + ": cannot read: Is a directory");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+#ifdef GROK_SOURCE_DIR
+TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key") {
+  const std::string path = GROK_SOURCE_DIR "/conf/grok-server.yaml";
+  auto cfg = grok::load_server_config(path);
+  CHECK(cfg.domain == "localhost");
+  CHECK(cfg.http_port == 8080);
+  CHECK(cfg.grpc_port == 4443);
+  CHECK(cfg.api_port == 0);
+  REQUIRE(cfg.tokens.size() == 1);
+  CHECK(cfg.tokens[0] == "change-me");
+
+  // Every key is spelled out, so each must appear in the file as "key:".
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* key :
+       {"domain", "bind_address", "http_port", "grpc_address", "grpc_port", "api_address", "api_port",
+        "drain_timeout", "max_body_size", "max_header_bytes", "read_header_timeout", "idle_timeout",
+        "worker_pool_size", "response_timeout", "heartbeat_interval", "max_per_token", "initial_window",
+        "max_frame_size", "max_exchanges", "max_queued_bytes", "name_grace", "tokens", "level", "format"}) {
+    CAPTURE(key);
+    CHECK(text.find(std::string("\n  ") + key + ":") != std::string::npos);
+  }
+
+  // The documented defaults are the real ones, except where the example
+  // deliberately differs (http_port, tokens).
+  grok::server_config d;
+  CHECK(cfg.bind_address == d.bind_address);
+  CHECK(cfg.drain_timeout == d.drain_timeout);
+  CHECK(cfg.max_body_size == d.max_body_size);
+  CHECK(cfg.max_header_bytes == d.max_header_bytes);
+  CHECK(cfg.read_header_timeout == d.read_header_timeout);
+  CHECK(cfg.idle_timeout == d.idle_timeout);
+  CHECK(cfg.worker_pool_size == d.worker_pool_size);
+  CHECK(cfg.response_timeout == d.response_timeout);
+  CHECK(cfg.heartbeat_interval == d.heartbeat_interval);
+  CHECK(cfg.max_per_token == d.max_per_token);
+  CHECK(cfg.initial_window == d.initial_window);
+  CHECK(cfg.max_frame_size == d.max_frame_size);
+  CHECK(cfg.max_exchanges == d.max_exchanges);
+  CHECK(cfg.max_queued_bytes == d.max_queued_bytes);
+  CHECK(cfg.name_grace == d.name_grace);
+  CHECK(cfg.log_level == d.log_level);
+  CHECK(cfg.log_format == d.log_format);
+}
+
+TEST_CASE("config: shipped conf/grok.yaml parses") {
+  auto cfg = grok::load_client_config(GROK_SOURCE_DIR "/conf/grok.yaml");
+  CHECK(cfg.server == "127.0.0.1:4443");
+  CHECK(cfg.token == "change-me");
+  CHECK(cfg.log_level == "info");
+}
+#endif
