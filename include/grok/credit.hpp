@@ -25,7 +25,7 @@ class send_credit {
   }
   /// Adds credit from a WindowUpdate; false if it would exceed 2^31 (a peer bug).
   bool grant(uint64_t n) {
-    if (available_ + n > (1ull << 31)) return false;
+    if (n > (1ull << 31) || available_ + n > (1ull << 31)) return false;
     available_ += n;
     return true;
   }
@@ -42,7 +42,7 @@ class recv_window {
   uint64_t outstanding() const { return outstanding_; }
   /// Records n received bytes; false when the peer overran the window.
   bool on_data(uint64_t n) {
-    if (outstanding_ + n > window_) return false;
+    if (n > window_ || outstanding_ + n > window_) return false;
     outstanding_ += n;
     return true;
   }

@@ -30,7 +30,7 @@ std::optional<std::string> normalize_host(std::string_view host) {
   std::string_view name = host;
   if (host.front() == '[') {
     auto close = host.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
+    if (close == std::string_view::npos || close == 1) return std::nullopt;
     name = host.substr(0, close + 1);
     auto rest = host.substr(close + 1);
     if (!rest.empty() && (rest.front() != ':' || !valid_port(rest.substr(1)))) return std::nullopt;
@@ -43,7 +43,7 @@ std::optional<std::string> normalize_host(std::string_view host) {
       name = host.substr(0, colon);
     }
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-    if (name.empty()) return std::nullopt;
+    if (name.empty() || name.back() == '.') return std::nullopt;
     if (!std::all_of(name.begin(), name.end(), host_char)) return std::nullopt;
     if (name.find("..") != std::string_view::npos || name.front() == '.') return std::nullopt;
   }
