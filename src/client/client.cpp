@@ -11,6 +11,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -81,12 +84,18 @@ struct local_conn {
 /// Keep-alive connections to the local service, handed between exchanges.
 class conn_pool {
  public:
+  /// An idle connection the local service has not closed meanwhile, or null.
   std::unique_ptr<local_conn> take() {
     std::lock_guard lk(mu_);
-    if (idle_.empty()) return nullptr;
-    auto c = std::move(idle_.back());
-    idle_.pop_back();
-    return c;
+    while (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      char probe;
+      auto n = ::recv(c->stream.socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
+      // EOF, an error, or bytes nobody asked for: not reusable.
+    }
+    return nullptr;
   }
   void put(std::unique_ptr<local_conn> c) {
     std::lock_guard lk(mu_);
@@ -122,6 +131,8 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
         started_(clock::now()) {}
 
   void start() {
+    chunked_ = head_.content_length() < 0;
+    req_done_ = head_.end_stream();
     asio::post(strand_, [self = shared_from_this()] { self->do_connect(); });
   }
   /// Tunnel strand -> ours.
@@ -156,6 +167,8 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
 
   void on_connected() {
     if (done_) return;
+    spdlog::debug("req={} {} {} -> local service{}", id_, head_.method(), head_.target(),
+                  reused_ ? " (kept-alive connection)" : "");
     std::string out;
     out.reserve(512);
     out += head_.method();
@@ -174,15 +187,16 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
       out += "\r\n";
     }
     auto cl = head_.content_length();
-    if (cl < 0) {
-      chunked_ = true;
+    if (chunked_) {
       out += "Transfer-Encoding: chunked\r\n";
     } else if (cl > 0 || head_.method() == "POST" || head_.method() == "PUT" || head_.method() == "PATCH") {
       out += "Content-Length: " + std::to_string(cl) + "\r\n";
     }
     out += "\r\n";
-    req_done_ = head_.end_stream();
-    queue_write(std::move(out), 0);
+    // Body frames may have arrived while connecting; the head goes before them.
+    out_.push_front({std::move(out), 0});
+    connected_ = true;
+    do_write();
     do_read_header();
   }
 
@@ -241,14 +255,14 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
   }
 
   void do_write() {
-    if (writing_ || out_.empty() || !conn_ || !conn_->stream.socket().is_open()) return;
+    if (writing_ || out_.empty() || !connected_) return;
     writing_ = true;
     bufs_.clear();
     size_t pieces = std::min<size_t>(out_.size(), 64);
     for (size_t i = 0; i < pieces; ++i) bufs_.emplace_back(out_[i].first.data(), out_[i].first.size());
     conn_->stream.expires_never();
-    asio::async_write(conn_->stream, bufs_, [self = shared_from_this(), pieces](error_code ec, size_t) {
-      self->on_write(ec, pieces);
+    asio::async_write(conn_->stream, bufs_, [self = shared_from_this(), pieces, gen = conn_gen_](error_code ec, size_t) {
+      if (gen == self->conn_gen_) self->on_write(ec, pieces);
     });
   }
 
@@ -305,6 +319,8 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
         retried_ = true;
         out_.clear();
         writing_ = false;
+        connected_ = false;
+        ++conn_gen_;  // completions of the abandoned connection are ignored
         conn_.reset();
         return do_connect();
       }
@@ -516,6 +532,8 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
   bool raw_out_end_ = false;
   bool shut_out_ = false;
   bool reused_ = false;
+  bool connected_ = false;
+  uint32_t conn_gen_ = 0;
   bool retried_ = false;
   bool reset_by_server_ = false;
   bool done_ = false;

@@ -1,0 +1,435 @@
+#include "harness.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace grok::test {
+
+namespace {
+
+int remaining_ms(clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+bool iequal(const std::string& a, const std::string& b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+}
+
+}  // namespace
+
+std::string binary(const char* name) { return std::string(GROK_BIN_DIR) + "/" + name; }
+
+// ---- process -----------------------------------------------------------------
+
+process::process(std::vector<std::string> argv, std::vector<std::string> env) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    setpgid(0, 0);
+    for (auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  out_fd_ = fds[0];
+  reader_ = std::thread([this] { reader(); });
+}
+
+process::~process() {
+  if (running()) {
+    signal(SIGKILL);
+    wait_exit(5s);
+  }
+  if (reader_.joinable()) reader_.join();
+  if (out_fd_ >= 0) close(out_fd_);
+}
+
+void process::reader() {
+  std::string partial;
+  char buf[4096];
+  for (;;) {
+    auto n = read(out_fd_, buf, sizeof buf);
+    if (n <= 0) break;
+    partial.append(buf, static_cast<size_t>(n));
+    size_t pos;
+    std::lock_guard lk(mu_);
+    while ((pos = partial.find('\n')) != std::string::npos) {
+      lines_.push_back(partial.substr(0, pos));
+      partial.erase(0, pos + 1);
+    }
+    cv_.notify_all();
+  }
+  std::lock_guard lk(mu_);
+  if (!partial.empty()) lines_.push_back(partial);
+  eof_ = true;
+  cv_.notify_all();
+}
+
+std::optional<std::smatch> process::wait_for_line(const std::regex& re, std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  size_t checked = 0;
+  auto deadline = clock::now() + timeout;
+  static thread_local std::string keep;
+  for (;;) {
+    for (; checked < lines_.size(); ++checked) {
+      keep = lines_[checked];
+      std::smatch m;
+      if (std::regex_search(keep, m, re)) return m;
+    }
+    if (eof_) return std::nullopt;
+    if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && checked == lines_.size()) return std::nullopt;
+  }
+}
+
+bool process::wait_for_text(const std::string& text, std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  return cv_.wait_for(lk, timeout, [&] {
+    return eof_ || std::any_of(lines_.begin(), lines_.end(),
+                               [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  }) && std::any_of(lines_.begin(), lines_.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; });
+}
+
+std::vector<std::string> process::lines() {
+  std::lock_guard lk(mu_);
+  return lines_;
+}
+
+size_t process::count_lines_containing(const std::string& text) {
+  std::lock_guard lk(mu_);
+  return std::count_if(lines_.begin(), lines_.end(),
+                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
+}
+
+void process::signal(int sig) {
+  if (pid_ > 0 && !status_) ::kill(pid_, sig);
+}
+
+std::optional<int> process::wait_exit(std::chrono::milliseconds timeout) {
+  if (status_) return status_;
+  auto deadline = clock::now() + timeout;
+  for (;;) {
+    int st = 0;
+    auto r = waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return status_;
+    }
+    if (clock::now() >= deadline) return std::nullopt;
+    // Polling a child's exit has no fd to wait on; 5 ms steps keep it cheap.
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+bool process::running() { return pid_ > 0 && !wait_exit(0ms); }
+
+static uint64_t status_field(int pid, const char* key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) return std::stoull(line.substr(std::strlen(key)));
+  }
+  return 0;
+}
+
+uint64_t process::peak_rss_kib() { return status_field(pid_, "VmHWM:"); }
+uint64_t process::rss_kib() { return status_field(pid_, "VmRSS:"); }
+
+// ---- connection ----------------------------------------------------------------
+
+connection::connection(uint16_t port, std::chrono::milliseconds timeout) {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS)
+    throw std::runtime_error("connect failed: " + std::string(strerror(errno)));
+  pollfd p{fd_, POLLOUT, 0};
+  if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) throw std::runtime_error("connect timed out");
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) throw std::runtime_error("connect failed: " + std::string(strerror(err)));
+}
+
+connection::~connection() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void connection::send(const std::string& bytes) {
+  size_t off = 0;
+  auto deadline = clock::now() + 30s;
+  while (off < bytes.size()) {
+    auto n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+      throw std::runtime_error("send failed: " + std::string(strerror(errno)));
+    pollfd p{fd_, POLLOUT, 0};
+    if (poll(&p, 1, remaining_ms(deadline)) != 1) throw std::runtime_error("send timed out");
+  }
+}
+
+bool connection::fill(clock::time_point deadline) {
+  char tmp[65536];
+  for (;;) {
+    auto n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n > 0) {
+      buf_.append(tmp, static_cast<size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, remaining_ms(deadline)) != 1) return false;
+  }
+}
+
+std::string connection::read_some(std::chrono::milliseconds timeout) {
+  if (buf_.empty()) fill(clock::now() + timeout);
+  std::string out;
+  out.swap(buf_);
+  return out;
+}
+
+bool connection::wait_closed(std::chrono::milliseconds timeout) {
+  auto deadline = clock::now() + timeout;
+  char tmp[65536];
+  for (;;) {
+    auto n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n == 0) return true;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return true;
+    if (n > 0) continue;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, remaining_ms(deadline)) != 1) return false;
+  }
+}
+
+void connection::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+std::string connection::read_line(clock::time_point deadline) {
+  for (;;) {
+    auto pos = buf_.find("\r\n");
+    if (pos != std::string::npos) {
+      auto line = buf_.substr(0, pos);
+      buf_.erase(0, pos + 2);
+      return line;
+    }
+    if (!fill(deadline)) throw std::runtime_error("connection closed or timed out while reading a line");
+  }
+}
+
+response connection::read_response(std::chrono::milliseconds timeout, bool head_request,
+                                   const std::function<void(const char*, size_t)>& sink) {
+  auto deadline = clock::now() + timeout;
+  response r;
+  for (;;) {
+    auto status_line = read_line(deadline);
+    std::istringstream ss(status_line);
+    ss >> r.version >> r.status;
+    std::getline(ss, r.reason);
+    if (!r.reason.empty() && r.reason.front() == ' ') r.reason.erase(0, 1);
+    r.headers.clear();
+    for (;;) {
+      auto line = read_line(deadline);
+      if (line.empty()) break;
+      auto colon = line.find(':');
+      auto value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      r.headers.push_back({line.substr(0, colon), value});
+    }
+    if (r.status >= 200 || r.status == 101) break;  // skip interim responses
+  }
+  auto deliver = [&](const char* p, size_t n) {
+    if (sink)
+      sink(p, n);
+    else
+      r.body.append(p, n);
+  };
+  if (head_request || r.status == 204 || r.status == 304 || r.status == 101) return r;
+  if (iequal(r.get("transfer-encoding"), "chunked")) {
+    for (;;) {
+      auto size_line = read_line(deadline);
+      size_t size = std::stoul(size_line, nullptr, 16);
+      if (size == 0) {
+        while (!read_line(deadline).empty()) {
+        }
+        break;
+      }
+      while (buf_.size() < size + 2) {
+        if (sink && buf_.size() > 0 && buf_.size() <= size) {
+          deliver(buf_.data(), buf_.size());
+          size -= buf_.size();
+          buf_.clear();
+        }
+        if (buf_.size() >= size + 2) break;
+        if (!fill(deadline)) throw std::runtime_error("closed inside a chunk");
+      }
+      deliver(buf_.data(), size);
+      buf_.erase(0, size + 2);
+    }
+  } else if (!r.get("content-length").empty()) {
+    uint64_t left = std::stoull(r.get("content-length"));
+    while (left > 0) {
+      if (buf_.empty() && !fill(deadline)) throw std::runtime_error("closed before the whole body");
+      auto n = std::min<uint64_t>(left, buf_.size());
+      deliver(buf_.data(), n);
+      buf_.erase(0, n);
+      left -= n;
+    }
+  } else {
+    for (;;) {
+      if (!buf_.empty()) {
+        deliver(buf_.data(), buf_.size());
+        buf_.clear();
+      }
+      if (!fill(deadline)) break;
+    }
+  }
+  return r;
+}
+
+std::string response::get(const std::string& name) const {
+  for (auto& h : headers)
+    if (iequal(h.name, name)) return h.value;
+  return {};
+}
+
+size_t response::count(const std::string& name) const {
+  return std::count_if(headers.begin(), headers.end(), [&](const header& h) { return iequal(h.name, name); });
+}
+
+response request(uint16_t port, const std::string& method, const std::string& host, const std::string& target,
+                 const std::string& body, const std::vector<header>& headers, std::chrono::milliseconds timeout) {
+  connection c(port);
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\n";
+  bool has_len = false;
+  for (auto& h : headers) {
+    req += h.name + ": " + h.value + "\r\n";
+    has_len = has_len || iequal(h.name, "content-length") || iequal(h.name, "transfer-encoding");
+  }
+  if (!has_len && (!body.empty() || method == "POST" || method == "PUT"))
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  c.send(req);
+  return c.read_response(timeout, method == "HEAD");
+}
+
+// ---- hashing -------------------------------------------------------------------
+
+sha256::sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr); }
+sha256::~sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+void sha256::update(const char* p, size_t n) { EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), p, n); }
+std::string sha256::hex() {
+  unsigned char d[32];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), d, &len);
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += digits[d[i] >> 4];
+    out += digits[d[i] & 15];
+  }
+  return out;
+}
+
+std::string sha256_hex(const std::string& data) {
+  sha256 h;
+  h.update(data.data(), data.size());
+  return h.hex();
+}
+
+void fill_pattern(char* p, size_t n, uint64_t offset) {
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<char>(((offset + i) * 31 + 7) & 0xff);
+}
+
+// ---- stack ----------------------------------------------------------------------
+
+stack::stack() : stack(options{}) {}
+
+stack::stack(options o) : opts(std::move(o)) {
+  char tmpl[] = "/tmp/grok-it-XXXXXX";
+  dir = mkdtemp(tmpl);
+  upstream = std::make_unique<process>(std::vector<std::string>{binary("grok-demo-upstream"), "--port", "0"});
+  auto m = upstream->wait_for_line(std::regex(R"(listening 127\.0\.0\.1:(\d+))"), 10s);
+  if (!m) throw std::runtime_error("grok-demo-upstream did not start");
+  upstream_port = static_cast<uint16_t>(std::stoi((*m)[1]));
+  start_server();
+  if (opts.start_client) start_client(opts.name);
+}
+
+void stack::start_server() {
+  {
+    std::ofstream cfg(dir + "/grok-server.yaml");
+    cfg << "server:\n  domain: localhost\n  bind_address: 127.0.0.1\n  http_port: " << http_port
+        << "\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port
+        << "\n  drain_timeout: 5s\ntunnels:\n  name_grace: 60s\n"
+        << opts.extra_server_yaml << "\nauth:\n  tokens: [" << opts.token << "]\nlogging:\n  level: info\n";
+  }
+  server = std::make_unique<process>(
+      std::vector<std::string>{binary("grok-server"), "--config", dir + "/grok-server.yaml"});
+  auto m = server->wait_for_line(std::regex(R"(ready: http=127\.0\.0\.1:(\d+) grpc=127\.0\.0\.1:(\d+))"), 15s);
+  if (!m) throw std::runtime_error("grok-server did not start");
+  http_port = static_cast<uint16_t>(std::stoi((*m)[1]));
+  grpc_port = static_cast<uint16_t>(std::stoi((*m)[2]));
+}
+
+void stack::start_client(const std::string& name) {
+  client = std::make_unique<process>(
+      std::vector<std::string>{binary("grok"), "--config", dir + "/none.yaml", "http", std::to_string(upstream_port),
+                               "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(grpc_port), "--token",
+                               opts.token, "--log-level", opts.client_log_level},
+      opts.client_env);
+  auto m = client->wait_for_line(std::regex(R"(Forwarding\s+(http://\S+))"), 15s);
+  if (!m) throw std::runtime_error("grok did not come online");
+  public_url = (*m)[1];
+}
+
+void stack::stop_client() {
+  if (!client) return;
+  client->signal(SIGINT);
+  client->wait_exit(10s);
+  client.reset();
+}
+
+stack::~stack() {
+  client.reset();
+  if (server && server->running()) {
+    server->signal(SIGTERM);
+    server->wait_exit(10s);
+  }
+  server.reset();
+  upstream.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace grok::test

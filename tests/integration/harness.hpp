@@ -1,0 +1,154 @@
+#pragma once
+// Integration-test harness: real processes, real sockets on 127.0.0.1,
+// every wait bounded by a deadline.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace grok::test {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+
+/// A child process whose stdout and stderr are collected line by line.
+class process {
+ public:
+  process(std::vector<std::string> argv, std::vector<std::string> env = {});
+  ~process();
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  int pid() const { return pid_; }
+  /// Waits until a line matches; returns the match (groups included).
+  std::optional<std::smatch> wait_for_line(const std::regex& re, std::chrono::milliseconds timeout);
+  /// Waits until some line contains `text`; true if it did in time.
+  bool wait_for_text(const std::string& text, std::chrono::milliseconds timeout);
+  std::vector<std::string> lines();
+  size_t count_lines_containing(const std::string& text);
+  void signal(int sig);
+  /// Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  bool running();
+  /// VmHWM (peak RSS) and VmRSS of the process in KiB, 0 if gone.
+  uint64_t peak_rss_kib();
+  uint64_t rss_kib();
+
+ private:
+  void reader();
+  int pid_ = -1;
+  int out_fd_ = -1;
+  std::optional<int> status_;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+  bool eof_ = false;
+};
+
+struct header {
+  std::string name;
+  std::string value;
+};
+
+struct response {
+  int status = 0;
+  std::string reason;
+  std::string version;
+  std::vector<header> headers;
+  std::string body;
+  /// First value of a header (case-insensitive), empty if absent.
+  std::string get(const std::string& name) const;
+  size_t count(const std::string& name) const;
+};
+
+/// A blocking TCP connection with a deadline on every operation.
+class connection {
+ public:
+  explicit connection(uint16_t port, std::chrono::milliseconds timeout = 5s);
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  void send(const std::string& bytes);
+  /// Reads whatever arrives within the timeout (empty on EOF/timeout).
+  std::string read_some(std::chrono::milliseconds timeout);
+  /// Reads one HTTP response. For bodies, `sink` receives each piece instead
+  /// of storing it in response::body when given. `head_request` means no body.
+  response read_response(std::chrono::milliseconds timeout, bool head_request = false,
+                         const std::function<void(const char*, size_t)>& sink = nullptr);
+  /// True if the peer closed (EOF or reset) within the timeout.
+  bool wait_closed(std::chrono::milliseconds timeout);
+  void shutdown_write();
+  int fd() const { return fd_; }
+
+ private:
+  bool fill(clock::time_point deadline);
+  std::string read_line(clock::time_point deadline);
+  int fd_ = -1;
+  std::string buf_;
+};
+
+/// One HTTP/1.1 request on a fresh connection to 127.0.0.1:port.
+response request(uint16_t port, const std::string& method, const std::string& host, const std::string& target,
+                 const std::string& body = "", const std::vector<header>& headers = {},
+                 std::chrono::milliseconds timeout = 10s);
+
+std::string sha256_hex(const std::string& data);
+
+/// Incremental SHA-256.
+class sha256 {
+ public:
+  sha256();
+  ~sha256();
+  void update(const char* p, size_t n);
+  std::string hex();
+
+ private:
+  void* ctx_;
+};
+
+/// The pattern grok-demo-upstream's /download serves: byte i = (i*31+7)&0xff.
+void fill_pattern(char* p, size_t n, uint64_t offset);
+
+/// grok-server + grok-demo-upstream + grok http, wired on OS-chosen ports.
+struct stack {
+  struct options {
+    std::string name = "app";
+    std::string token = "test-token";
+    std::string extra_server_yaml;  ///< appended under `tunnels:`
+    bool start_client = true;
+    std::vector<std::string> client_env;
+    std::string client_log_level = "info";
+  };
+  stack();
+  explicit stack(options o);
+  ~stack();
+
+  void start_server();
+  void start_client(const std::string& name);
+  void stop_client();
+  std::string host() const { return opts.name + ".localhost"; }
+
+  options opts;
+  std::string dir;
+  std::unique_ptr<process> upstream;
+  std::unique_ptr<process> server;
+  std::unique_ptr<process> client;
+  uint16_t upstream_port = 0;
+  uint16_t http_port = 0;
+  uint16_t grpc_port = 0;
+  std::string public_url;
+};
+
+std::string binary(const char* name);
+
+}  // namespace grok::test
