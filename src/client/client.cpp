@@ -76,7 +76,8 @@ std::string human_bytes(uint64_t n) {
 
 /// An idle keep-alive connection to the local service.
 struct local_conn {
-  explicit local_conn(const strand_t& ex) : stream(ex) {}
+  // Beast reads min(capacity, 64 KiB) at a time: an unreserved buffer means 512-byte reads.
+  explicit local_conn(const strand_t& ex) : stream(ex) { buffer.reserve(64 * 1024); }
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
 };

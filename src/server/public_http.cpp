@@ -155,8 +155,16 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
   // ---- request head --------------------------------------------------------
 
+  /// Beast reads min(free capacity, 64 KiB) per call; bodies get the full
+  /// 64 KiB, idle connections keep only what a request head needs.
+  void grow_buffer() { buffer_.reserve(64 * 1024); }
+
   void do_read_header() {
     ex_ = exchange{};
+    if (buffer_.capacity() > 16 * 1024 && buffer_.size() < 16 * 1024) {
+      buffer_.shrink_to_fit();
+      buffer_.reserve(16 * 1024);
+    }
     parser_.emplace();
     parser_->header_limit(cfg_->max_header_bytes);
     if (cfg_->max_body_size > 0)
@@ -288,6 +296,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     ex_.credit = send_credit(window);
     ex_.window.emplace(cfg_->initial_window);
     if (ex_.req_done) return;
+    grow_buffer();
     if (ex_.expect_continue && ex_.version >= 11) {
       // The tunnel took the exchange, so ask for the body ourselves.
       queue_write(out_piece{"HTTP/1.1 100 Continue\r\n\r\n", {}, {}, 0});
@@ -490,7 +499,10 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     out += "\r\n";
     ex_.head_queued = true;
     queue_write(out_piece{std::move(out), {}, {}, 0});
-    if (ex_.upgraded) do_read_raw();  // raw bytes spend the request-direction credit
+    if (ex_.upgraded) {
+      grow_buffer();
+      do_read_raw();  // raw bytes spend the request-direction credit
+    }
     if (h.end_stream() || (no_body && !ex_.upgraded)) end_response();
   }
 
