@@ -776,7 +776,8 @@ int client::run() {
     }
     // Jitter spreads reconnects of many clients after a server restart.
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    auto wait = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng)));
+    auto wait = std::min(std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng))),
+                         std::chrono::milliseconds(30000));
     spdlog::warn("tunnel lost ({}); reconnecting in {:.1f}s", outcome->message, wait.count() / 1000.0);
     {
       std::unique_lock lk(impl_->mu);
