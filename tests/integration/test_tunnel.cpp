@@ -261,20 +261,34 @@ void ws_send(connection& c, const std::string& payload) {
   c.send(f);
 }
 
-/// Parses unmasked server frames out of `buf`, returning complete payloads.
-std::vector<std::string> ws_parse(std::string& buf) {
+/// Parses unmasked server frames out of `buf`, returning complete messages
+/// (continuation frames joined; control frames skipped).
+std::vector<std::string> ws_parse(std::string& buf, std::string& partial) {
   std::vector<std::string> out;
   for (;;) {
     if (buf.size() < 2) break;
-    size_t len = static_cast<unsigned char>(buf[1]) & 0x7f;
+    bool fin = (static_cast<unsigned char>(buf[0]) & 0x80) != 0;
+    int opcode = static_cast<unsigned char>(buf[0]) & 0x0f;
+    uint64_t len = static_cast<unsigned char>(buf[1]) & 0x7f;
     size_t hdr = 2;
     if (len == 126) {
       if (buf.size() < 4) break;
       len = (static_cast<unsigned char>(buf[2]) << 8) | static_cast<unsigned char>(buf[3]);
       hdr = 4;
+    } else if (len == 127) {
+      if (buf.size() < 10) break;
+      len = 0;
+      for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(buf[2 + i]);
+      hdr = 10;
     }
     if (buf.size() < hdr + len) break;
-    out.push_back(buf.substr(hdr, len));
+    if (opcode < 8) {
+      partial += buf.substr(hdr, len);
+      if (fin) {
+        out.push_back(std::move(partial));
+        partial.clear();
+      }
+    }
     buf.erase(0, hdr + len);
   }
   return out;
@@ -296,7 +310,7 @@ TEST_CASE("WebSocket echo of 10 000 messages in order") {
   std::thread sender([&] {
     for (int i = 0; i < total; ++i) ws_send(c, "message " + std::to_string(i));
   });
-  std::string buf;
+  std::string buf, partial;
   int next = 0;
   bool in_order = true;
   auto deadline = clock::now() + 60s;
@@ -304,7 +318,7 @@ TEST_CASE("WebSocket echo of 10 000 messages in order") {
     auto piece = c.read_some(5s);
     if (piece.empty()) break;
     buf += piece;
-    for (auto& m : ws_parse(buf)) {
+    for (auto& m : ws_parse(buf, partial)) {
       in_order = in_order && m == "message " + std::to_string(next);
       ++next;
     }
