@@ -70,6 +70,15 @@ server_config load_server_config(const std::string& path);
 client_config parse_client_config(const std::string& yaml_text, const std::string& source);
 client_config load_client_config(const std::string& path);
 
+/// Checks a client `server` value (HOST:PORT, port 1..65535, IPv6 hosts in
+/// brackets); throws std::invalid_argument with the reason, the same one
+/// parse_client_config gives for the `server` key.
+void check_server_address(const std::string& address);
+
+/// YAML text for a client config file (server, token, log_level) that
+/// parse_client_config reads back to the same values.
+std::string render_client_config(const client_config& cfg);
+
 /// "30s", "5m", "250ms", "1h", "2m30s"; a bare integer is seconds.
 /// Throws std::invalid_argument with a readable reason.
 std::chrono::milliseconds parse_duration(const std::string& text);

@@ -1,13 +1,38 @@
 #pragma once
 // Logging set-up shared by grok-server and grok.
+//
+// Output goes to stderr, one line per message, in one of three shapes:
+//   text:              2024-05-01 12:34:56.789 info message
+//   text, journald:    <6>message        (sd-daemon priority prefix; the journal stamps time)
+//   json:              {"ts":"2024-05-01T12:34:56.789+02:00","level":"info","logger":"grok-server","msg":"message"}
 
+#include <spdlog/formatter.h>
+
+#include <memory>
 #include <string>
 
 namespace grok {
 
-/// Configures the default spdlog logger: level (trace..off), format
-/// ("text" or "json"); under journald (JOURNAL_STREAM set) timestamps are
-/// left to the journal. Throws std::invalid_argument for an unknown level.
+/// Configures the default spdlog logger `name`: level (trace, debug, info,
+/// warn, error, critical, off), format ("text" or "json"). Text output under
+/// journald (JOURNAL_STREAM names stderr) carries an sd-daemon <N> priority
+/// prefix instead of a timestamp. May be called again: the previous logger of
+/// that name is replaced. Throws std::invalid_argument for an unknown level
+/// or format.
 void setup_logging(const std::string& level, const std::string& format, const std::string& name);
+
+/// Changes the level of every logger live (e.g. on reload). Throws
+/// std::invalid_argument for an unknown level; the level is then unchanged.
+void set_log_level(const std::string& level);
+
+/// The line formatter setup_logging installs, exposed for tests: "text" or
+/// "json"; `journald` only affects "text". Throws std::invalid_argument for
+/// an unknown format.
+std::unique_ptr<spdlog::formatter> make_formatter(const std::string& format, bool journald);
+
+/// True when stderr is connected to the journal: JOURNAL_STREAM holds
+/// "DEVICE:INODE" and it matches stderr (so a child whose stderr was
+/// redirected elsewhere does not use the journald format).
+bool stderr_is_journal();
 
 }  // namespace grok

@@ -498,6 +498,43 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   return cfg;
 }
 
+namespace {
+
+// Why `s` is not a usable HOST:PORT for the client's `server`, or nullopt.
+std::optional<std::string> server_address_problem(const std::string& s) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return "expected host:port such as tunnel.example.com:4443, got '" + s + "'";
+  auto host = std::string_view(s).substr(0, colon);
+  auto port = parse_uint(std::string_view(s).substr(colon + 1));
+  if (!port || *port == 0 || *port > 65535) return "expected a port in 1..65535 after the last ':', got '" + s + "'";
+  bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (!bracketed && host.find(':') != std::string_view::npos)
+    return "IPv6 addresses must be in brackets, e.g. [::1]:4443, got '" + s + "'";
+  if (std::any_of(s.begin(), s.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
+    return "must not contain whitespace, got '" + s + "'";
+  return std::nullopt;
+}
+
+}  // namespace
+
+void check_server_address(const std::string& address) {
+  if (auto problem = server_address_problem(address)) throw std::invalid_argument(printable(*problem));
+}
+
+std::string render_client_config(const client_config& cfg) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "server" << YAML::Value << cfg.server;
+  // Always quoted: a plain token such as "null", "~" or "123" would not
+  // read back as the same string.
+  out << YAML::Key << "token" << YAML::Value << YAML::DoubleQuoted << cfg.token;
+  out << YAML::Key << "log_level" << YAML::Value << cfg.log_level;
+  out << YAML::EndMap;
+  if (!out.good()) throw std::invalid_argument(std::string("cannot render client configuration: ") + out.GetLastError());
+  return std::string("# grok client configuration (rewritten by `grok config`)\n") + out.c_str() + "\n";
+}
+
 client_config parse_client_config(const std::string& yaml_text, const std::string& source) {
   reader r(source);
   client_config cfg;
@@ -508,18 +545,7 @@ client_config parse_client_config(const std::string& yaml_text, const std::strin
   r.read_map(*root, "", {
     {"server", [&](const entry& e) {
       const auto& s = r.scalar(e, "host:port");
-      auto colon = s.rfind(':');
-      if (colon == std::string::npos || colon == 0)
-        r.fail(e, "expected host:port such as tunnel.example.com:4443, got '" + s + "'");
-      auto host = std::string_view(s).substr(0, colon);
-      auto port = parse_uint(std::string_view(s).substr(colon + 1));
-      if (!port || *port == 0 || *port > 65535)
-        r.fail(e, "expected a port in 1..65535 after the last ':', got '" + s + "'");
-      bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
-      if (!bracketed && host.find(':') != std::string_view::npos)
-        r.fail(e, "IPv6 addresses must be in brackets, e.g. [::1]:4443, got '" + s + "'");
-      if (std::any_of(s.begin(), s.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
-        r.fail(e, "must not contain whitespace, got '" + s + "'");
+      if (auto problem = server_address_problem(s)) r.fail(e, *problem);
       cfg.server = s;
     }},
     {"token", [&](const entry& e) { cfg.token = r.token(e, true); }},

@@ -1,30 +1,228 @@
 #include "grok/log.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <array>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <ctime>
+#include <iterator>
 #include <stdexcept>
+#include <string_view>
 
 namespace grok {
+namespace {
+
+spdlog::level::level_enum parse_level(const std::string& level) {
+  // Only the names the configuration files accept; spdlog's own from_str
+  // would also take "warning"/"err" and map anything else to "off".
+  static constexpr std::array<std::pair<std::string_view, spdlog::level::level_enum>, 7> levels = {{
+      {"trace", spdlog::level::trace},
+      {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},
+      {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},
+      {"critical", spdlog::level::critical},
+      {"off", spdlog::level::off},
+  }};
+  for (const auto& [n, l] : levels)
+    if (n == level) return l;
+  throw std::invalid_argument("unknown log level '" + level +
+                              "' (expected trace, debug, info, warn, error, critical or off)");
+}
+
+std::string_view short_level_name(spdlog::level::level_enum l) {
+  switch (l) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    default: return "off";
+  }
+}
+
+// sd-daemon(3) / syslog priorities.
+char journal_priority(spdlog::level::level_enum l) {
+  switch (l) {
+    case spdlog::level::trace:
+    case spdlog::level::debug: return '7';     // LOG_DEBUG
+    case spdlog::level::info: return '6';      // LOG_INFO
+    case spdlog::level::warn: return '4';      // LOG_WARNING
+    case spdlog::level::err: return '3';       // LOG_ERR
+    case spdlog::level::critical: return '2';  // LOG_CRIT
+    default: return '6';
+  }
+}
+
+void append(spdlog::memory_buf_t& out, std::string_view s) { out.append(s.data(), s.data() + s.size()); }
+
+// Length of the well-formed UTF-8 sequence starting at s[i], or 0 if the
+// bytes there are not one (overlong forms, surrogates and values above
+// U+10FFFF included).
+size_t utf8_sequence_length(std::string_view s, size_t i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if (b(i + k) < 0x80 || b(i + k) > 0xbf) return 0;
+  return n;
+}
+
+// A JSON string literal: quotes, backslashes and control characters escaped
+// (controls as \u00XX); bytes that are not valid UTF-8 become U+FFFD so the
+// line always parses.
+void append_json_string(spdlog::memory_buf_t& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else if (c < 0x20 || c == 0x7f) {
+      append(out, "\\u00");
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xf]);
+      ++i;
+    } else if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else if (size_t n = utf8_sequence_length(s, i)) {
+      append(out, s.substr(i, n));
+      i += n;
+    } else {
+      append(out, "\\ufffd");
+      ++i;
+    }
+  }
+  out.push_back('"');
+}
+
+// <P>message; a multi-line message repeats the prefix on every line, since
+// journald splits the stream at newlines.
+class journald_formatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    char prefix[3] = {'<', journal_priority(msg.level), '>'};
+    std::string_view text(msg.payload.data(), msg.payload.size());
+    while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    append(dest, std::string_view(prefix, 3));
+    for (char c : text) {
+      dest.push_back(c);
+      if (c == '\n') append(dest, std::string_view(prefix, 3));
+    }
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<journald_formatter>(); }
+};
+
+class json_formatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    using namespace std::chrono;
+    auto since_epoch = msg.time.time_since_epoch();
+    auto secs = duration_cast<seconds>(since_epoch);
+    auto ms = duration_cast<milliseconds>(since_epoch - secs).count();
+    if (secs != cached_second_) {
+      // Local time with its offset, e.g. 2024-05-01T12:34:56 / +02:00.
+      std::time_t t = static_cast<std::time_t>(secs.count());
+      std::tm tm{};
+      localtime_r(&t, &tm);
+      long off = tm.tm_gmtoff / 60;
+      char sign = off < 0 ? '-' : '+';
+      if (off < 0) off = -off;
+      cached_date_ = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+      cached_offset_ = fmt::format("{}{:02}:{:02}", sign, off / 60, off % 60);
+      cached_second_ = secs;
+    }
+    append(dest, R"({"ts":")");
+    append(dest, cached_date_);
+    fmt::format_to(std::back_inserter(dest), ".{:03}", ms);
+    append(dest, cached_offset_);
+    append(dest, R"(","level":")");
+    append(dest, short_level_name(msg.level));
+    append(dest, R"(","logger":)");
+    append_json_string(dest, std::string_view(msg.logger_name.data(), msg.logger_name.size()));
+    append(dest, R"(,"msg":)");
+    append_json_string(dest, std::string_view(msg.payload.data(), msg.payload.size()));
+    append(dest, "}\n");
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<json_formatter>(); }
+
+ private:
+  std::chrono::seconds cached_second_{-1};
+  std::string cached_date_;
+  std::string cached_offset_;
+};
+
+}  // namespace
+
+std::unique_ptr<spdlog::formatter> make_formatter(const std::string& format, bool journald) {
+  if (format == "json") return std::make_unique<json_formatter>();
+  if (format != "text") throw std::invalid_argument("unknown log format '" + format + "' (expected text or json)");
+  if (journald) return std::make_unique<journald_formatter>();
+  return std::make_unique<spdlog::pattern_formatter>("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+}
+
+bool stderr_is_journal() {
+  const char* env = std::getenv("JOURNAL_STREAM");
+  if (!env || !*env) return false;
+  // "DEVICE:INODE" of the stream journald handed us (systemd.exec(5)).
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long dev = std::strtoull(env, &end, 10);
+  if (errno || end == env || *end != ':') return false;
+  const char* ino_text = end + 1;
+  unsigned long long ino = std::strtoull(ino_text, &end, 10);
+  if (errno || end == ino_text || *end != '\0') return false;
+  struct stat st {};
+  if (fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+}
 
 void setup_logging(const std::string& level, const std::string& format, const std::string& name) {
-  auto lvl = spdlog::level::from_str(level);
-  if (lvl == spdlog::level::off && level != "off")
-    throw std::invalid_argument("unknown log level '" + level + "'");
-  auto logger = spdlog::stderr_color_mt(name);
-  spdlog::set_default_logger(logger);
+  // Validate everything before touching the current logger.
+  auto lvl = parse_level(level);
+  auto formatter = make_formatter(format, format == "text" && stderr_is_journal());
+
+  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
+  logger->set_formatter(std::move(formatter));
+  logger->set_level(lvl);
+  logger->flush_on(spdlog::level::info);
+
+  // Replace, never throw "logger with name already exists".
+  spdlog::drop(name);
+  spdlog::set_default_logger(std::move(logger));
   spdlog::set_level(lvl);
-  bool journald = std::getenv("JOURNAL_STREAM") != nullptr;
-  if (format == "json") {
-    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
-  } else if (journald) {
-    // The journal stamps time itself; <N> is the syslog priority prefix.
-    spdlog::set_pattern("%l: %v");
-  } else {
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
-  }
-  spdlog::flush_on(spdlog::level::info);
 }
+
+void set_log_level(const std::string& level) { spdlog::set_level(parse_level(level)); }
 
 }  // namespace grok

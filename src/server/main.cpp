@@ -1,15 +1,24 @@
 // grok-server: public HTTP in, one gRPC stream per tunnel client out.
 
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 
 #include "grok/config.hpp"
 #include "grok/log.hpp"
 #include "grok/server.hpp"
+
+namespace {
+
+/// sd_notify is a no-op without NOTIFY_SOCKET, so the same binary runs in the foreground unchanged.
+void notify(const char* state) { sd_notify(0, state); }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"grok-server: the public end of grok HTTP tunnels"};
@@ -40,8 +49,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // Signals are taken by sigwait on this thread only; block them before any
-  // worker thread exists so every thread inherits the mask.
+  // Signals are taken by sigtimedwait on this thread only; block them before
+  // any worker thread exists so every thread inherits the mask.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -50,27 +59,45 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  grok::server srv(cfg, workers);
+  grok::server srv(cfg, workers, config_path);
   try {
     srv.start();
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
   }
+  const char* env_pool = std::getenv("GROK_WORKER_POOL_SIZE");
   spdlog::info("worker pool: {} threads ({})", srv.workers(),
-               std::getenv("GROK_WORKER_POOL_SIZE") ? "GROK_WORKER_POOL_SIZE"
-               : cfg->worker_pool_size == 0 ? "auto" : "tunnels.worker_pool_size");
+               env_pool && *env_pool ? "from GROK_WORKER_POOL_SIZE"
+               : cfg->worker_pool_size == 0 ? "auto: one per hardware thread"
+                                            : "from tunnels.worker_pool_size");
+  notify("READY=1");
+  srv.responsive(std::chrono::milliseconds(0));  // primes the first watchdog probe
+
+  uint64_t watchdog_usec = 0;
+  bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  // Ping twice per watchdog period, and only while the worker pool answers.
+  auto tick = watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::microseconds(1'000'000);
   for (;;) {
-    int sig = 0;
-    sigwait(&set, &sig);
-    if (sig == SIGHUP) {
-      spdlog::warn("SIGHUP: live reload is not available in this build; restart to apply changes");
+    timespec ts{static_cast<time_t>(tick.count() / 1'000'000), static_cast<long>((tick.count() % 1'000'000) * 1000)};
+    int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig < 0) {
+      if (watchdog && srv.responsive(std::chrono::duration_cast<std::chrono::milliseconds>(tick) * 2))
+        notify("WATCHDOG=1");
       continue;
     }
-    spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP: reloading {}", config_path);
+      notify("RELOADING=1");
+      auto err = srv.reload();
+      notify(err.empty() ? "READY=1" : ("READY=1\nSTATUS=reload failed: " + err).c_str());
+      continue;
+    }
+    spdlog::info("received {}, draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
     break;
   }
-  srv.stop();
+  notify("STOPPING=1");
+  srv.drain();
   spdlog::info("grok-server stopped");
   return 0;
 }

@@ -149,6 +149,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     unsigned status = 0;
     std::optional<recv_window> window;
 
+    bool counted = false;      // included in exchanges_in_flight
     bool tunnel_done = false;  // the tunnel dropped the exchange (reset or gone)
     bool finished = false;
   };
@@ -161,6 +162,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
   void do_read_header() {
     ex_ = exchange{};
+    cfg_ = state_.config();  // a reload applies from the next request on
     if (buffer_.capacity() > 16 * 1024 && buffer_.size() < 16 * 1024) {
       buffer_.shrink_to_fit();
       buffer_.reserve(16 * 1024);
@@ -222,6 +224,10 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
         return reply_and_close(400, "Both Transfer-Encoding and Content-Length are present.");
     }
 
+    if (state_.draining.load(std::memory_order_relaxed)) {
+      ex_.keep_alive = false;
+      return reply_error(503, "The server is shutting down; try again shortly.");
+    }
     auto name = tunnel_name_for_host(*host, cfg_->domain);
     if (!name) return reply_error(404, "No tunnel is served at " + *host + ".");
     auto found = state_.find(*name);
@@ -287,6 +293,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       self->ex_.tunnel_done = true;
       self->fail_exchange(504, "The local service did not respond in time.");
     });
+    ex_.counted = true;
+    state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->open(shared_from_this(), std::move(frame));
   }
 
@@ -613,7 +621,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     ex_.finished = true;
     response_timer_.cancel();
     if (tunnel_ && ex_.id != 0) tunnel_->close_exchange(ex_.id);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - ex_.started).count();
+    auto took = clock::now() - ex_.started;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    if (ex_.counted) {
+      ex_.counted = false;
+      state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
+      state_.stats.record_exchange(tunnel_->name(), ex_.status, took, ex_.bytes_in, ex_.resp_bytes);
+    }
     spdlog::info("tunnel={} conn={} req={} remote={} \"{} {}\" {} in={}B out={}B {}ms", tunnel_ ? tunnel_->name() : "-",
                  conn_id_, ex_.id, remote_ip_, ex_.method, ex_.target, ex_.status, ex_.bytes_in, ex_.resp_bytes, ms);
   }

@@ -5,9 +5,13 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <list>
 #include <stdexcept>
 #include <thread>
 
+#include "admin_http.hpp"
+#include "grok/log.hpp"
 #include "public_http.hpp"
 #include "tunnel.hpp"
 
@@ -15,35 +19,70 @@ namespace grok {
 
 using namespace server_detail;
 
-struct server::impl {
-  impl(std::shared_ptr<const server_config> c, unsigned n)
-      : cfg(std::move(c)), worker_count(n == 0 ? 1 : n), ioc(static_cast<int>(worker_count)), state(ioc, cfg),
-        service(state) {}
+namespace {
+// A worker that runs a retire token leaves the pool; which worker does so
+// does not matter, they are interchangeable.
+thread_local bool retire_this_worker = false;
+}  // namespace
 
-  std::shared_ptr<const server_config> cfg;
-  unsigned worker_count;
+struct server::impl {
+  impl(std::shared_ptr<const server_config> c, unsigned n, std::string path)
+      : cfg(std::move(c)), config_path(std::move(path)), initial_workers(n == 0 ? 1 : n),
+        ioc(static_cast<int>(initial_workers)), state(ioc, cfg), service(state) {}
+
+  struct worker {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  std::shared_ptr<const server_config> cfg;  // guarded by the caller: start/reload/stop run on the main thread
+  std::string config_path;
+  unsigned initial_workers;
   asio::io_context ioc;
   server_state state;
   tunnel_service service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::shared_ptr<public_listener> listener;
+  std::shared_ptr<admin_listener> admin;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::vector<std::thread> threads;
+  std::list<worker> workers;  // list: a worker's address stays put while its thread runs
+  unsigned target_workers = 0;
   uint16_t http_port = 0;
   int grpc_port = 0;
+  uint16_t api_port = 0;
   bool stopped = false;
+  std::atomic<int64_t> last_probe_ns{0};
+
+  void spawn_worker() {
+    auto& w = workers.emplace_back();
+    w.thread = std::thread([this, &w] {
+      retire_this_worker = false;
+      while (!retire_this_worker && !ioc.stopped()) ioc.run_one();
+      w.done = true;
+    });
+  }
+
+  void reap_workers() {
+    for (auto it = workers.begin(); it != workers.end();) {
+      if (it->done) {
+        it->thread.join();
+        it = workers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
 };
 
-server::server(std::shared_ptr<const server_config> cfg, unsigned workers)
-    : impl_(std::make_unique<impl>(std::move(cfg), workers)) {}
+server::server(std::shared_ptr<const server_config> cfg, unsigned workers, std::string config_path)
+    : impl_(std::make_unique<impl>(std::move(cfg), workers, std::move(config_path))) {}
 
 server::~server() { stop(); }
 
 void server::start() {
   auto& c = *impl_->cfg;
-  asio::ip::tcp::endpoint ep;
   try {
-    ep = asio::ip::tcp::endpoint(asio::ip::make_address(c.bind_address), c.http_port);
+    asio::ip::tcp::endpoint ep(asio::ip::make_address(c.bind_address), c.http_port);
     impl_->listener = std::make_shared<public_listener>(impl_->state, ep);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot listen for public HTTP on " + c.bind_address + ":" +
@@ -51,6 +90,17 @@ void server::start() {
   }
   impl_->http_port = impl_->listener->local_endpoint().port();
   impl_->state.public_port = impl_->http_port;
+
+  if (c.api_port != 0) {
+    try {
+      asio::ip::tcp::endpoint ep(asio::ip::make_address(c.api_address), c.api_port);
+      impl_->admin = std::make_shared<admin_listener>(impl_->state, ep);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cannot listen for the admin endpoint on " + c.api_address + ":" +
+                               std::to_string(c.api_port) + ": " + e.what());
+    }
+    impl_->api_port = impl_->admin->local_endpoint().port();
+  }
 
   grpc::ServerBuilder builder;
   auto grpc_addr = c.grpc_address + ":" + std::to_string(c.grpc_port);
@@ -70,9 +120,85 @@ void server::start() {
 
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->listener->start();
-  for (unsigned i = 0; i < impl_->worker_count; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
-  spdlog::info("grok-server ready: http={}:{} grpc={}:{} domain={} workers={}", c.bind_address, impl_->http_port,
-               c.grpc_address, impl_->grpc_port, c.domain, impl_->worker_count);
+  if (impl_->admin) impl_->admin->start();
+  resize_workers(impl_->initial_workers);
+  spdlog::info("grok-server ready: http={}:{} grpc={}:{} api={} domain={} workers={}", c.bind_address,
+               impl_->http_port, c.grpc_address, impl_->grpc_port,
+               impl_->admin ? c.api_address + ":" + std::to_string(impl_->api_port) : std::string("off"), c.domain,
+               impl_->target_workers);
+}
+
+void server::resize_workers(unsigned n) {
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  impl_->reap_workers();
+  unsigned current = impl_->target_workers;
+  if (n > current) {
+    for (unsigned i = current; i < n; ++i) impl_->spawn_worker();
+  } else if (n < current) {
+    for (unsigned i = n; i < current; ++i) asio::post(impl_->ioc, [] { retire_this_worker = true; });
+  }
+  if (n != current && current != 0) spdlog::info("worker pool: {} -> {} threads", current, n);
+  impl_->target_workers = n;
+  impl_->state.worker_threads = n;
+}
+
+std::string server::reload() {
+  std::shared_ptr<server_config> next;
+  unsigned workers = 0;
+  try {
+    next = std::make_shared<server_config>(load_server_config(impl_->config_path));
+    workers = effective_worker_count(*next, std::getenv("GROK_WORKER_POOL_SIZE"));
+    set_log_level(next->log_level);
+  } catch (const std::exception& e) {
+    impl_->state.reloads_failed++;
+    spdlog::error("reload refused, the running configuration stays: {}", e.what());
+    return e.what();
+  }
+  const auto& old = *impl_->cfg;
+  // Listeners are bound once; their settings need a restart.
+  auto keep = [&](auto server_config::*field, const char* key) {
+    if ((*next).*field != old.*field) {
+      spdlog::warn("reload: {} changed; it takes effect at the next restart", key);
+      (*next).*field = old.*field;
+    }
+  };
+  keep(&server_config::domain, "server.domain");
+  keep(&server_config::bind_address, "server.bind_address");
+  keep(&server_config::http_port, "server.http_port");
+  keep(&server_config::grpc_address, "server.grpc_address");
+  keep(&server_config::grpc_port, "server.grpc_port");
+  keep(&server_config::api_address, "server.api_address");
+  keep(&server_config::api_port, "server.api_port");
+  keep(&server_config::heartbeat_interval, "tunnels.heartbeat_interval");
+  keep(&server_config::log_format, "logging.format");
+  impl_->cfg = next;
+  impl_->state.set_config(next);
+  for (auto& t : impl_->state.tunnels()) t->apply_config(next);
+  resize_workers(workers);
+  impl_->state.reloads_ok++;
+  spdlog::info("reloaded {}: {} token(s), response_timeout={}ms, max_exchanges={}, workers={}", impl_->config_path,
+               next->tokens.size(), next->response_timeout.count(), next->max_exchanges, impl_->target_workers);
+  return {};
+}
+
+void server::drain() {
+  if (impl_->stopped || !impl_->grpc_server) return;
+  auto deadline = std::chrono::steady_clock::now() + impl_->cfg->drain_timeout;
+  impl_->state.draining = true;
+  auto tunnels = impl_->state.tunnels();
+  for (auto& t : tunnels) t->go_away("server shutting down");
+  auto in_flight = impl_->state.exchanges_in_flight.load();
+  spdlog::info("draining: {} request(s) in flight, {} tunnel(s); waiting up to {}ms", in_flight, tunnels.size(),
+               impl_->cfg->drain_timeout.count());
+  // Exchanges end on the worker threads; this thread only watches the count.
+  while (impl_->state.exchanges_in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto left = impl_->state.exchanges_in_flight.load();
+  if (left > 0)
+    spdlog::warn("drain deadline reached with {} request(s) in flight; closing them", left);
+  else
+    spdlog::info("drained: no requests in flight");
+  stop();
 }
 
 void server::stop() {
@@ -80,17 +206,28 @@ void server::stop() {
   impl_->stopped = true;
   spdlog::info("grok-server stopping");
   if (impl_->listener) impl_->listener->stop();
+  if (impl_->admin) impl_->admin->stop();
   for (auto& t : impl_->state.tunnels()) t->shutdown("server shutting down");
   // Shutdown waits for reactors to finish; they need the io_context running.
-  impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + impl_->cfg->drain_timeout);
+  impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   impl_->work.reset();
   impl_->ioc.stop();
-  for (auto& t : impl_->threads) t.join();
-  impl_->threads.clear();
+  for (auto& w : impl_->workers) w.thread.join();
+  impl_->workers.clear();
+}
+
+bool server::responsive(std::chrono::milliseconds within) {
+  auto now = std::chrono::steady_clock::now().time_since_epoch();
+  asio::post(impl_->ioc, [this] {
+    impl_->last_probe_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  });
+  auto last = std::chrono::nanoseconds(impl_->last_probe_ns.load());
+  return last.count() != 0 && now - last < within;
 }
 
 uint16_t server::http_port() const { return impl_->http_port; }
 uint16_t server::grpc_port() const { return static_cast<uint16_t>(impl_->grpc_port); }
-unsigned server::workers() const { return impl_->worker_count; }
+uint16_t server::api_port() const { return impl_->api_port; }
+unsigned server::workers() const { return impl_->target_workers; }
 
 }  // namespace grok

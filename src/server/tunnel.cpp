@@ -24,9 +24,8 @@ digest sha256(std::string_view s) {
 }
 
 /// Compares digests so the time taken says nothing about the token.
-bool token_allowed(const std::vector<std::string>& tokens, const std::string& presented) {
+bool digest_allowed(const std::vector<std::string>& tokens, const digest& p) {
   if (tokens.empty()) return true;
-  auto p = sha256(presented);
   bool ok = false;
   for (const auto& t : tokens) {
     auto d = sha256(t);
@@ -35,7 +34,7 @@ bool token_allowed(const std::vector<std::string>& tokens, const std::string& pr
   return ok;
 }
 
-std::string public_url(const server_config& cfg, uint16_t port, const std::string& name) {
+std::string make_public_url(const server_config& cfg, uint16_t port, const std::string& name) {
   std::string url = "http://" + name + "." + cfg.domain;
   if (port != 80) url += ":" + std::to_string(port);
   return url;
@@ -165,6 +164,7 @@ void tunnel::post_read_closed() {
 void tunnel::post_write_done(bool ok) {
   asio::post(strand_, [self = shared_from_this(), ok] {
     self->writer_.on_write_done(ok);
+    self->update_gauges();
     if (!ok) {
       self->close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"), "stream write failed");
     }
@@ -199,6 +199,7 @@ void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
     }
     self->exchanges_.emplace(id, sink);
     self->writer_.push(std::move(head));
+    self->update_gauges();
     sink->on_opened(id, self->client_window_);
   });
 }
@@ -207,6 +208,7 @@ void tunnel::send(pb::Frame&& f) {
   asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
     if (self->phase_ != phase::open) return;
     self->writer_.push(std::move(f));
+    self->update_gauges();
     if (self->writer_.queued_bytes() > self->cfg_->max_queued_bytes) {
       spdlog::warn("tunnel={} conn={}: {} bytes queued, client is not reading; closing",
                    self->name_, self->conn_id_, self->writer_.queued_bytes());
@@ -217,7 +219,39 @@ void tunnel::send(pb::Frame&& f) {
 }
 
 void tunnel::close_exchange(uint64_t id) {
-  asio::post(strand_, [self = shared_from_this(), id] { self->exchanges_.erase(id); });
+  asio::post(strand_, [self = shared_from_this(), id] {
+    self->exchanges_.erase(id);
+    self->update_gauges();
+  });
+}
+
+void tunnel::update_gauges() {
+  queued_bytes_.store(writer_.queued_bytes(), std::memory_order_relaxed);
+  in_flight_.store(static_cast<uint32_t>(exchanges_.size()), std::memory_order_relaxed);
+}
+
+void tunnel::go_away(std::string why) {
+  asio::post(strand_, [self = shared_from_this(), why = std::move(why)] {
+    if (self->phase_ != phase::open) return;
+    pb::Frame f;
+    f.mutable_go_away()->set_message(why);
+    self->writer_.push(std::move(f));
+  });
+}
+
+void tunnel::apply_config(std::shared_ptr<const server_config> cfg) {
+  asio::post(strand_, [self = shared_from_this(), cfg = std::move(cfg)] {
+    self->cfg_ = cfg;
+    if (self->phase_ == phase::open && !digest_allowed(cfg->tokens, self->token_digest_)) {
+      spdlog::warn("tunnel={} conn={}: token revoked by reload; closing", self->name_, self->conn_id_);
+      pb::Frame f;
+      auto* r = f.mutable_refused();
+      r->set_reason(pb::Refused::BAD_TOKEN);
+      r->set_message("token revoked");
+      self->writer_.push(std::move(f));
+      self->close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "token revoked"), "token revoked");
+    }
+  });
 }
 
 void tunnel::shutdown(std::string why) {
@@ -268,7 +302,10 @@ void tunnel::deliver(pb::Frame&& f) {
   auto it = exchanges_.find(id);
   if (it == exchanges_.end()) return;  // finished or cancelled: late frames are expected
   auto sink = it->second;
-  if (f.has_reset()) exchanges_.erase(it);
+  if (f.has_reset()) {
+    exchanges_.erase(it);
+    update_gauges();
+  }
   sink->on_frame(id, std::move(f));
 }
 
@@ -280,7 +317,12 @@ void tunnel::handle_hello(const pb::Hello& h) {
                std::to_string(protocol_version));
     return;
   }
-  if (!token_allowed(cfg_->tokens, h.token())) {
+  if (state_.draining.load()) {
+    refuse(pb::Refused::LIMIT, "the server is shutting down; try again shortly");
+    return;
+  }
+  token_digest_ = sha256(h.token());
+  if (!digest_allowed(cfg_->tokens, token_digest_)) {
     spdlog::warn("tunnel conn={} peer={}: refused: invalid token", conn_id_, peer_);
     refuse(pb::Refused::BAD_TOKEN, "invalid token");
     return;
@@ -310,12 +352,14 @@ void tunnel::handle_hello(const pb::Hello& h) {
   auto* a = f.mutable_accepted();
   a->set_protocol_version(protocol_version);
   a->set_name(name_);
-  a->set_public_url(public_url(*cfg_, state_.public_port.load(), name_));
+  public_url_ = make_public_url(*cfg_, state_.public_port.load(), name_);
+  connected_at_ = clock::now();
+  a->set_public_url(public_url_);
   a->set_initial_window(cfg_->initial_window);
   a->set_max_frame_size(cfg_->max_frame_size);
   a->set_max_exchanges(cfg_->max_exchanges);
   writer_.push(std::move(f));
-  spdlog::info("tunnel={} conn={} peer={}: online at {}", name_, conn_id_, peer_, public_url(*cfg_, state_.public_port.load(), name_));
+  spdlog::info("tunnel={} conn={} peer={}: online at {}", name_, conn_id_, peer_, public_url_);
 }
 
 void tunnel::refuse(pb::Refused::Reason reason, const std::string& message) {
@@ -345,6 +389,7 @@ void tunnel::close(grpc::Status status, const std::string& why) {
   auto exchanges = std::move(exchanges_);
   exchanges_.clear();
   for (auto& [id, sink] : exchanges) sink->on_unavailable(id, 502, "tunnel closed");
+  update_gauges();
   if (was_open) spdlog::info("tunnel={} conn={}: offline ({})", name_, conn_id_, why);
   finish_pending_ = true;
   finish_status_ = std::move(status);

@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "grok/config.hpp"
+#include "metrics.hpp"
 #include "grok/frame_writer.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
 
@@ -73,7 +75,14 @@ class server_state {
   /// The public HTTP port actually bound (differs from the config for port 0).
   std::atomic<uint16_t> public_port{0};
   std::atomic<uint64_t> exchanges_total{0};
+  std::atomic<int64_t> exchanges_in_flight{0};
   std::atomic<int64_t> public_connections{0};
+  /// Set on SIGTERM: new public requests get 503, new tunnels are refused.
+  std::atomic<bool> draining{false};
+  std::atomic<unsigned> worker_threads{0};
+  std::atomic<uint64_t> reloads_ok{0};
+  std::atomic<uint64_t> reloads_failed{0};
+  server_detail::metrics stats;
 
  private:
   asio::io_context& ioc_;
@@ -99,6 +108,16 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void close_exchange(uint64_t id);
   /// Any thread: tell the client to go away and finish the stream.
   void shutdown(std::string why);
+  /// Any thread: tell the client to go away but let in-flight exchanges finish.
+  void go_away(std::string why);
+  /// Any thread: a reloaded configuration; closes the tunnel if its token was revoked.
+  void apply_config(std::shared_ptr<const server_config> cfg);
+
+  /// Set once before the tunnel is registered, read-only afterwards.
+  const std::string& public_url() const { return public_url_; }
+  clock::time_point connected_at() const { return connected_at_; }
+  uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  uint32_t exchanges_in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
   /// Set once before the tunnel is registered, read-only afterwards.
   const std::string& name() const { return name_; }
@@ -124,6 +143,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void close(grpc::Status status, const std::string& why);
   void maybe_finish();
   void deliver(pb::Frame&& f);
+  void update_gauges();
 
   server_state& state_;
   std::shared_ptr<const server_config> cfg_;  // snapshot at connect
@@ -132,7 +152,12 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   std::string peer_;
   uint64_t conn_id_;
   std::string name_;
+  std::string public_url_;
+  clock::time_point connected_at_;
+  std::array<unsigned char, 32> token_digest_{};
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> queued_bytes_{0};
+  std::atomic<uint32_t> in_flight_{0};
 
   // strand only
   phase phase_ = phase::hello;

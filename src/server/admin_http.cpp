@@ -1,0 +1,155 @@
+#include "admin_http.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace grok::server_detail {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+class admin_session : public std::enable_shared_from_this<admin_session> {
+ public:
+  admin_session(tcp::socket&& s, server_state& state) : stream_(std::move(s)), state_(state) {}
+
+  void start() { do_read(); }
+
+ private:
+  void do_read() {
+    req_ = {};
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_read(stream_, buffer_, req_, [self = shared_from_this()](error_code ec, size_t) {
+      if (ec) return self->close();
+      self->respond();
+    });
+  }
+
+  void respond() {
+    auto target = std::string(req_.target());
+    auto path = target.substr(0, target.find('?'));
+    unsigned status = 200;
+    std::string type = "text/plain; charset=utf-8";
+    std::string body;
+    if (req_.method() != http::verb::get && req_.method() != http::verb::head) {
+      status = 405;
+      body = "method not allowed\n";
+    } else if (path == "/healthz") {
+      body = "ok\n";
+    } else if (path == "/readyz") {
+      if (state_.draining.load()) {
+        status = 503;
+        body = "draining\n";
+      } else {
+        body = "ready\n";
+      }
+    } else if (path == "/metrics") {
+      type = "text/plain; version=0.0.4; charset=utf-8";
+      metrics::gauges g;
+      auto tunnels = state_.tunnels();
+      g.tunnels = tunnels.size();
+      g.public_connections = state_.public_connections.load();
+      g.exchanges_in_flight = state_.exchanges_in_flight.load();
+      g.worker_threads = state_.worker_threads.load();
+      for (auto& t : tunnels) g.queued_bytes.emplace_back(t->name(), t->queued_bytes());
+      body = state_.stats.render(g, state_.reloads_ok.load(), state_.reloads_failed.load());
+    } else if (path == "/api/tunnels") {
+      type = "application/json";
+      body = "[";
+      auto now = clock::now();
+      bool first = true;
+      for (auto& t : state_.tunnels()) {
+        if (!first) body += ",";
+        first = false;
+        auto up = std::chrono::duration_cast<std::chrono::seconds>(now - t->connected_at()).count();
+        body += "{\"name\":" + json_string(t->name()) + ",\"public_url\":" + json_string(t->public_url()) +
+                ",\"peer\":" + json_string(t->peer()) + ",\"connected_seconds\":" + std::to_string(up) +
+                ",\"exchanges_in_flight\":" + std::to_string(t->exchanges_in_flight()) +
+                ",\"queued_bytes\":" + std::to_string(t->queued_bytes()) + "}";
+      }
+      body += "]\n";
+    } else {
+      status = 404;
+      body = "not found\n";
+    }
+    res_ = {};
+    res_.result(status);
+    res_.version(req_.version());
+    res_.set(http::field::content_type, type);
+    res_.set(http::field::cache_control, "no-store");
+    res_.keep_alive(req_.keep_alive());
+    res_.body() = req_.method() == http::verb::head ? std::string() : std::move(body);
+    res_.prepare_payload();
+    http::async_write(stream_, res_, [self = shared_from_this()](error_code ec, size_t) {
+      if (ec || !self->res_.keep_alive()) return self->close();
+      self->do_read();
+    });
+  }
+
+  void close() {
+    error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  server_state& state_;
+  beast::flat_buffer buffer_{8192};
+  http::request<http::empty_body> req_;
+  http::response<http::string_body> res_;
+};
+
+}  // namespace
+
+admin_listener::admin_listener(server_state& state, const tcp::endpoint& ep)
+    : state_(state), acceptor_(asio::make_strand(state.ioc())) {
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(ep);
+  acceptor_.listen();
+}
+
+void admin_listener::start() { do_accept(); }
+
+void admin_listener::stop() {
+  asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+    error_code ignored;
+    self->acceptor_.close(ignored);
+  });
+}
+
+void admin_listener::do_accept() {
+  acceptor_.async_accept(asio::make_strand(state_.ioc()), [self = shared_from_this()](error_code ec, tcp::socket s) {
+    if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+    if (!ec) std::make_shared<admin_session>(std::move(s), self->state_)->start();
+    self->do_accept();
+  });
+}
+
+}  // namespace grok::server_detail

@@ -1,0 +1,120 @@
+#pragma once
+// Counters behind the admin endpoint's /metrics (Prometheus text format).
+// Exchanges are recorded once each, at their end, under one small mutex.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace grok::server_detail {
+
+class metrics {
+ public:
+  static constexpr std::array<double, 12> buckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                     0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
+
+  void record_exchange(const std::string& tunnel, unsigned status, std::chrono::nanoseconds duration,
+                       uint64_t bytes_in, uint64_t bytes_out) {
+    double s = std::chrono::duration<double>(duration).count();
+    std::lock_guard lk(mu_);
+    ++exchanges_[{tunnel, status}];
+    for (size_t i = 0; i < buckets.size(); ++i)
+      if (s <= buckets[i]) ++bucket_counts_[i];
+    ++duration_count_;
+    duration_sum_ += s;
+    bytes_in_ += bytes_in;
+    bytes_out_ += bytes_out;
+  }
+
+  /// Gauges sampled at scrape time.
+  struct gauges {
+    size_t tunnels = 0;
+    int64_t public_connections = 0;
+    int64_t exchanges_in_flight = 0;
+    unsigned worker_threads = 0;
+    std::vector<std::pair<std::string, uint64_t>> queued_bytes;  ///< per tunnel
+  };
+
+  std::string render(const gauges& g, uint64_t reloads_ok, uint64_t reloads_failed) const {
+    std::string out;
+    out.reserve(4096);
+    auto line = [&](const std::string& s) {
+      out += s;
+      out += '\n';
+    };
+    auto escape = [](const std::string& v) {
+      std::string e;
+      for (char c : v) {
+        if (c == '\\' || c == '"') e += '\\';
+        if (c == '\n') {
+          e += "\\n";
+          continue;
+        }
+        e += c;
+      }
+      return e;
+    };
+    std::lock_guard lk(mu_);
+    line("# HELP grok_exchanges_total Public requests answered, by tunnel and status.");
+    line("# TYPE grok_exchanges_total counter");
+    for (auto& [k, v] : exchanges_)
+      line("grok_exchanges_total{tunnel=\"" + escape(k.first) + "\",status=\"" + std::to_string(k.second) + "\"} " +
+           std::to_string(v));
+    line("# HELP grok_exchange_duration_seconds Time from request head to the end of the response.");
+    line("# TYPE grok_exchange_duration_seconds histogram");
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      char le[32];
+      std::snprintf(le, sizeof le, "%g", buckets[i]);
+      line(std::string("grok_exchange_duration_seconds_bucket{le=\"") + le + "\"} " + std::to_string(bucket_counts_[i]));
+    }
+    line("grok_exchange_duration_seconds_bucket{le=\"+Inf\"} " + std::to_string(duration_count_));
+    char sum[64];
+    std::snprintf(sum, sizeof sum, "%.6f", duration_sum_);
+    line(std::string("grok_exchange_duration_seconds_sum ") + sum);
+    line("grok_exchange_duration_seconds_count " + std::to_string(duration_count_));
+    line("# HELP grok_bytes_in_total Request body bytes received from public clients.");
+    line("# TYPE grok_bytes_in_total counter");
+    line("grok_bytes_in_total " + std::to_string(bytes_in_));
+    line("# HELP grok_bytes_out_total Response body bytes sent to public clients.");
+    line("# TYPE grok_bytes_out_total counter");
+    line("grok_bytes_out_total " + std::to_string(bytes_out_));
+    line("# HELP grok_tunnels_active Connected tunnels.");
+    line("# TYPE grok_tunnels_active gauge");
+    line("grok_tunnels_active " + std::to_string(g.tunnels));
+    line("# HELP grok_public_connections_active Open public HTTP connections.");
+    line("# TYPE grok_public_connections_active gauge");
+    line("grok_public_connections_active " + std::to_string(g.public_connections));
+    line("# HELP grok_exchanges_in_flight Public requests not yet answered in full.");
+    line("# TYPE grok_exchanges_in_flight gauge");
+    line("grok_exchanges_in_flight " + std::to_string(g.exchanges_in_flight));
+    line("# HELP grok_tunnel_queued_bytes Bytes waiting to be written to a tunnel's stream.");
+    line("# TYPE grok_tunnel_queued_bytes gauge");
+    for (auto& [name, bytes] : g.queued_bytes)
+      line("grok_tunnel_queued_bytes{tunnel=\"" + escape(name) + "\"} " + std::to_string(bytes));
+    line("# HELP grok_worker_threads Threads running the public HTTP io_context.");
+    line("# TYPE grok_worker_threads gauge");
+    line("grok_worker_threads " + std::to_string(g.worker_threads));
+    line("# HELP grok_reloads_total Configuration reloads (SIGHUP), by result.");
+    line("# TYPE grok_reloads_total counter");
+    line("grok_reloads_total{result=\"ok\"} " + std::to_string(reloads_ok));
+    line("grok_reloads_total{result=\"failed\"} " + std::to_string(reloads_failed));
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, unsigned>, uint64_t> exchanges_;
+  std::array<uint64_t, buckets.size()> bucket_counts_{};
+  uint64_t duration_count_ = 0;
+  double duration_sum_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+};
+
+}  // namespace grok::server_detail
