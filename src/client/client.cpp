@@ -544,6 +544,7 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
 struct session_outcome {
   bool accepted = false;
   bool refused = false;
+  bool fatal = false;  ///< retrying cannot help (bad token, bad name, old protocol)
   bool going_away = false;
   std::string message;
 };
@@ -634,6 +635,9 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
         }
         case pb::Frame::kRefused:
           outcome_.refused = true;
+          outcome_.fatal = f.refused().reason() == pb::Refused::BAD_TOKEN ||
+                           f.refused().reason() == pb::Refused::BAD_NAME ||
+                           f.refused().reason() == pb::Refused::UNSUPPORTED_VERSION;
           outcome_.message = f.refused().message();
           break;
         case pb::Frame::kGoAway:
@@ -763,7 +767,7 @@ int client::run() {
     }
     impl_->pool.clear();
     if (outcome->refused) {
-      if (!ever_accepted) {
+      if (!ever_accepted || outcome->fatal) {
         spdlog::error("the server refused the tunnel: {}", outcome->message);
         exit_code = 1;
         break;

@@ -386,20 +386,37 @@ stack::stack(options o) : opts(std::move(o)) {
   if (opts.start_client) start_client(opts.name);
 }
 
+void stack::write_server_config() {
+  std::ofstream cfg(config_path() + ".tmp");
+  cfg << "server:\n  domain: localhost\n  bind_address: 127.0.0.1\n  http_port: " << http_port
+      << "\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port << "\n  drain_timeout: " << opts.drain_timeout << "\n"
+      << opts.server_section_yaml << "\ntunnels:\n  name_grace: 60s\n"
+      << opts.extra_server_yaml << "\nauth:\n  tokens: "
+      << (opts.tokens_yaml.empty() ? "[" + opts.token + "]" : opts.tokens_yaml) << "\nlogging:\n  level: info\n";
+  cfg.close();
+  std::filesystem::rename(config_path() + ".tmp", config_path());
+}
+
 void stack::start_server() {
-  {
-    std::ofstream cfg(dir + "/grok-server.yaml");
-    cfg << "server:\n  domain: localhost\n  bind_address: 127.0.0.1\n  http_port: " << http_port
-        << "\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port
-        << "\n  drain_timeout: 5s\ntunnels:\n  name_grace: 60s\n"
-        << opts.extra_server_yaml << "\nauth:\n  tokens: [" << opts.token << "]\nlogging:\n  level: info\n";
-  }
-  server = std::make_unique<process>(
-      std::vector<std::string>{binary("grok-server"), "--config", dir + "/grok-server.yaml"});
+  write_server_config();
+  server = std::make_unique<process>(std::vector<std::string>{binary("grok-server"), "--config", config_path()},
+                                     opts.server_env);
   auto m = server->wait_for_line(std::regex(R"(ready: http=127\.0\.0\.1:(\d+) grpc=127\.0\.0\.1:(\d+))"), 15s);
   if (!m) throw std::runtime_error("grok-server did not start");
   http_port = static_cast<uint16_t>(std::stoi((*m)[1]));
   grpc_port = static_cast<uint16_t>(std::stoi((*m)[2]));
+}
+
+uint16_t free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 void stack::start_client(const std::string& name) {

@@ -124,7 +124,11 @@ struct stack {
   struct options {
     std::string name = "app";
     std::string token = "test-token";
-    std::string extra_server_yaml;  ///< appended under `tunnels:`
+    std::string extra_server_yaml;   ///< appended under `tunnels:`
+    std::string server_section_yaml; ///< appended under `server:`
+    std::string drain_timeout = "5s";
+    std::string tokens_yaml;         ///< replaces the token list, e.g. "[a, b]"
+    std::vector<std::string> server_env;
     bool start_client = true;
     std::vector<std::string> client_env;
     std::string client_log_level = "info";
@@ -134,6 +138,9 @@ struct stack {
   ~stack();
 
   void start_server();
+  /// Writes grok-server.yaml from opts (the running server re-reads it on SIGHUP).
+  void write_server_config();
+  std::string config_path() const { return dir + "/grok-server.yaml"; }
   void start_client(const std::string& name);
   void stop_client();
   std::string host() const { return opts.name + ".localhost"; }
@@ -150,5 +157,8 @@ struct stack {
 };
 
 std::string binary(const char* name);
+
+/// A port that was free a moment ago (for settings where 0 means "off").
+uint16_t free_port();
 
 }  // namespace grok::test
