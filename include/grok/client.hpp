@@ -17,6 +17,7 @@ struct client_options {
   uint16_t local_port = 0;
   unsigned threads = 2;
   uint32_t initial_window = 512 * 1024;   ///< request bytes the server may send ahead per exchange
+  bool tcp = false;                       ///< a raw TCP tunnel (`grok tcp`) instead of HTTP
 };
 
 class client {

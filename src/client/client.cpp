@@ -132,7 +132,8 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
         started_(clock::now()) {}
 
   void start() {
-    chunked_ = head_.content_length() < 0;
+    upgraded_ = head_.tcp();  // a TCP connection is raw bytes from the start
+    chunked_ = !upgraded_ && head_.content_length() < 0;
     req_done_ = head_.end_stream();
     asio::post(strand_, [self = shared_from_this()] { self->do_connect(); });
   }
@@ -147,7 +148,7 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
  private:
   void do_connect() {
     if (done_) return;
-    auto conn = retried_ ? nullptr : pool_.take();
+    auto conn = retried_ || head_.tcp() ? nullptr : pool_.take();
     if (conn) {
       // A pooled connection lives on another strand's executor; rebind it to ours.
       conn_ = std::make_unique<local_conn>(strand_);
@@ -168,6 +169,15 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
 
   void on_connected() {
     if (done_) return;
+    if (head_.tcp()) {
+      // Raw bytes both ways from the start; end_stream is a half-close.
+      connected_ = true;
+      if (out_.empty())
+        after_writes();  // the public side may have half-closed already
+      else
+        do_write();
+      return do_read_raw();
+    }
     spdlog::debug("req={} {} {} -> local service{}", id_, head_.method(), head_.target(),
                   reused_ ? " (kept-alive connection)" : "");
     std::string out;
@@ -229,7 +239,7 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
             if (chunked_) queue_write("0\r\n\r\n", 0);
             req_done_ = true;
           }
-          if (!writing_) after_writes();
+          if (!writing_ && connected_) after_writes();
         }
         return;
       }
@@ -495,6 +505,12 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
 
   void log_line(const std::string& outcome) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started_).count();
+    if (head_.tcp()) {
+      auto what = outcome == "0" ? std::string("closed") : outcome;
+      console("TCP " + head_.remote_addr() + "  " + what + "  " + std::to_string(ms) + "ms  in " +
+              human_bytes(bytes_in_) + "  out " + human_bytes(bytes_out_));
+      return;
+    }
     console(head_.method() + " " + head_.target() + "  " + outcome + "  " + std::to_string(ms) + "ms  " +
             human_bytes(bytes_out_));
   }
@@ -567,6 +583,7 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
     h->set_name(opts_.subdomain);
     h->set_client_version("grok 0.1.0");
     h->set_initial_window(opts_.initial_window);
+    h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
     asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
       self->writer_.attach(self.get());
       self->writer_.push(std::move(f));
@@ -629,8 +646,8 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
           outcome_.accepted = true;
           server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
           max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
-          console("Forwarding  " + a.public_url() + " -> http://" + opts_.local_host + ":" +
-                  std::to_string(opts_.local_port));
+          console("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
+                  opts_.local_host + ":" + std::to_string(opts_.local_port));
           break;
         }
         case pb::Frame::kRefused:

@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
@@ -21,6 +23,7 @@
 
 #include "grok/client.hpp"
 #include "grok/config.hpp"
+#include "grok/file_server.hpp"
 #include "grok/log.hpp"
 
 namespace {
@@ -207,6 +210,21 @@ int main(int argc, char** argv) {
   http->add_option("--token", token, "authentication token (default from the config file)");
   http->add_option("--log-level", log_level, "trace|debug|info|warn|error");
 
+  auto* tcp = app.add_subcommand("tcp", "expose a local TCP service on a public port of the server");
+  tcp->add_option("address", local, "[HOST:]PORT of the local service")->required();
+  tcp->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
+  tcp->add_option("--token", token, "authentication token (default from the config file)");
+  tcp->add_option("--log-level", log_level, "trace|debug|info|warn|error");
+
+  std::string serve_dir, serve_auth;
+  auto* serve = app.add_subcommand("serve", "serve the files of a folder through the tunnel (no local server needed)");
+  serve->add_option("dir", serve_dir, "folder to serve")->required();
+  serve->add_option("--auth", serve_auth, "require HTTP Basic authentication with USER:PASS");
+  serve->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (default: the server picks one)");
+  serve->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
+  serve->add_option("--token", token, "authentication token (default from the config file)");
+  serve->add_option("--log-level", log_level, "trace|debug|info|warn|error");
+
   auto* config = app.add_subcommand("config", "show or change the client configuration file (see --config)");
   config->require_subcommand(1);
   config->fallthrough();  // `grok config show --config FILE` works too
@@ -226,10 +244,45 @@ int main(int argc, char** argv) {
     return run_config(action, config_path, config_value);
   }
 
+  // `grok serve`: check the folder and --auth before anything else (usage
+  // errors, exit 2).
+  std::optional<std::pair<std::string, std::string>> basic_auth;
+  fs::path serve_root;
+  if (*serve) {
+    std::error_code ec;
+    auto st = fs::status(serve_dir, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+      std::cerr << "grok: serve: " << serve_dir << ": " << ec.message() << "\n";
+      return 2;
+    }
+    if (!fs::exists(st)) {
+      std::cerr << "grok: serve: " << serve_dir << ": no such directory\n";
+      return 2;
+    }
+    if (!fs::is_directory(st)) {
+      std::cerr << "grok: serve: " << serve_dir << ": not a directory\n";
+      return 2;
+    }
+    serve_root = fs::canonical(serve_dir, ec);
+    if (ec) {
+      std::cerr << "grok: serve: " << serve_dir << ": " << ec.message() << "\n";
+      return 2;
+    }
+    if (serve->count("--auth") > 0) {
+      auto colon = serve_auth.find(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == serve_auth.size()) {
+        std::cerr << "grok: serve: --auth: expected USER:PASS with a non-empty user and password\n";
+        return 2;
+      }
+      basic_auth.emplace(serve_auth.substr(0, colon), serve_auth.substr(colon + 1));
+    }
+  }
+
   grok::client_config cfg;
   try {
     if (std::filesystem::exists(config_path)) cfg = grok::load_client_config(config_path);
-    std::tie(opts.local_host, opts.local_port) = grok::parse_local_address(local);
+    if (*http || *tcp) std::tie(opts.local_host, opts.local_port) = grok::parse_local_address(local);
+    opts.tcp = static_cast<bool>(*tcp);
   } catch (const std::exception& e) {
     std::cerr << "grok: " << e.what() << "\n";
     return 2;
@@ -253,6 +306,20 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // `grok serve`: the tunnel forwards to our own file server on loopback.
+  std::unique_ptr<grok::file_server> files;
+  if (*serve) {
+    try {
+      files = std::make_unique<grok::file_server>(serve_root, basic_auth);
+      opts.local_host = "127.0.0.1";
+      opts.local_port = files->start();
+    } catch (const std::exception& e) {
+      std::cerr << "grok: serve: cannot start the file server: " << e.what() << "\n";
+      return 1;
+    }
+    std::cout << "Serving     " << serve_root.string() << (basic_auth ? " (basic auth)" : "") << std::endl;
+  }
+
   grok::client c(opts);
   std::thread signals([&] {
     int sig = 0;
@@ -265,5 +332,6 @@ int main(int argc, char** argv) {
     pthread_kill(signals.native_handle(), SIGTERM);
     signals.join();
   }
+  if (files) files->stop();
   return rc;
 }

@@ -401,6 +401,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   if (!root) return cfg;
 
   std::optional<int> initial_window_line;
+  std::optional<int> tcp_range_line;
   std::optional<int> max_frame_size_line;
   const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
 
@@ -456,6 +457,14 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           cfg.max_queued_bytes = r.size(f, kib, std::numeric_limits<uint64_t>::max());
         }},
         {"name_grace", [&](const entry& f) { cfg.name_grace = r.duration(f, true); }},
+        {"tcp_port_start", [&](const entry& f) {
+          cfg.tcp_port_start = static_cast<uint16_t>(r.integer(f, 0, 65535));
+          tcp_range_line = f.line;
+        }},
+        {"tcp_port_end", [&](const entry& f) {
+          cfg.tcp_port_end = static_cast<uint16_t>(r.integer(f, 0, 65535));
+          tcp_range_line = f.line;
+        }},
       });
     }},
     {"auth", [&](const entry& e) {
@@ -488,6 +497,9 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
     }},
   });
 
+  if (cfg.tcp_port_start > cfg.tcp_port_end)
+    r.fail(tcp_range_line.value_or(-1), "tunnels.tcp_port_end",
+           "must not be below tunnels.tcp_port_start (" + std::to_string(cfg.tcp_port_start) + ")");
   if (cfg.max_frame_size > cfg.initial_window) {
     if (max_frame_size_line)
       r.fail(*max_frame_size_line, "tunnels.max_frame_size",

@@ -231,6 +231,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     auto name = tunnel_name_for_host(*host, cfg_->domain);
     if (!name) return reply_error(404, "No tunnel is served at " + *host + ".");
     auto found = state_.find(*name);
+    if (found.t && found.t->is_tcp()) found.t.reset();  // a TCP tunnel's name serves no HTTP
     if (!found.t) {
       if (found.recently_offline) return reply_error(502, "Tunnel " + *host + " is offline.");
       return reply_error(404, "Tunnel " + *host + " not found.");

@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 
 #include "grok/host.hpp"
+#include "tcp_tunnel.hpp"
 
 namespace grok::server_detail {
 
@@ -108,6 +109,16 @@ std::string server_state::random_free_name() {
     std::lock_guard lk(mu_);
     if (!names_.contains(name) && !offline_.contains(name)) return name;
   }
+}
+
+bool server_state::reserve_tcp_port(uint16_t port) {
+  std::lock_guard lk(mu_);
+  return tcp_ports_.insert(port).second;
+}
+
+void server_state::release_tcp_port(uint16_t port) {
+  std::lock_guard lk(mu_);
+  tcp_ports_.erase(port);
 }
 
 std::vector<std::shared_ptr<tunnel>> server_state::tunnels() {
@@ -337,6 +348,7 @@ void tunnel::handle_hello(const pb::Hello& h) {
     return;
   }
   name_ = wanted;
+  is_tcp_ = h.protocol() == pb::Hello::TCP;
   if (state_.claim(name_, shared_from_this()) != server_state::claim_result::ok) {
     auto msg = "name '" + name_ + "' is already in use by another tunnel";
     spdlog::warn("tunnel conn={} peer={}: refused: {}", conn_id_, peer_, msg);
@@ -345,6 +357,20 @@ void tunnel::handle_hello(const pb::Hello& h) {
     return;
   }
   registered_ = true;
+  uint16_t tcp_port = 0;
+  if (h.protocol() == pb::Hello::TCP) {
+    tcp_ = tcp_public_listener::open(state_, weak_from_this());
+    if (!tcp_) {
+      auto msg = cfg_->tcp_port_start == 0
+                     ? std::string("TCP tunnels are turned off on this server")
+                     : "no free TCP port in " + std::to_string(cfg_->tcp_port_start) + ".." +
+                           std::to_string(cfg_->tcp_port_end);
+      spdlog::warn("tunnel conn={} peer={}: refused: {}", conn_id_, peer_, msg);
+      refuse(pb::Refused::LIMIT, msg);
+      return;
+    }
+    tcp_port = tcp_->port();
+  }
   client_window_ = h.initial_window() == 0 ? cfg_->initial_window
                                            : std::clamp<uint32_t>(h.initial_window(), 1024, 16u << 20);
   phase_ = phase::open;
@@ -352,13 +378,16 @@ void tunnel::handle_hello(const pb::Hello& h) {
   auto* a = f.mutable_accepted();
   a->set_protocol_version(protocol_version);
   a->set_name(name_);
-  public_url_ = make_public_url(*cfg_, state_.public_port.load(), name_);
+  public_url_ = tcp_ ? "tcp://" + cfg_->domain + ":" + std::to_string(tcp_port)
+                     : make_public_url(*cfg_, state_.public_port.load(), name_);
+  a->set_tcp_port(tcp_port);
   connected_at_ = clock::now();
   a->set_public_url(public_url_);
   a->set_initial_window(cfg_->initial_window);
   a->set_max_frame_size(cfg_->max_frame_size);
   a->set_max_exchanges(cfg_->max_exchanges);
   writer_.push(std::move(f));
+  if (tcp_) tcp_->start();
   spdlog::info("tunnel={} conn={} peer={}: online at {}", name_, conn_id_, peer_, public_url_);
 }
 
@@ -385,6 +414,8 @@ void tunnel::close(grpc::Status status, const std::string& why) {
   hello_timer_.cancel();
   if (registered_) state_.release(name_, this);
   registered_ = false;
+  if (tcp_) tcp_->stop();
+  tcp_.reset();
   // In-flight exchanges learn at once; they answer 502 instead of waiting for a timeout.
   auto exchanges = std::move(exchanges_);
   exchanges_.clear();

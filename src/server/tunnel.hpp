@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "grok/config.hpp"
@@ -69,6 +70,9 @@ class server_state {
   };
   lookup find(const std::string& name);
   std::string random_free_name();
+  /// Marks a TCP tunnel port taken; false if it already is.
+  bool reserve_tcp_port(uint16_t port);
+  void release_tcp_port(uint16_t port);
   std::vector<std::shared_ptr<tunnel>> tunnels();
   size_t tunnel_count();
 
@@ -90,9 +94,11 @@ class server_state {
   std::shared_ptr<const server_config> cfg_;
   std::unordered_map<std::string, std::shared_ptr<tunnel>> names_;
   std::unordered_map<std::string, clock::time_point> offline_;
+  std::unordered_set<uint16_t> tcp_ports_;
 };
 
 class tunnel_reactor;
+class tcp_public_listener;
 
 class tunnel : public std::enable_shared_from_this<tunnel> {
  public:
@@ -115,6 +121,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
 
   /// Set once before the tunnel is registered, read-only afterwards.
   const std::string& public_url() const { return public_url_; }
+  bool is_tcp() const { return is_tcp_; }
   clock::time_point connected_at() const { return connected_at_; }
   uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
   uint32_t exchanges_in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
@@ -153,6 +160,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   uint64_t conn_id_;
   std::string name_;
   std::string public_url_;
+  bool is_tcp_ = false;
   clock::time_point connected_at_;
   std::array<unsigned char, 32> token_digest_{};
   std::atomic<uint64_t> next_id_{1};
@@ -168,6 +176,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   bool registered_ = false;
   uint32_t client_window_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
+  std::shared_ptr<tcp_public_listener> tcp_;  // TCP tunnels only
 };
 
 class tunnel_service final : public pb::Tunnel::CallbackService {

@@ -1,0 +1,269 @@
+// `grok tcp`: raw TCP through the tunnel, with real processes on 127.0.0.1.
+
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <random>
+
+#include "harness.hpp"
+
+using namespace grok::test;
+
+namespace {
+
+/// A local TCP service. The first line picks the mode:
+///   "echo"      echoes everything until EOF, then closes;
+///   "sink"      reads until EOF, then answers "<count> <sha256>\n" and closes;
+///   "source N"  sends N pattern bytes, half-closes, then closes at EOF.
+class tcp_service {
+ public:
+  tcp_service() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(listen(fd_, 512) == 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~tcp_service() {
+    stop_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    acceptor_.join();
+    for (auto& t : workers_) t.join();
+  }
+  uint16_t port = 0;
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 200) < 0 || stop_) return;
+      if (!(p.revents & POLLIN)) continue;
+      int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) {
+        if (stop_) return;
+        continue;
+      }
+      std::lock_guard lk(mu_);
+      workers_.emplace_back([c] { serve(c); });
+    }
+  }
+
+  static void serve(int c) {
+    timeval tv{60, 0};  // a stuck peer cannot hold a worker forever
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string line;
+    char ch;
+    while (recv(c, &ch, 1, 0) == 1 && ch != '\n') line += ch;
+    std::vector<char> buf(1 << 16);
+    auto send_all = [&](const char* p, size_t n) {
+      while (n > 0) {
+        auto w = send(c, p, n, MSG_NOSIGNAL);
+        if (w <= 0) return false;
+        p += w;
+        n -= static_cast<size_t>(w);
+      }
+      return true;
+    };
+    if (line == "echo") {
+      for (;;) {
+        auto n = recv(c, buf.data(), buf.size(), 0);
+        if (n <= 0 || !send_all(buf.data(), static_cast<size_t>(n))) break;
+      }
+    } else if (line == "sink") {
+      sha256 h;
+      uint64_t count = 0;
+      for (;;) {
+        auto n = recv(c, buf.data(), buf.size(), 0);
+        if (n <= 0) break;
+        h.update(buf.data(), static_cast<size_t>(n));
+        count += static_cast<uint64_t>(n);
+      }
+      auto reply = std::to_string(count) + " " + h.hex() + "\n";
+      send_all(reply.data(), reply.size());
+    } else if (line.rfind("source ", 0) == 0) {
+      uint64_t total = std::stoull(line.substr(7));
+      for (uint64_t off = 0; off < total;) {
+        auto n = std::min<uint64_t>(buf.size(), total - off);
+        fill_pattern(buf.data(), n, off);
+        if (!send_all(buf.data(), n)) break;
+        off += n;
+      }
+      shutdown(c, SHUT_WR);
+      while (recv(c, buf.data(), buf.size(), 0) > 0) {
+      }
+    }
+    close(c);
+  }
+
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<std::thread> workers_;
+};
+
+struct tcp_stack {
+  explicit tcp_stack(uint16_t port_start, uint16_t port_end) {
+    stack::options o;
+    o.start_client = false;
+    o.extra_server_yaml = "  tcp_port_start: " + std::to_string(port_start) +
+                          "\n  tcp_port_end: " + std::to_string(port_end) + "\n";
+    s = std::make_unique<stack>(o);
+  }
+  std::unique_ptr<process> start_tcp_client(uint16_t local_port) {
+    return std::make_unique<process>(std::vector<std::string>{
+        binary("grok"), "--config", s->dir + "/none.yaml", "tcp", std::to_string(local_port), "--server",
+        "127.0.0.1:" + std::to_string(s->grpc_port), "--token", s->opts.token});
+  }
+  std::unique_ptr<stack> s;
+};
+
+uint16_t public_port_of(process& client) {
+  auto m = client.wait_for_line(std::regex(R"(Forwarding\s+tcp://localhost:(\d+))"), 10s);
+  REQUIRE(m);
+  return static_cast<uint16_t>(std::stoi((*m)[1]));
+}
+
+}  // namespace
+
+TEST_CASE("tcp tunnel: interactive echo, half-close both ways, 1 GiB each way with bounded memory") {
+  tcp_service svc;
+  auto port = free_port();
+  tcp_stack t(port, port);
+  auto client = t.start_tcp_client(svc.port);
+  auto public_port = public_port_of(*client);
+  CHECK(public_port == port);
+
+  SUBCASE("an interactive byte stream, answer by answer, then half-close") {
+    connection c(public_port);
+    c.send("echo\n");
+    for (int i = 0; i < 100; ++i) {
+      auto line = "keystroke " + std::to_string(i) + "\n";
+      c.send(line);
+      std::string got;
+      while (got.size() < line.size()) {
+        auto piece = c.read_some(5s);
+        REQUIRE(!piece.empty());
+        got += piece;
+      }
+      CHECK(got == line);
+    }
+    c.shutdown_write();           // our EOF reaches the service...
+    CHECK(c.wait_closed(5s));     // ...which closes, and that reaches us
+    CHECK(client->wait_for_text("TCP 127.0.0.1:", 5s));
+  }
+  SUBCASE("1 GiB upload: the local service sees every byte and our EOF") {
+    constexpr uint64_t size = 1ull << 30;
+    connection c(public_port);
+    c.send("sink\n");
+    sha256 expected;
+    std::string chunk(1 << 20, '\0');
+    for (uint64_t off = 0; off < size; off += chunk.size()) {
+      fill_pattern(chunk.data(), chunk.size(), off);
+      expected.update(chunk.data(), chunk.size());
+      c.send(chunk);
+    }
+    c.shutdown_write();
+    std::string reply;
+    while (reply.find('\n') == std::string::npos) {
+      auto piece = c.read_some(60s);
+      REQUIRE(!piece.empty());
+      reply += piece;
+    }
+    CHECK(reply == std::to_string(size) + " " + expected.hex() + "\n");
+  }
+  SUBCASE("1 GiB download") {
+    constexpr uint64_t size = 1ull << 30;
+    connection c(public_port);
+    c.send("source " + std::to_string(size) + "\n");
+    sha256 got_hash, expected;
+    uint64_t got = 0;
+    std::string chunk;
+    for (;;) {
+      auto piece = c.read_some(60s);
+      if (piece.empty()) break;
+      chunk.resize(piece.size());
+      fill_pattern(chunk.data(), chunk.size(), got);
+      expected.update(chunk.data(), chunk.size());
+      got_hash.update(piece.data(), piece.size());
+      got += piece.size();
+      if (got >= size) break;
+    }
+    CHECK(got == size);
+    CHECK(got_hash.hex() == expected.hex());
+    c.shutdown_write();
+    CHECK(c.wait_closed(10s));
+  }
+  auto server_peak = t.s->server->peak_rss_kib();
+  auto client_peak = client->peak_rss_kib();
+  MESSAGE("peak RSS: grok-server " << server_peak << " KiB, grok " << client_peak << " KiB");
+  CHECK(server_peak < 64 * 1024);
+  CHECK(client_peak < 64 * 1024);
+}
+
+TEST_CASE("tcp tunnel: 200 concurrent connections all echo correctly") {
+  tcp_service svc;
+  auto port = free_port();
+  tcp_stack t(port, port);
+  auto client = t.start_tcp_client(svc.port);
+  auto public_port = public_port_of(*client);
+  std::vector<std::future<bool>> results;
+  for (int i = 0; i < 200; ++i) {
+    results.push_back(std::async(std::launch::async, [public_port, i] {
+      std::mt19937 rng(static_cast<unsigned>(i));
+      std::string payload(10'000 + i, '\0');
+      for (auto& ch : payload) ch = static_cast<char>(rng());
+      connection c(public_port, 10s);
+      c.send("echo\n" + payload);
+      c.shutdown_write();
+      std::string got;
+      for (;;) {
+        auto piece = c.read_some(20s);
+        if (piece.empty()) break;
+        got += piece;
+      }
+      return got == payload;
+    }));
+  }
+  int ok = 0;
+  for (auto& r : results) ok += r.get() ? 1 : 0;
+  CHECK(ok == 200);
+}
+
+TEST_CASE("tcp tunnel: a full port range is refused clearly; a dead local service closes the public connection") {
+  tcp_service svc;
+  auto port = free_port();
+  tcp_stack t(port, port);
+  auto first = t.start_tcp_client(svc.port);
+  auto public_port = public_port_of(*first);
+  auto second = t.start_tcp_client(svc.port);
+  CHECK(second->wait_exit(10s) == 1);
+  CHECK(second->wait_for_text("no free TCP port in " + std::to_string(port) + ".." + std::to_string(port), 1s));
+
+  // Nothing listens on the local port any more: the public side is closed at once.
+  auto dead_port = free_port();
+  first->signal(SIGINT);
+  REQUIRE(first->wait_exit(5s) == 0);
+  auto third = t.start_tcp_client(dead_port);
+  auto p3 = public_port_of(*third);
+  CHECK(p3 == public_port);
+  connection c(p3);
+  c.send("echo\nhello");
+  CHECK(c.wait_closed(5s));
+}
