@@ -51,6 +51,7 @@ struct server_config {
 
   // auth.*
   std::vector<std::string> tokens;            ///< empty = no token required
+  std::vector<std::string> tcp_tokens;        ///< may open TCP tunnels; empty = any accepted token
 
   // logging.*
   std::string log_level = "info";             ///< trace|debug|info|warn|error|off

@@ -393,6 +393,25 @@ uint64_t parse_size(const std::string& text) {
   return *n * u->bytes;
 }
 
+namespace {
+
+/// A YAML list of distinct tokens; empty or null means an empty list.
+void read_token_list(reader& r, const entry& f, std::vector<std::string>& out) {
+  out.clear();
+  if (f.value.IsNull()) return;  // every token commented out
+  if (!f.value.IsSequence()) r.fail(f, "expected a list of strings, got " + describe_kind(f.value));
+  for (size_t i = 0; i < f.value.size(); ++i) {
+    YAML::Node item = f.value[i];
+    entry t{f.path + "[" + std::to_string(i) + "]", item.Mark().line, item};
+    auto tok = r.token(t, false);
+    auto dup = std::find(out.begin(), out.end(), tok);
+    if (dup != out.end()) r.fail(t, "duplicate of " + f.path + "[" + std::to_string(dup - out.begin()) + "]");
+    out.push_back(std::move(tok));
+  }
+}
+
+}  // namespace
+
 server_config parse_server_config(const std::string& yaml_text, const std::string& source) {
   reader r(source);
   server_config cfg;
@@ -402,6 +421,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
 
   std::optional<int> initial_window_line;
   std::optional<int> tcp_range_line;
+  std::optional<int> tcp_tokens_line;
   std::optional<int> max_frame_size_line;
   const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
 
@@ -469,19 +489,10 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
     }},
     {"auth", [&](const entry& e) {
       r.read_section(e, {
-        {"tokens", [&](const entry& f) {
-          cfg.tokens.clear();
-          if (f.value.IsNull()) return;  // every token commented out: auth off
-          if (!f.value.IsSequence()) r.fail(f, "expected a list of strings, got " + describe_kind(f.value));
-          for (size_t i = 0; i < f.value.size(); ++i) {
-            YAML::Node item = f.value[i];
-            entry t{f.path + "[" + std::to_string(i) + "]", item.Mark().line, item};
-            auto tok = r.token(t, false);
-            auto dup = std::find(cfg.tokens.begin(), cfg.tokens.end(), tok);
-            if (dup != cfg.tokens.end())
-              r.fail(t, "duplicate of " + f.path + "[" + std::to_string(dup - cfg.tokens.begin()) + "]");
-            cfg.tokens.push_back(std::move(tok));
-          }
+        {"tokens", [&](const entry& f) { read_token_list(r, f, cfg.tokens); }},
+        {"tcp_tokens", [&](const entry& f) {
+          read_token_list(r, f, cfg.tcp_tokens);
+          tcp_tokens_line = f.line;
         }},
       });
     }},
@@ -497,6 +508,11 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
     }},
   });
 
+  for (size_t i = 0; i < cfg.tcp_tokens.size(); ++i) {
+    if (!cfg.tokens.empty() && std::find(cfg.tokens.begin(), cfg.tokens.end(), cfg.tcp_tokens[i]) == cfg.tokens.end())
+      r.fail(tcp_tokens_line.value_or(-1), "auth.tcp_tokens[" + std::to_string(i) + "]",
+             "is not one of auth.tokens");
+  }
   if (cfg.tcp_port_start > cfg.tcp_port_end)
     r.fail(tcp_range_line.value_or(-1), "tunnels.tcp_port_end",
            "must not be below tunnels.tcp_port_start (" + std::to_string(cfg.tcp_port_start) + ")");

@@ -358,6 +358,12 @@ void tunnel::handle_hello(const pb::Hello& h) {
   }
   registered_ = true;
   uint16_t tcp_port = 0;
+  if (h.protocol() == pb::Hello::TCP && !cfg_->tcp_tokens.empty() && !digest_allowed(cfg_->tcp_tokens, token_digest_)) {
+    state_.release(name_, this);
+    registered_ = false;
+    refuse(pb::Refused::BAD_TOKEN, "this token may not open TCP tunnels");
+    return;
+  }
   if (h.protocol() == pb::Hello::TCP) {
     tcp_ = tcp_public_listener::open(state_, weak_from_this());
     if (!tcp_) {

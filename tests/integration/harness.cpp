@@ -392,7 +392,8 @@ void stack::write_server_config() {
       << "\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port << "\n  drain_timeout: " << opts.drain_timeout << "\n"
       << opts.server_section_yaml << "\ntunnels:\n  name_grace: 60s\n"
       << opts.extra_server_yaml << "\nauth:\n  tokens: "
-      << (opts.tokens_yaml.empty() ? "[" + opts.token + "]" : opts.tokens_yaml) << "\nlogging:\n  level: info\n";
+      << (opts.tokens_yaml.empty() ? "[" + opts.token + "]" : opts.tokens_yaml) << "\n"
+      << opts.auth_extra_yaml << "\nlogging:\n  level: info\n";
   cfg.close();
   std::filesystem::rename(config_path() + ".tmp", config_path());
 }

@@ -128,6 +128,7 @@ struct stack {
     std::string server_section_yaml; ///< appended under `server:`
     std::string drain_timeout = "5s";
     std::string tokens_yaml;         ///< replaces the token list, e.g. "[a, b]"
+    std::string auth_extra_yaml;     ///< appended under `auth:`
     std::vector<std::string> server_env;
     bool start_client = true;
     std::vector<std::string> client_env;

@@ -119,17 +119,19 @@ class tcp_service {
 };
 
 struct tcp_stack {
-  explicit tcp_stack(uint16_t port_start, uint16_t port_end) {
+  explicit tcp_stack(uint16_t port_start, uint16_t port_end, std::string auth_extra = {}) {
     stack::options o;
+    o.tokens_yaml = "[test-token, http-only]";
+    o.auth_extra_yaml = std::move(auth_extra);
     o.start_client = false;
     o.extra_server_yaml = "  tcp_port_start: " + std::to_string(port_start) +
                           "\n  tcp_port_end: " + std::to_string(port_end) + "\n";
     s = std::make_unique<stack>(o);
   }
-  std::unique_ptr<process> start_tcp_client(uint16_t local_port) {
+  std::unique_ptr<process> start_tcp_client(uint16_t local_port, const std::string& token = "test-token") {
     return std::make_unique<process>(std::vector<std::string>{
         binary("grok"), "--config", s->dir + "/none.yaml", "tcp", std::to_string(local_port), "--server",
-        "127.0.0.1:" + std::to_string(s->grpc_port), "--token", s->opts.token});
+        "127.0.0.1:" + std::to_string(s->grpc_port), "--token", token});
   }
   std::unique_ptr<stack> s;
 };
@@ -266,4 +268,15 @@ TEST_CASE("tcp tunnel: a full port range is refused clearly; a dead local servic
   connection c(p3);
   c.send("echo\nhello");
   CHECK(c.wait_closed(5s));
+}
+
+TEST_CASE("tcp tunnel: auth.tcp_tokens limits which tokens may open TCP tunnels") {
+  tcp_service svc;
+  auto port = free_port();
+  tcp_stack t(port, port, "  tcp_tokens: [test-token]\n");
+  auto refused = t.start_tcp_client(svc.port, "http-only");
+  CHECK(refused->wait_exit(10s) == 1);
+  CHECK(refused->wait_for_text("this token may not open TCP tunnels", 1s));
+  auto allowed = t.start_tcp_client(svc.port, "test-token");
+  CHECK(public_port_of(*allowed) == port);
 }

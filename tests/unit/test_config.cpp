@@ -466,3 +466,20 @@ TEST_CASE("config: shipped conf/grok.yaml parses") {
   CHECK(cfg.log_level == "info");
 }
 #endif
+
+TEST_CASE("auth.tcp_tokens must be a subset of auth.tokens") {
+  auto cfg = grok::parse_server_config("auth:\n  tokens: [a, b]\n  tcp_tokens: [b]\n", "t.yaml");
+  CHECK(cfg.tcp_tokens == std::vector<std::string>{"b"});
+  try {
+    grok::parse_server_config("auth:\n  tokens: [a]\n  tcp_tokens: [c]\n", "t.yaml");
+    FAIL("expected an error");
+  } catch (const grok::config_error& e) {
+    CHECK(std::string(e.what()) == "t.yaml:3: auth.tcp_tokens[0]: is not one of auth.tokens");
+  }
+  try {
+    grok::parse_server_config("tunnels:\n  tcp_port_start: 3000\n  tcp_port_end: 2000\n", "t.yaml");
+    FAIL("expected an error");
+  } catch (const grok::config_error& e) {
+    CHECK(std::string(e.what()) == "t.yaml:3: tunnels.tcp_port_end: must not be below tunnels.tcp_port_start (3000)");
+  }
+}
