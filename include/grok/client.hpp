@@ -18,6 +18,8 @@ struct client_options {
   unsigned threads = 2;
   uint32_t initial_window = 512 * 1024;   ///< request bytes the server may send ahead per exchange
   bool tcp = false;                       ///< a raw TCP tunnel (`grok tcp`) instead of HTTP
+  bool insecure = false;                  ///< plaintext gRPC (development only)
+  std::string ca_pem;                     ///< CAs to verify the server with; empty = the system CAs
 };
 
 class client {

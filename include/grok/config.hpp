@@ -28,6 +28,7 @@ struct server_config {
   uint16_t http_port = 80;
   std::string grpc_address = "0.0.0.0";       ///< tunnel (gRPC) listener address
   uint16_t grpc_port = 4443;
+  uint16_t https_port = 0;                    ///< 0 = no HTTPS listener (needs tls.*)
   std::string api_address = "127.0.0.1";
   uint16_t api_port = 0;                      ///< 0 = admin endpoint off
   std::chrono::milliseconds drain_timeout{30000};
@@ -48,6 +49,12 @@ struct server_config {
   std::chrono::milliseconds name_grace{60000};///< offline names answer 502 this long
   uint16_t tcp_port_start = 20000;            ///< public ports for `grok tcp` tunnels
   uint16_t tcp_port_end = 20099;              ///< inclusive; start 0 = TCP tunnels off
+
+  // tls.*
+  std::string tls_cert_file;                  ///< PEM chain (a wildcard cert for *.domain)
+  std::string tls_key_file;
+  bool tls_grpc = true;                       ///< with a cert: TLS on the tunnel listener too
+  bool tls_redirect_http = false;             ///< answer plain HTTP with a redirect to HTTPS
 
   // auth.*
   std::vector<std::string> tokens;            ///< empty = no token required

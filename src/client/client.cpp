@@ -17,6 +17,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -753,7 +755,22 @@ int client::run() {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  auto channel = grpc::CreateCustomChannel(o.server, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (o.insecure) {
+    spdlog::warn("--insecure: connecting to {} WITHOUT TLS; the token and all tunnel traffic travel in clear text",
+                 o.server);
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = o.ca_pem;
+    if (ssl.pem_root_certs.empty()) {
+      // Debian's CA bundle: the same roots curl and browsers on this host trust.
+      std::ifstream in("/etc/ssl/certs/ca-certificates.crt");
+      ssl.pem_root_certs.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  auto channel = grpc::CreateCustomChannel(o.server, creds, args);
   auto stub = pb::Tunnel::NewStub(channel);
 
   auto work = asio::make_work_guard(impl_->ioc);

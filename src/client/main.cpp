@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -200,10 +201,16 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "grok 0.1.0");
   std::string config_path = default_config_path();
   app.add_option("--config", config_path, "client configuration file")->capture_default_str();
+  bool insecure = false;
+  std::string ca_file;
+  app.add_flag("--insecure", insecure,
+               "connect to grok-server WITHOUT TLS (development only: the token and all traffic travel in clear)");
+  app.add_option("--ca", ca_file, "PEM file of CA certificates to verify grok-server with (default: the system CAs)");
 
   grok::client_options opts;
   std::string local, server, token, log_level;
   auto* http = app.add_subcommand("http", "expose a local HTTP service");
+  http->fallthrough();  // --insecure, --ca and --config work after the subcommand too
   http->add_option("address", local, "[HOST:]PORT of the local service")->required();
   http->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (default: the server picks one)");
   http->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
@@ -211,6 +218,7 @@ int main(int argc, char** argv) {
   http->add_option("--log-level", log_level, "trace|debug|info|warn|error");
 
   auto* tcp = app.add_subcommand("tcp", "expose a local TCP service on a public port of the server");
+  tcp->fallthrough();
   tcp->add_option("address", local, "[HOST:]PORT of the local service")->required();
   tcp->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   tcp->add_option("--token", token, "authentication token (default from the config file)");
@@ -218,6 +226,7 @@ int main(int argc, char** argv) {
 
   std::string serve_dir, serve_auth;
   auto* serve = app.add_subcommand("serve", "serve the files of a folder through the tunnel (no local server needed)");
+  serve->fallthrough();
   serve->add_option("dir", serve_dir, "folder to serve")->required();
   serve->add_option("--auth", serve_auth, "require HTTP Basic authentication with USER:PASS");
   serve->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (default: the server picks one)");
@@ -289,6 +298,15 @@ int main(int argc, char** argv) {
   }
   opts.server = server.empty() ? cfg.server : server;
   opts.token = token.empty() ? cfg.token : token;
+  opts.insecure = insecure;
+  if (!ca_file.empty()) {
+    std::ifstream in(ca_file);
+    if (!in) {
+      std::cerr << "grok: --ca: cannot read " << ca_file << "\n";
+      return 2;
+    }
+    opts.ca_pem.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   try {
     grok::setup_logging(log_level.empty() ? cfg.log_level : log_level, "text", "grok");
   } catch (const std::exception& e) {

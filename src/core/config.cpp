@@ -3,6 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <array>
 #include <cctype>
 #include <cerrno>
@@ -225,6 +228,22 @@ class reader {
 
   uint16_t port(const entry& e) const { return static_cast<uint16_t>(integer(e, 0, 65535)); }
 
+  bool boolean(const entry& e) const {
+    const auto& s = scalar(e, "true or false");
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+    fail(e, "expected true or false, got '" + s + "'");
+  }
+
+  /// A path to a file this process can read now (checked so --check-config catches it).
+  std::string readable_file(const entry& e) const {
+    const auto& s = scalar(e, "a file path");
+    if (s.empty()) fail(e, "must not be empty");
+    std::ifstream in(s);
+    if (!in) fail(e, "cannot read '" + s + "': " + std::strerror(errno));
+    return s;
+  }
+
   std::chrono::milliseconds duration(const entry& e, bool allow_zero) const {
     const auto& s = scalar(e, "a duration such as 30s");
     std::chrono::milliseconds d;
@@ -422,6 +441,8 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   std::optional<int> initial_window_line;
   std::optional<int> tcp_range_line;
   std::optional<int> tcp_tokens_line;
+  std::optional<int> https_port_line;
+  std::optional<int> tls_line;
   std::optional<int> max_frame_size_line;
   const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
 
@@ -439,6 +460,10 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         {"http_port", [&](const entry& f) { cfg.http_port = r.port(f); }},
         {"grpc_address", [&](const entry& f) { cfg.grpc_address = r.address(f); }},
         {"grpc_port", [&](const entry& f) { cfg.grpc_port = r.port(f); }},
+        {"https_port", [&](const entry& f) {
+          cfg.https_port = r.port(f);
+          https_port_line = f.line;
+        }},
         {"api_address", [&](const entry& f) { cfg.api_address = r.address(f); }},
         {"api_port", [&](const entry& f) { cfg.api_port = r.port(f); }},
         {"drain_timeout", [&](const entry& f) { cfg.drain_timeout = r.duration(f, false); }},
@@ -487,6 +512,20 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         }},
       });
     }},
+    {"tls", [&](const entry& e) {
+      r.read_section(e, {
+        {"cert_file", [&](const entry& f) {
+          cfg.tls_cert_file = r.readable_file(f);
+          tls_line = f.line;
+        }},
+        {"key_file", [&](const entry& f) {
+          cfg.tls_key_file = r.readable_file(f);
+          tls_line = f.line;
+        }},
+        {"grpc", [&](const entry& f) { cfg.tls_grpc = r.boolean(f); }},
+        {"redirect_http", [&](const entry& f) { cfg.tls_redirect_http = r.boolean(f); }},
+      });
+    }},
     {"auth", [&](const entry& e) {
       r.read_section(e, {
         {"tokens", [&](const entry& f) { read_token_list(r, f, cfg.tokens); }},
@@ -508,6 +547,11 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
     }},
   });
 
+  if (cfg.tls_cert_file.empty() != cfg.tls_key_file.empty())
+    r.fail(tls_line.value_or(-1), cfg.tls_cert_file.empty() ? "tls.cert_file" : "tls.key_file",
+           "tls.cert_file and tls.key_file must be set together");
+  if (cfg.https_port != 0 && cfg.tls_cert_file.empty())
+    r.fail(https_port_line.value_or(-1), "server.https_port", "needs tls.cert_file and tls.key_file");
   for (size_t i = 0; i < cfg.tcp_tokens.size(); ++i) {
     if (!cfg.tokens.empty() && std::find(cfg.tokens.begin(), cfg.tokens.end(), cfg.tcp_tokens[i]) == cfg.tokens.end())
       r.fail(tcp_tokens_line.value_or(-1), "auth.tcp_tokens[" + std::to_string(i) + "]",

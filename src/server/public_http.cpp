@@ -6,6 +6,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <type_traits>
 #include <deque>
 #include <optional>
 
@@ -79,16 +81,20 @@ struct out_piece {
   uint32_t credit = 0;
 };
 
-class http_session final : public exchange_sink, public std::enable_shared_from_this<http_session> {
+/// One public connection; Stream is a plain beast::tcp_stream or a TLS stream over one.
+template <class Stream>
+class http_session final : public exchange_sink, public std::enable_shared_from_this<http_session<Stream>> {
+  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
  public:
-  http_session(tcp::socket&& socket, server_state& state, uint64_t conn_id)
-      : stream_(std::move(socket)),
+  template <class... TlsContext>
+  http_session(tcp::socket&& socket, server_state& state, uint64_t conn_id, TlsContext&... tls)
+      : stream_(std::move(socket), tls...),
         state_(state),
         cfg_(state.config()),
         conn_id_(conn_id),
         response_timer_(stream_.get_executor()) {
     error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = lowest().socket().remote_endpoint(ec);
     remote_ip_ = ec ? std::string("unknown") : ep.address().to_string();
     buffer_.reserve(16 * 1024);  // or Beast reads headers in 512-byte pieces
     state_.public_connections.fetch_add(1, std::memory_order_relaxed);
@@ -96,19 +102,34 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   ~http_session() override { state_.public_connections.fetch_sub(1, std::memory_order_relaxed); }
 
   void start() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read_header(); });
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (is_tls) {
+        self->lowest().expires_after(self->cfg_->read_header_timeout);
+        self->stream_.async_handshake(asio::ssl::stream_base::server,
+                                      [self](error_code ec) {
+                                        if (ec) {
+                                          spdlog::debug("conn={} remote={}: TLS handshake failed: {}", self->conn_id_,
+                                                        self->remote_ip_, ec.message());
+                                          return self->close();
+                                        }
+                                        self->do_read_header();
+                                      });
+      } else {
+        self->do_read_header();
+      }
+    });
   }
 
   // exchange_sink: called on the tunnel strand, hop to ours.
   void on_opened(uint64_t id, uint32_t window) override {
-    asio::post(stream_.get_executor(), [self = shared_from_this(), id, window] { self->handle_opened(id, window); });
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, window] { self->handle_opened(id, window); });
   }
   void on_frame(uint64_t id, pb::Frame&& f) override {
     asio::post(stream_.get_executor(),
-               [self = shared_from_this(), id, f = std::move(f)]() mutable { self->handle_frame(id, f); });
+               [self = this->shared_from_this(), id, f = std::move(f)]() mutable { self->handle_frame(id, f); });
   }
   void on_unavailable(uint64_t id, unsigned status, std::string reason) override {
-    asio::post(stream_.get_executor(), [self = shared_from_this(), id, status, reason = std::move(reason)] {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, status, reason = std::move(reason)] {
       if (id != self->ex_.id || self->ex_.finished) return;
       self->ex_.tunnel_done = true;
       self->fail_exchange(status, reason);
@@ -173,9 +194,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       parser_->body_limit(cfg_->max_body_size);
     else
       parser_->body_limit(boost::none);
-    stream_.expires_after(requests_ == 0 ? cfg_->read_header_timeout : cfg_->idle_timeout);
+    lowest().expires_after(requests_ == 0 ? cfg_->read_header_timeout : cfg_->idle_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](error_code ec, size_t) { self->on_read_header(ec); });
+                            [self = this->shared_from_this()](error_code ec, size_t) { self->on_read_header(ec); });
   }
 
   void on_read_header(error_code ec) {
@@ -192,7 +213,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       return reply_and_close(400, "Malformed request.");
     }
     ++requests_;
-    stream_.expires_never();
+    lowest().expires_never();
     state_.exchanges_total.fetch_add(1, std::memory_order_relaxed);
     auto& req = parser_->get();
     ex_.started = clock::now();
@@ -227,6 +248,11 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (state_.draining.load(std::memory_order_relaxed)) {
       ex_.keep_alive = false;
       return reply_error(503, "The server is shutting down; try again shortly.");
+    }
+    if (!is_tls && cfg_->tls_redirect_http && cfg_->https_port != 0) {
+      auto location = "https://" + *host +
+                      (cfg_->https_port == 443 ? std::string() : ":" + std::to_string(cfg_->https_port)) + ex_.target;
+      return reply_redirect(location);
     }
     auto name = tunnel_name_for_host(*host, cfg_->domain);
     if (!name) return reply_error(404, "No tunnel is served at " + *host + ".");
@@ -272,7 +298,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       h->set_value(std::move(v));
     };
     add("X-Forwarded-For", remote_ip_);
-    add("X-Forwarded-Proto", "http");
+    add("X-Forwarded-Proto", is_tls ? "https" : "http");
     add("X-Forwarded-Host", raw_host);
     head->set_upgrade(ex_.upgrade);
     if (parser_->chunked()) {
@@ -286,7 +312,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     head->set_end_stream(ex_.req_done);
 
     response_timer_.expires_after(cfg_->response_timeout);
-    response_timer_.async_wait([self = shared_from_this(), id = ex_.id](error_code ec) {
+    response_timer_.async_wait([self = this->shared_from_this(), id = ex_.id](error_code ec) {
       if (ec || id != self->ex_.id || self->ex_.head_received || self->ex_.finished) return;
       spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->tunnel_->name(), self->conn_id_,
                    id, self->cfg_->response_timeout.count());
@@ -296,7 +322,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     });
     ex_.counted = true;
     state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);
-    tunnel_->open(shared_from_this(), std::move(frame));
+    tunnel_->open(this->shared_from_this(), std::move(frame));
   }
 
   void handle_opened(uint64_t id, uint32_t window) {
@@ -326,9 +352,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     body_buf_.resize(want);
     parser_->get().body().data = body_buf_.data();
     parser_->get().body().size = want;
-    stream_.expires_after(cfg_->idle_timeout);
+    lowest().expires_after(cfg_->idle_timeout);
     http::async_read_some(stream_, buffer_, *parser_,
-                          [self = shared_from_this(), id = ex_.id](error_code ec, size_t) {
+                          [self = this->shared_from_this(), id = ex_.id](error_code ec, size_t) {
                             self->on_read_body(ec, id);
                           });
   }
@@ -384,8 +410,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     }
     ex_.reading = true;
     body_buf_.resize(want);
-    stream_.expires_never();
-    stream_.async_read_some(asio::buffer(body_buf_), [self = shared_from_this(), id = ex_.id](error_code ec, size_t n) {
+    lowest().expires_never();
+    stream_.async_read_some(asio::buffer(body_buf_), [self = this->shared_from_this(), id = ex_.id](error_code ec, size_t n) {
       self->on_read_raw(ec, n, id);
     });
   }
@@ -565,8 +591,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       if (!p.body.empty()) write_bufs_.emplace_back(p.body.data(), p.body.size());
       if (!p.tail.empty()) write_bufs_.emplace_back(p.tail.data(), p.tail.size());
     }
-    stream_.expires_after(cfg_->idle_timeout);
-    asio::async_write(stream_, write_bufs_, [self = shared_from_this(), pieces](error_code ec, size_t) {
+    lowest().expires_after(cfg_->idle_timeout);
+    asio::async_write(stream_, write_bufs_, [self = this->shared_from_this(), pieces](error_code ec, size_t) {
       self->on_write(ec, pieces);
     });
   }
@@ -604,7 +630,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       if (!ex_.raw_in_done) {
         // The local side closed: half-close towards the public client.
         error_code ignored;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
         return;
       }
     } else if (!ex_.req_done) {
@@ -679,6 +705,20 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     }
   }
 
+  void reply_redirect(const std::string& location) {
+    if (!valid_header_value(location)) return reply_and_close(400, "Invalid request target.");
+    bool keep = ex_.keep_alive && parser_ && parser_->is_done();
+    std::string out = (ex_.version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ") + std::string("308 Permanent Redirect\r\nLocation: ") +
+                      location + "\r\nContent-Length: 0\r\n" + (keep ? "\r\n" : "Connection: close\r\n\r\n");
+    ex_.status = 308;
+    if (!keep) closing_after_write_ = true;
+    queue_write(out_piece{std::move(out), {}, {}, 0});
+    if (keep) {
+      ex_.finished = true;
+      pending_next_ = true;
+    }
+  }
+
   void reply_and_close(unsigned status, const std::string& detail) {
     spdlog::info("conn={} remote={}: {} {}", conn_id_, remote_ip_, status, detail);
     write_error(status, detail, true);
@@ -704,11 +744,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       finish_exchange();
     }
     error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().close();
   }
 
-  beast::tcp_stream stream_;
+  auto& lowest() { return beast::get_lowest_layer(stream_); }
+
+  Stream stream_;
   beast::flat_buffer buffer_;
   server_state& state_;
   std::shared_ptr<const server_config> cfg_;
@@ -730,8 +772,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
 }  // namespace
 
-public_listener::public_listener(server_state& state, const tcp::endpoint& ep)
-    : state_(state), acceptor_(asio::make_strand(state.ioc())) {
+public_listener::public_listener(server_state& state, const tcp::endpoint& ep, bool tls)
+    : state_(state), acceptor_(asio::make_strand(state.ioc())), tls_(tls) {
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
   acceptor_.bind(ep);
@@ -752,7 +794,14 @@ void public_listener::do_accept() {
     if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
     if (!ec) {
       s.set_option(tcp::no_delay(true), ec);
-      std::make_shared<http_session>(std::move(s), self->state_, self->next_conn_.fetch_add(1))->start();
+      auto conn = self->next_conn_.fetch_add(1);
+      if (self->tls_) {
+        auto ctx = self->state_.tls_context();
+        std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(std::move(s), self->state_, conn, *ctx)
+            ->start();
+      } else {
+        std::make_shared<http_session<beast::tcp_stream>>(std::move(s), self->state_, conn)->start();
+      }
     } else {
       spdlog::warn("accept failed: {}", ec.message());
     }

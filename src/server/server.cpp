@@ -6,6 +6,9 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <fstream>
+#include <sstream>
 #include <list>
 #include <stdexcept>
 #include <thread>
@@ -20,6 +23,29 @@ namespace grok {
 using namespace server_detail;
 
 namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot read");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Loads the certificate chain and key; throws naming the file that failed.
+std::shared_ptr<asio::ssl::context> make_tls_context(const server_config& c) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                   asio::ssl::context::single_dh_use);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(c.tls_cert_file, ec);
+  if (ec) throw std::runtime_error("tls.cert_file " + c.tls_cert_file + ": " + ec.message());
+  ctx->use_private_key_file(c.tls_key_file, asio::ssl::context::pem, ec);
+  if (ec) throw std::runtime_error("tls.key_file " + c.tls_key_file + ": " + ec.message());
+  return ctx;
+}
+
 // A worker that runs a retire token leaves the pool; which worker does so
 // does not matter, they are interchangeable.
 thread_local bool retire_this_worker = false;
@@ -43,11 +69,13 @@ struct server::impl {
   tunnel_service service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::shared_ptr<public_listener> listener;
+  std::shared_ptr<public_listener> tls_listener;
   std::shared_ptr<admin_listener> admin;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::list<worker> workers;  // list: a worker's address stays put while its thread runs
   unsigned target_workers = 0;
   uint16_t http_port = 0;
+  uint16_t https_port = 0;
   int grpc_port = 0;
   uint16_t api_port = 0;
   bool stopped = false;
@@ -90,6 +118,17 @@ void server::start() {
   }
   impl_->http_port = impl_->listener->local_endpoint().port();
   impl_->state.public_port = impl_->http_port;
+  if (!c.tls_cert_file.empty()) impl_->state.set_tls_context(make_tls_context(c));
+  if (c.https_port != 0) {
+    try {
+      asio::ip::tcp::endpoint ep(asio::ip::make_address(c.bind_address), c.https_port);
+      impl_->tls_listener = std::make_shared<public_listener>(impl_->state, ep, true);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cannot listen for public HTTPS on " + c.bind_address + ":" +
+                               std::to_string(c.https_port) + ": " + e.what());
+    }
+    impl_->https_port = impl_->tls_listener->local_endpoint().port();
+  }
 
   if (c.api_port != 0) {
     try {
@@ -104,7 +143,13 @@ void server::start() {
 
   grpc::ServerBuilder builder;
   auto grpc_addr = c.grpc_address + ":" + std::to_string(c.grpc_port);
-  builder.AddListeningPort(grpc_addr, grpc::InsecureServerCredentials(), &impl_->grpc_port);
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!c.tls_cert_file.empty() && c.tls_grpc) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({read_file(c.tls_key_file), read_file(c.tls_cert_file)});
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(grpc_addr, creds, &impl_->grpc_port);
   builder.RegisterService(&impl_->service);
   // A batch holds at most one write budget of data plus control frames.
   builder.SetMaxReceiveMessageSize(8 << 20);
@@ -120,12 +165,14 @@ void server::start() {
 
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->listener->start();
+  if (impl_->tls_listener) impl_->tls_listener->start();
   if (impl_->admin) impl_->admin->start();
   resize_workers(impl_->initial_workers);
-  spdlog::info("grok-server ready: http={}:{} grpc={}:{} api={} domain={} workers={}", c.bind_address,
-               impl_->http_port, c.grpc_address, impl_->grpc_port,
-               impl_->admin ? c.api_address + ":" + std::to_string(impl_->api_port) : std::string("off"), c.domain,
-               impl_->target_workers);
+  spdlog::info("grok-server ready: http={}:{} grpc={}:{} api={} https={} grpc_tls={} domain={} workers={}",
+               c.bind_address, impl_->http_port, c.grpc_address, impl_->grpc_port,
+               impl_->admin ? c.api_address + ":" + std::to_string(impl_->api_port) : std::string("off"),
+               impl_->tls_listener ? c.bind_address + ":" + std::to_string(impl_->https_port) : std::string("off"),
+               !c.tls_cert_file.empty() && c.tls_grpc ? "on" : "off", c.domain, impl_->target_workers);
 }
 
 void server::resize_workers(unsigned n) {
@@ -149,6 +196,8 @@ std::string server::reload() {
     next = std::make_shared<server_config>(load_server_config(impl_->config_path));
     workers = effective_worker_count(*next, std::getenv("GROK_WORKER_POOL_SIZE"));
     set_log_level(next->log_level);
+    // Certificates are re-read so a renewed one applies to new connections.
+    if (!next->tls_cert_file.empty()) impl_->state.set_tls_context(make_tls_context(*next));
   } catch (const std::exception& e) {
     impl_->state.reloads_failed++;
     spdlog::error("reload refused, the running configuration stays: {}", e.what());
@@ -169,6 +218,8 @@ std::string server::reload() {
   keep(&server_config::grpc_port, "server.grpc_port");
   keep(&server_config::api_address, "server.api_address");
   keep(&server_config::api_port, "server.api_port");
+  keep(&server_config::https_port, "server.https_port");
+  keep(&server_config::tls_grpc, "tls.grpc");
   keep(&server_config::heartbeat_interval, "tunnels.heartbeat_interval");
   keep(&server_config::log_format, "logging.format");
   impl_->cfg = next;
@@ -206,6 +257,7 @@ void server::stop() {
   impl_->stopped = true;
   spdlog::info("grok-server stopping");
   if (impl_->listener) impl_->listener->stop();
+  if (impl_->tls_listener) impl_->tls_listener->stop();
   if (impl_->admin) impl_->admin->stop();
   for (auto& t : impl_->state.tunnels()) t->shutdown("server shutting down");
   // Shutdown waits for reactors to finish; they need the io_context running.

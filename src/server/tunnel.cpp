@@ -36,6 +36,11 @@ bool digest_allowed(const std::vector<std::string>& tokens, const digest& p) {
 }
 
 std::string make_public_url(const server_config& cfg, uint16_t port, const std::string& name) {
+  if (cfg.https_port != 0) {
+    std::string url = "https://" + name + "." + cfg.domain;
+    if (cfg.https_port != 443) url += ":" + std::to_string(cfg.https_port);
+    return url;
+  }
   std::string url = "http://" + name + "." + cfg.domain;
   if (port != 80) url += ":" + std::to_string(port);
   return url;

@@ -22,6 +22,10 @@
 #include "grok/frame_writer.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace grok::server_detail {
 
 namespace asio = boost::asio;
@@ -60,6 +64,16 @@ class server_state {
     cfg_ = std::move(c);
   }
 
+  /// The TLS context new HTTPS connections use (replaced on reload).
+  std::shared_ptr<asio::ssl::context> tls_context() const {
+    std::lock_guard lk(mu_);
+    return tls_;
+  }
+  void set_tls_context(std::shared_ptr<asio::ssl::context> c) {
+    std::lock_guard lk(mu_);
+    tls_ = std::move(c);
+  }
+
   enum class claim_result { ok, taken };
   claim_result claim(const std::string& name, const std::shared_ptr<tunnel>& t);
   /// Drops `name` if still held by `t`; the name answers 502 until the grace expires.
@@ -92,6 +106,7 @@ class server_state {
   asio::io_context& ioc_;
   mutable std::mutex mu_;  // guards cfg_, names_, offline_
   std::shared_ptr<const server_config> cfg_;
+  std::shared_ptr<asio::ssl::context> tls_;
   std::unordered_map<std::string, std::shared_ptr<tunnel>> names_;
   std::unordered_map<std::string, clock::time_point> offline_;
   std::unordered_set<uint16_t> tcp_ports_;

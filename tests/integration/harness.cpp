@@ -388,12 +388,12 @@ stack::stack(options o) : opts(std::move(o)) {
 
 void stack::write_server_config() {
   std::ofstream cfg(config_path() + ".tmp");
-  cfg << "server:\n  domain: localhost\n  bind_address: 127.0.0.1\n  http_port: " << http_port
+  cfg << "server:\n  domain: " << opts.domain << "\n  bind_address: 127.0.0.1\n  http_port: " << http_port
       << "\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port << "\n  drain_timeout: " << opts.drain_timeout << "\n"
       << opts.server_section_yaml << "\ntunnels:\n  name_grace: 60s\n"
       << opts.extra_server_yaml << "\nauth:\n  tokens: "
       << (opts.tokens_yaml.empty() ? "[" + opts.token + "]" : opts.tokens_yaml) << "\n"
-      << opts.auth_extra_yaml << "\nlogging:\n  level: info\n";
+      << opts.auth_extra_yaml << "\nlogging:\n  level: info\n" << opts.top_level_yaml;
   cfg.close();
   std::filesystem::rename(config_path() + ".tmp", config_path());
 }
@@ -422,7 +422,7 @@ uint16_t free_port() {
 
 void stack::start_client(const std::string& name) {
   client = std::make_unique<process>(
-      std::vector<std::string>{binary("grok"), "--config", dir + "/none.yaml", "http", std::to_string(upstream_port),
+      std::vector<std::string>{binary("grok"), "--insecure", "--config", dir + "/none.yaml", "http", std::to_string(upstream_port),
                                "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(grpc_port), "--token",
                                opts.token, "--log-level", opts.client_log_level},
       opts.client_env);

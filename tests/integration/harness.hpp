@@ -129,6 +129,8 @@ struct stack {
     std::string drain_timeout = "5s";
     std::string tokens_yaml;         ///< replaces the token list, e.g. "[a, b]"
     std::string auth_extra_yaml;     ///< appended under `auth:`
+    std::string top_level_yaml;      ///< extra top-level sections (e.g. `tls:`)
+    std::string domain = "localhost";
     std::vector<std::string> server_env;
     bool start_client = true;
     std::vector<std::string> client_env;
@@ -144,7 +146,7 @@ struct stack {
   std::string config_path() const { return dir + "/grok-server.yaml"; }
   void start_client(const std::string& name);
   void stop_client();
-  std::string host() const { return opts.name + ".localhost"; }
+  std::string host() const { return opts.name + "." + opts.domain; }
 
   options opts;
   std::string dir;

@@ -441,20 +441,20 @@ TEST_CASE("Ctrl-C on the client answers in-flight exchanges with 502 at once") {
 TEST_CASE("auth and names: wrong token refused, taken name refused, random name assigned") {
   stack s;
   SUBCASE("wrong token") {
-    process p({binary("grok"), "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--server",
+    process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--server",
                "127.0.0.1:" + std::to_string(s.grpc_port), "--token", "wrong"});
     CHECK(p.wait_exit(10s) == 1);
     CHECK(p.wait_for_text("invalid token", 1s));
   }
   SUBCASE("name already held") {
-    process p({binary("grok"), "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port),
+    process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port),
                "--subdomain", "app", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
     CHECK(p.wait_exit(10s) == 1);
     CHECK(p.wait_for_text("already in use", 1s));
     CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);  // the holder is untouched
   }
   SUBCASE("random name") {
-    process p({binary("grok"), "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--server",
+    process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--server",
                "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
     auto m = p.wait_for_line(std::regex(R"(Forwarding\s+http://([a-z0-9]+)\.localhost:\d+)"), 10s);
     REQUIRE(m);

@@ -1,0 +1,116 @@
+// TLS end to end with a CA the test makes: HTTPS on the public side, TLS on
+// the tunnel listener, and a client that verifies the server.
+
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.hpp"
+
+using namespace grok::test;
+
+namespace {
+
+/// A throw-away CA and a certificate for *.example.test (wildcards on a single label such as
+/// *.localhost are refused by TLS clients) and 127.0.0.1, where the tunnel listener is.
+struct test_pki {
+  test_pki() {
+    char tmpl[] = "/tmp/grok-pki-XXXXXX";
+    dir = mkdtemp(tmpl);
+    std::ofstream(dir + "/ext.cnf") << "subjectAltName=DNS:example.test,DNS:*.example.test,IP:127.0.0.1\n";
+    run({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", dir + "/ca.key", "-out", dir + "/ca.pem", "-days", "2", "-subj", "/CN=grok test CA"});
+    run({"/usr/bin/openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+         dir + "/server.key", "-out", dir + "/server.csr", "-subj", "/CN=example.test"});
+    run({"/usr/bin/openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.pem", "-CAkey",
+         dir + "/ca.key", "-CAcreateserial", "-out", dir + "/server.pem", "-days", "2", "-extfile", dir + "/ext.cnf"});
+  }
+  ~test_pki() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  static void run(std::vector<std::string> argv) {
+    process p(std::move(argv));
+    REQUIRE(p.wait_exit(30s) == 0);
+  }
+  std::string dir;
+};
+
+/// curl is the public HTTPS client: status code and body as it saw them.
+std::pair<int, std::string> curl(const std::vector<std::string>& extra, const std::string& url, const std::string& out) {
+  std::vector<std::string> argv{"/usr/bin/curl", "-sS", "--max-time", "10", "-o", out, "-w", "status=%{http_code}\n"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back(url);
+  process p(argv);
+  auto m = p.wait_for_line(std::regex(R"(status=(\d+))"), 15s);
+  p.wait_exit(15s);
+  std::ifstream in(out);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return {m ? std::stoi((*m)[1]) : -1, body};
+}
+
+}  // namespace
+
+TEST_CASE("TLS end to end: HTTPS public listener, TLS tunnel listener, verified client, HTTP redirect") {
+  test_pki pki;
+  auto https_port = free_port();
+  stack::options o;
+  o.start_client = false;
+  o.domain = "example.test";
+  o.server_section_yaml = "  https_port: " + std::to_string(https_port) + "\n";
+  o.top_level_yaml = "tls:\n  cert_file: " + pki.dir + "/server.pem\n  key_file: " + pki.dir +
+                     "/server.key\n  redirect_http: true\n";
+  stack s(o);
+  auto https = [&](const std::string& host) { return "https://" + host + ":" + std::to_string(https_port); };
+  // curl resolves the test names to loopback itself.
+  auto ca = [&](const std::string& host) {
+    return std::vector<std::string>{"--cacert", pki.dir + "/ca.pem", "--resolve",
+                                    host + ":" + std::to_string(https_port) + ":127.0.0.1"};
+  };
+
+  SUBCASE("a client that verifies the server with --ca serves over HTTPS") {
+    process c({binary("grok"), "--ca", pki.dir + "/ca.pem", "--config", s.dir + "/none.yaml", "http",
+               std::to_string(s.upstream_port), "--subdomain", "app", "--server",
+               "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
+    auto m = c.wait_for_line(std::regex(R"(Forwarding\s+(https://app\.example\.test:\d+))"), 15s);
+    REQUIRE(m);
+    CHECK(std::string((*m)[1]) == https("app.example.test"));
+    auto [status, body] = curl(ca("app.example.test"), https("app.example.test") + "/", s.dir + "/out1");
+    CHECK(status == 200);
+    CHECK(body == "Hello from grok-demo-upstream\n");
+    auto [hs, headers] = curl(ca("app.example.test"), https("app.example.test") + "/headers", s.dir + "/out2");
+    CHECK(hs == 200);
+    CHECK(headers.find("X-Forwarded-Proto: https") != std::string::npos);
+    // Plain HTTP is redirected to HTTPS, path and query kept.
+    auto r = request(s.http_port, "GET", "app.example.test", "/a/b?c=d");
+    CHECK(r.status == 308);
+    CHECK(r.get("Location") == https("app.example.test") + "/a/b?c=d");
+    c.signal(SIGINT);
+    CHECK(c.wait_exit(5s) == 0);
+  }
+  SUBCASE("a client that cannot verify the server does not connect") {
+    process c({binary("grok"), "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port),
+               "--subdomain", "app", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token",
+               s.opts.token});
+    CHECK(c.wait_for_text("tunnel lost", 15s));
+    CHECK(c.count_lines_containing("Forwarding") == 0);
+    c.signal(SIGINT);
+    CHECK(c.wait_exit(5s) == 0);
+  }
+  SUBCASE("--insecure cannot talk to a TLS tunnel listener, and says so loudly") {
+    process c({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http",
+               std::to_string(s.upstream_port), "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token",
+               s.opts.token});
+    CHECK(c.wait_for_text("WITHOUT TLS", 5s));
+    CHECK(c.wait_for_text("tunnel lost", 15s));
+    CHECK(c.count_lines_containing("Forwarding") == 0);
+    c.signal(SIGINT);
+    CHECK(c.wait_exit(5s) == 0);
+  }
+  SUBCASE("HTTPS to an unknown name is a 404 page over TLS") {
+    auto [status, body] = curl(ca("nobody.example.test"), https("nobody.example.test") + "/", s.dir + "/out3");
+    CHECK(status == 404);
+  }
+}
