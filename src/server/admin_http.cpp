@@ -127,28 +127,9 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
 
 }  // namespace
 
-admin_listener::admin_listener(server_state& state, const tcp::endpoint& ep)
-    : state_(state), acceptor_(asio::make_strand(state.ioc())) {
-  acceptor_.open(ep.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(ep);
-  acceptor_.listen();
-}
-
-void admin_listener::start() { do_accept(); }
-
-void admin_listener::stop() {
-  asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
-    error_code ignored;
-    self->acceptor_.close(ignored);
-  });
-}
-
-void admin_listener::do_accept() {
-  acceptor_.async_accept(asio::make_strand(state_.ioc()), [self = shared_from_this()](error_code ec, tcp::socket s) {
-    if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-    if (!ec) std::make_shared<admin_session>(std::move(s), self->state_)->start();
-    self->do_accept();
+std::shared_ptr<listener> make_admin_listener(server_state& state, const tcp::endpoint& ep) {
+  return std::make_shared<listener>(state.ioc(), ep, [&state](tcp::socket&& s) {
+    std::make_shared<admin_session>(std::move(s), state)->start();
   });
 }
 

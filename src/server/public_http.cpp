@@ -772,40 +772,16 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
 }  // namespace
 
-public_listener::public_listener(server_state& state, const tcp::endpoint& ep, bool tls)
-    : state_(state), acceptor_(asio::make_strand(state.ioc())), tls_(tls) {
-  acceptor_.open(ep.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(ep);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
-}
-
-void public_listener::start() { do_accept(); }
-
-void public_listener::stop() {
-  asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
-    error_code ignored;
-    self->acceptor_.close(ignored);
-  });
-}
-
-void public_listener::do_accept() {
-  acceptor_.async_accept(asio::make_strand(state_.ioc()), [self = shared_from_this()](error_code ec, tcp::socket s) {
-    if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-    if (!ec) {
-      s.set_option(tcp::no_delay(true), ec);
-      auto conn = self->next_conn_.fetch_add(1);
-      if (self->tls_) {
-        auto ctx = self->state_.tls_context();
-        std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(std::move(s), self->state_, conn, *ctx)
-            ->start();
-      } else {
-        std::make_shared<http_session<beast::tcp_stream>>(std::move(s), self->state_, conn)->start();
-      }
+std::shared_ptr<listener> make_public_listener(server_state& state, const tcp::endpoint& ep, bool tls) {
+  auto next_conn = std::make_shared<std::atomic<uint64_t>>(1);
+  return std::make_shared<listener>(state.ioc(), ep, [&state, tls, next_conn](tcp::socket&& s) {
+    auto conn = next_conn->fetch_add(1, std::memory_order_relaxed);
+    if (tls) {
+      auto ctx = state.tls_context();
+      std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(std::move(s), state, conn, *ctx)->start();
     } else {
-      spdlog::warn("accept failed: {}", ec.message());
+      std::make_shared<http_session<beast::tcp_stream>>(std::move(s), state, conn)->start();
     }
-    self->do_accept();
   });
 }
 

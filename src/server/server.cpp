@@ -68,9 +68,9 @@ struct server::impl {
   server_state state;
   tunnel_service service;
   std::unique_ptr<grpc::Server> grpc_server;
-  std::shared_ptr<public_listener> listener;
-  std::shared_ptr<public_listener> tls_listener;
-  std::shared_ptr<admin_listener> admin;
+  std::shared_ptr<server_detail::listener> public_http;
+  std::shared_ptr<server_detail::listener> public_https;
+  std::shared_ptr<server_detail::listener> admin;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::list<worker> workers;  // list: a worker's address stays put while its thread runs
   unsigned target_workers = 0;
@@ -111,29 +111,29 @@ void server::start() {
   auto& c = *impl_->cfg;
   try {
     asio::ip::tcp::endpoint ep(asio::ip::make_address(c.bind_address), c.http_port);
-    impl_->listener = std::make_shared<public_listener>(impl_->state, ep);
+    impl_->public_http = make_public_listener(impl_->state, ep, false);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot listen for public HTTP on " + c.bind_address + ":" +
                              std::to_string(c.http_port) + ": " + e.what());
   }
-  impl_->http_port = impl_->listener->local_endpoint().port();
+  impl_->http_port = impl_->public_http->local_endpoint().port();
   impl_->state.public_port = impl_->http_port;
   if (!c.tls_cert_file.empty()) impl_->state.set_tls_context(make_tls_context(c));
   if (c.https_port != 0) {
     try {
       asio::ip::tcp::endpoint ep(asio::ip::make_address(c.bind_address), c.https_port);
-      impl_->tls_listener = std::make_shared<public_listener>(impl_->state, ep, true);
+      impl_->public_https = make_public_listener(impl_->state, ep, true);
     } catch (const std::exception& e) {
       throw std::runtime_error("cannot listen for public HTTPS on " + c.bind_address + ":" +
                                std::to_string(c.https_port) + ": " + e.what());
     }
-    impl_->https_port = impl_->tls_listener->local_endpoint().port();
+    impl_->https_port = impl_->public_https->local_endpoint().port();
   }
 
   if (c.api_port != 0) {
     try {
       asio::ip::tcp::endpoint ep(asio::ip::make_address(c.api_address), c.api_port);
-      impl_->admin = std::make_shared<admin_listener>(impl_->state, ep);
+      impl_->admin = make_admin_listener(impl_->state, ep);
     } catch (const std::exception& e) {
       throw std::runtime_error("cannot listen for the admin endpoint on " + c.api_address + ":" +
                                std::to_string(c.api_port) + ": " + e.what());
@@ -164,14 +164,14 @@ void server::start() {
     throw std::runtime_error("cannot listen for tunnel clients on " + grpc_addr);
 
   impl_->work.emplace(impl_->ioc.get_executor());
-  impl_->listener->start();
-  if (impl_->tls_listener) impl_->tls_listener->start();
+  impl_->public_http->start();
+  if (impl_->public_https) impl_->public_https->start();
   if (impl_->admin) impl_->admin->start();
   resize_workers(impl_->initial_workers);
   spdlog::info("grok-server ready: http={}:{} grpc={}:{} api={} https={} grpc_tls={} domain={} workers={}",
                c.bind_address, impl_->http_port, c.grpc_address, impl_->grpc_port,
                impl_->admin ? c.api_address + ":" + std::to_string(impl_->api_port) : std::string("off"),
-               impl_->tls_listener ? c.bind_address + ":" + std::to_string(impl_->https_port) : std::string("off"),
+               impl_->public_https ? c.bind_address + ":" + std::to_string(impl_->https_port) : std::string("off"),
                !c.tls_cert_file.empty() && c.tls_grpc ? "on" : "off", c.domain, impl_->target_workers);
 }
 
@@ -256,8 +256,8 @@ void server::stop() {
   if (impl_->stopped || !impl_->grpc_server) return;
   impl_->stopped = true;
   spdlog::info("grok-server stopping");
-  if (impl_->listener) impl_->listener->stop();
-  if (impl_->tls_listener) impl_->tls_listener->stop();
+  if (impl_->public_http) impl_->public_http->stop();
+  if (impl_->public_https) impl_->public_https->stop();
   if (impl_->admin) impl_->admin->stop();
   for (auto& t : impl_->state.tunnels()) t->shutdown("server shutting down");
   // Shutdown waits for reactors to finish; they need the io_context running.

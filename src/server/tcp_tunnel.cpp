@@ -182,51 +182,26 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
 
 }  // namespace
 
-std::shared_ptr<tcp_public_listener> tcp_public_listener::open(server_state& state, std::weak_ptr<tunnel> owner) {
+std::shared_ptr<listener> open_tcp_listener(server_state& state, std::weak_ptr<tunnel> owner, uint16_t& port) {
   auto cfg = state.config();
   if (cfg->tcp_port_start == 0) return nullptr;
   auto address = asio::ip::make_address(cfg->bind_address);
   for (uint32_t p = cfg->tcp_port_start; p <= cfg->tcp_port_end; ++p) {
-    auto port = static_cast<uint16_t>(p);
-    if (!state.reserve_tcp_port(port)) continue;
-    tcp::acceptor a(asio::make_strand(state.ioc()));
-    error_code ec;
-    a.open(address.is_v6() ? tcp::v6() : tcp::v4(), ec);
-    if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) a.bind(tcp::endpoint(address, port), ec);
-    if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-    if (!ec) return std::shared_ptr<tcp_public_listener>(new tcp_public_listener(state, std::move(owner), std::move(a), port));
-    state.release_tcp_port(port);  // taken by another program
+    auto candidate = static_cast<uint16_t>(p);
+    if (!state.reserve_tcp_port(candidate)) continue;
+    try {
+      auto l = std::make_shared<listener>(state.ioc(), tcp::endpoint(address, candidate),
+                                          [&state, owner](tcp::socket&& s) {
+                                            if (auto t = owner.lock())
+                                              std::make_shared<tcp_session>(std::move(s), state, std::move(t))->start();
+                                          });
+      port = candidate;
+      return l;
+    } catch (const boost::system::system_error&) {
+      state.release_tcp_port(candidate);  // taken by another program
+    }
   }
   return nullptr;
-}
-
-tcp_public_listener::tcp_public_listener(server_state& state, std::weak_ptr<tunnel> owner, tcp::acceptor&& a,
-                                         uint16_t port)
-    : state_(state), owner_(std::move(owner)), acceptor_(std::move(a)), port_(port) {}
-
-void tcp_public_listener::start() { do_accept(); }
-
-void tcp_public_listener::stop() {
-  asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
-    if (!self->acceptor_.is_open()) return;
-    error_code ignored;
-    self->acceptor_.close(ignored);
-    self->state_.release_tcp_port(self->port_);
-  });
-}
-
-void tcp_public_listener::do_accept() {
-  acceptor_.async_accept(asio::make_strand(state_.ioc()), [self = shared_from_this()](error_code ec, tcp::socket s) {
-    if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-    if (!ec) {
-      auto t = self->owner_.lock();
-      if (!t) return;
-      s.set_option(tcp::no_delay(true), ec);
-      std::make_shared<tcp_session>(std::move(s), self->state_, std::move(t))->start();
-    }
-    self->do_accept();
-  });
 }
 
 }  // namespace grok::server_detail

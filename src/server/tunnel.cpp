@@ -370,7 +370,7 @@ void tunnel::handle_hello(const pb::Hello& h) {
     return;
   }
   if (h.protocol() == pb::Hello::TCP) {
-    tcp_ = tcp_public_listener::open(state_, weak_from_this());
+    tcp_ = open_tcp_listener(state_, weak_from_this(), tcp_port_);
     if (!tcp_) {
       auto msg = cfg_->tcp_port_start == 0
                      ? std::string("TCP tunnels are turned off on this server")
@@ -380,7 +380,7 @@ void tunnel::handle_hello(const pb::Hello& h) {
       refuse(pb::Refused::LIMIT, msg);
       return;
     }
-    tcp_port = tcp_->port();
+    tcp_port = tcp_port_;
   }
   client_window_ = h.initial_window() == 0 ? cfg_->initial_window
                                            : std::clamp<uint32_t>(h.initial_window(), 1024, 16u << 20);
@@ -425,7 +425,7 @@ void tunnel::close(grpc::Status status, const std::string& why) {
   hello_timer_.cancel();
   if (registered_) state_.release(name_, this);
   registered_ = false;
-  if (tcp_) tcp_->stop();
+  if (tcp_) tcp_->stop([&state = state_, port = tcp_port_] { state.release_tcp_port(port); });
   tcp_.reset();
   // In-flight exchanges learn at once; they answer 502 instead of waiting for a timeout.
   auto exchanges = std::move(exchanges_);

@@ -113,7 +113,7 @@ class server_state {
 };
 
 class tunnel_reactor;
-class tcp_public_listener;
+class listener;
 
 class tunnel : public std::enable_shared_from_this<tunnel> {
  public:
@@ -191,7 +191,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   bool registered_ = false;
   uint32_t client_window_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
-  std::shared_ptr<tcp_public_listener> tcp_;  // TCP tunnels only
+  std::shared_ptr<listener> tcp_;  // TCP tunnels only
+  uint16_t tcp_port_ = 0;
 };
 
 class tunnel_service final : public pb::Tunnel::CallbackService {

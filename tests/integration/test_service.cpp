@@ -99,7 +99,7 @@ TEST_CASE("SIGHUP applies tokens and pool size while a download keeps running; r
   auto pending = std::async(std::launch::async, [&] { return slow.read_response(30s); });
 
   s.opts.tokens_yaml = "[token-a, token-b]";
-  s.opts.extra_server_yaml = "  worker_pool_size: 3\n  max_exchanges: 50\n";
+  s.opts.extra_server_yaml = "  worker_pool_size: 3\n  max_exchanges: 1\n";
   s.write_server_config();
   s.server->signal(SIGHUP);
   REQUIRE(s.server->wait_for_text("reloaded", 10s));
@@ -112,11 +112,19 @@ TEST_CASE("SIGHUP applies tokens and pool size while a download keeps running; r
              "bee", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", "token-b"});
   REQUIRE(b.wait_for_line(std::regex("Forwarding"), 10s));
   CHECK(request(s.http_port, "GET", "bee.localhost", "/").status == 200);
-  CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+  // The new limit applies at once: the running response is the one exchange app may have in flight.
+  auto limited = request(s.http_port, "GET", s.host(), "/");
+  CHECK(limited.status == 503);
+  CHECK(limited.body.find("too many requests in flight") != std::string::npos);
 
   auto r = pending.get();
   CHECK(r.status == 200);
   CHECK(r.body.find("data: event 29") != std::string::npos);
+  // Once the tunnel has released that exchange, app answers again.
+  int after = 0;
+  for (auto until = clock::now() + 5s; after != 200 && clock::now() < until;)
+    after = request(s.http_port, "GET", s.host(), "/").status;
+  CHECK(after == 200);
 
   // Revoking token-a closes its tunnel; token-b's stays.
   s.opts.tokens_yaml = "[token-b]";
@@ -171,7 +179,7 @@ TEST_CASE("SIGTERM drains: an in-flight 1 GiB download completes, new requests g
   REQUIRE(got.load() >= (1u << 20));
   auto start = clock::now();
   s.server->signal(SIGTERM);
-  REQUIRE(s.server->wait_for_text("draining", 5s));
+  REQUIRE(s.server->wait_for_text("draining: ", 5s));  // logged once new requests get 503
   auto refused = request(s.http_port, "GET", s.host(), "/");
   CHECK(refused.status == 503);
   CHECK(refused.get("Connection") == "close");
