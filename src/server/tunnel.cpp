@@ -116,6 +116,21 @@ std::string server_state::random_free_name() {
   }
 }
 
+bool server_state::add_token_tunnel(const std::array<unsigned char, 32>& token, unsigned limit) {
+  std::lock_guard lk(mu_);
+  auto& n = per_token_[token];
+  if (limit != 0 && n >= limit) return false;
+  ++n;
+  return true;
+}
+
+void server_state::remove_token_tunnel(const std::array<unsigned char, 32>& token) {
+  std::lock_guard lk(mu_);
+  auto it = per_token_.find(token);
+  if (it == per_token_.end()) return;
+  if (--it->second == 0) per_token_.erase(it);
+}
+
 bool server_state::reserve_tcp_port(uint16_t port) {
   std::lock_guard lk(mu_);
   return tcp_ports_.insert(port).second;
@@ -343,6 +358,14 @@ void tunnel::handle_hello(const pb::Hello& h) {
     refuse(pb::Refused::BAD_TOKEN, "invalid token");
     return;
   }
+  if (!state_.add_token_tunnel(token_digest_, cfg_->max_per_token)) {
+    auto msg = "this token already holds " + std::to_string(cfg_->max_per_token) +
+               " tunnel(s), the server's limit (tunnels.max_per_token)";
+    spdlog::warn("tunnel conn={} peer={}: refused: {}", conn_id_, peer_, msg);
+    refuse(pb::Refused::LIMIT, msg);
+    return;
+  }
+  token_counted_ = true;
   std::string wanted = h.name();
   std::transform(wanted.begin(), wanted.end(), wanted.begin(),
                  [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
@@ -425,6 +448,8 @@ void tunnel::close(grpc::Status status, const std::string& why) {
   hello_timer_.cancel();
   if (registered_) state_.release(name_, this);
   registered_ = false;
+  if (token_counted_) state_.remove_token_tunnel(token_digest_);
+  token_counted_ = false;
   if (tcp_) tcp_->stop([&state = state_, port = tcp_port_] { state.release_tcp_port(port); });
   tcp_.reset();
   // In-flight exchanges learn at once; they answer 502 instead of waiting for a timeout.

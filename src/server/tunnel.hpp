@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -84,6 +85,10 @@ class server_state {
   };
   lookup find(const std::string& name);
   std::string random_free_name();
+  /// Counts a tunnel against its token's tunnels.max_per_token (0 = no limit);
+  /// false when the token already holds that many.
+  bool add_token_tunnel(const std::array<unsigned char, 32>& token, unsigned limit);
+  void remove_token_tunnel(const std::array<unsigned char, 32>& token);
   /// Marks a TCP tunnel port taken; false if it already is.
   bool reserve_tcp_port(uint16_t port);
   void release_tcp_port(uint16_t port);
@@ -110,6 +115,7 @@ class server_state {
   std::unordered_map<std::string, std::shared_ptr<tunnel>> names_;
   std::unordered_map<std::string, clock::time_point> offline_;
   std::unordered_set<uint16_t> tcp_ports_;
+  std::map<std::array<unsigned char, 32>, unsigned> per_token_;  // keyed by token digest
 };
 
 class tunnel_reactor;
@@ -189,6 +195,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   bool finish_pending_ = false;
   grpc::Status finish_status_;
   bool registered_ = false;
+  bool token_counted_ = false;  // included in server_state's per-token count
   uint32_t client_window_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
   std::shared_ptr<listener> tcp_;  // TCP tunnels only

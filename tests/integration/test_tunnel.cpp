@@ -483,3 +483,20 @@ TEST_CASE("the client reconnects after grok-server restarts and serves again") {
   CHECK(r.status == 200);
   CHECK(r.body == "Hello from grok-demo-upstream\n");
 }
+
+TEST_CASE("tunnels.max_per_token caps the tunnels one token holds; a freed slot is reusable") {
+  stack::options o;
+  o.extra_server_yaml = "  max_per_token: 1\n";
+  stack s(o);
+  process second({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http",
+                  std::to_string(s.upstream_port), "--subdomain", "other", "--server",
+                  "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
+  CHECK(second.wait_exit(10s) == 1);
+  CHECK(second.wait_for_text("already holds 1 tunnel(s)", 1s));
+  s.stop_client();
+  process third({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http",
+                 std::to_string(s.upstream_port), "--subdomain", "other", "--server",
+                 "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
+  CHECK(third.wait_for_line(std::regex("Forwarding"), 10s));
+  CHECK(request(s.http_port, "GET", "other.localhost", "/").status == 200);
+}
