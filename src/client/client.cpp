@@ -380,6 +380,8 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
   void do_read_body() {
     if (done_ || reading_ || resp_done_) return;
     auto want = credit_.allowance(max_frame_);
+    // A small body gets a small buffer: no 64 KiB allocation for 13 bytes.
+    if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, std::max<uint64_t>(*left, 1));
     if (want == 0) {
       waiting_credit_ = true;
       return;

@@ -348,6 +348,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       ex_.waiting_credit = true;
       return;
     }
+    // A small body gets a small buffer: no 64 KiB allocation for a few bytes.
+    if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, std::max<uint64_t>(*left, 1));
     ex_.reading = true;
     body_buf_.resize(want);
     parser_->get().body().data = body_buf_.data();
