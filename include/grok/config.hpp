@@ -96,8 +96,14 @@ std::chrono::milliseconds parse_duration(const std::string& text);
 uint64_t parse_size(const std::string& text);
 
 /// The worker count actually used: GROK_WORKER_POOL_SIZE (if set and valid)
-/// overrides the file; 0 means auto (hardware threads, at least 1).
+/// overrides the file; 0 means auto_worker_count().
 /// Throws config_error naming the variable when the override is not a number in 0..1024.
 unsigned effective_worker_count(const server_config& cfg, const char* env_value);
+
+/// The auto worker count: half the hardware threads, at least 1. gRPC runs
+/// the tunnel streams on threads of its own; the worker-pool sweep in the
+/// README (tests/bench/e2e.sh) measured 1 worker best on 2 cores, with 2, 4
+/// and 8 each slower.
+unsigned auto_worker_count();
 
 }  // namespace grok

@@ -656,8 +656,10 @@ unsigned effective_worker_count(const server_config& cfg, const char* env_value)
       throw config_error(std::string("GROK_WORKER_POOL_SIZE: expected an integer in 0..1024, got '") + env_value + "'");
     n = static_cast<unsigned>(*v);
   }
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = auto_worker_count();
   return n;
 }
+
+unsigned auto_worker_count() { return std::max(1u, std::thread::hardware_concurrency() / 2); }
 
 }  // namespace grok

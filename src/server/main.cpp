@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   const char* env_pool = std::getenv("GROK_WORKER_POOL_SIZE");
   spdlog::info("worker pool: {} threads ({})", srv.workers(),
                env_pool && *env_pool ? "from GROK_WORKER_POOL_SIZE"
-               : cfg->worker_pool_size == 0 ? "auto: one per hardware thread"
+               : cfg->worker_pool_size == 0 ? "auto: half the hardware threads"
                                             : "from tunnels.worker_pool_size");
   notify("READY=1");
   srv.responsive(std::chrono::milliseconds(0));  // primes the first watchdog probe

@@ -176,7 +176,7 @@ void server::start() {
 }
 
 void server::resize_workers(unsigned n) {
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = auto_worker_count();
   impl_->reap_workers();
   unsigned current = impl_->target_workers;
   if (n > current) {

@@ -329,7 +329,7 @@ started=$(date +%s)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 start_grok
 GROK_AUTO_WORKERS=$(grep -aoE 'workers=[0-9]+' "$work/server.log" | head -n1 | sed 's/.*=//' || true)
-[ -n "$GROK_AUTO_WORKERS" ] || GROK_AUTO_WORKERS=$(nproc)   # 0 = one per hardware thread
+[ -n "$GROK_AUTO_WORKERS" ] || GROK_AUTO_WORKERS=$(( $(nproc) > 1 ? $(nproc) / 2 : 1 ))   # auto = half the hardware threads
 direct="http://127.0.0.1:$NGINX_PORT/small"
 onehop="http://127.0.0.1:$PROXY_PORT/small"
 grok="http://127.0.0.1:$GROK_PORT/small"

@@ -44,7 +44,7 @@ std::string invalid_argument_of(auto&& f) {
   return "<no error>";
 }
 
-unsigned auto_workers() { return std::max(1u, std::thread::hardware_concurrency()); }
+unsigned auto_workers() { return std::max(1u, std::thread::hardware_concurrency() / 2); }
 
 }  // namespace
 
