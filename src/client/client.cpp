@@ -723,7 +723,7 @@ void local_exchange::release() { session_->release(id_); }
 }  // namespace
 
 struct client::impl {
-  explicit impl(client_options o) : opts(std::move(o)), ioc(static_cast<int>(opts.threads)) {}
+  explicit impl(client_options o) : opts(std::move(o)) {}
   client_options opts;
   asio::io_context ioc;
   conn_pool pool;

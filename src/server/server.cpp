@@ -54,7 +54,7 @@ thread_local bool retire_this_worker = false;
 struct server::impl {
   impl(std::shared_ptr<const server_config> c, unsigned n, std::string path)
       : cfg(std::move(c)), config_path(std::move(path)), initial_workers(n == 0 ? 1 : n),
-        ioc(static_cast<int>(initial_workers)), state(ioc, cfg), service(state) {}
+        state(ioc, cfg), service(state) {}
 
   struct worker {
     std::thread thread;
@@ -64,6 +64,8 @@ struct server::impl {
   std::shared_ptr<const server_config> cfg;  // guarded by the caller: start/reload/stop run on the main thread
   std::string config_path;
   unsigned initial_workers;
+  // No concurrency hint: the pool grows and shrinks on reload, and a hint of 1
+  // would let Asio keep work in a thread-private queue no other worker is woken for.
   asio::io_context ioc;
   server_state state;
   tunnel_service service;

@@ -131,7 +131,12 @@ TEST_CASE("SIGHUP applies tokens and pool size while a download keeps running; r
   s.opts.extra_server_yaml = "  worker_pool_size: 1\n";
   s.write_server_config();
   s.server->signal(SIGHUP);
-  REQUIRE(s.client->wait_exit(10s) == 1);
+  auto revoked_exit = s.client->wait_exit(10s);
+  if (revoked_exit != 1) {
+    for (auto& l : s.client->lines()) MESSAGE("client: " << l);
+    for (auto& l : s.server->lines()) MESSAGE("server: " << l);
+  }
+  REQUIRE(revoked_exit == 1);
   CHECK(s.client->wait_for_text("token revoked", 1s));
   CHECK(request(s.http_port, "GET", s.host(), "/").status == 502);
   CHECK(request(s.http_port, "GET", "bee.localhost", "/").status == 200);
