@@ -170,12 +170,18 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     unsigned status = 0;
     std::optional<recv_window> window;
 
+    bool discard_body = false; // response complete: the rest of the upload is read and dropped
+    uint64_t discarded = 0;
     bool counted = false;      // included in exchanges_in_flight
     bool tunnel_done = false;  // the tunnel dropped the exchange (reset or gone)
     bool finished = false;
   };
 
   // ---- request head --------------------------------------------------------
+
+  /// Upload bytes read and dropped after a complete response before the
+  /// connection is closed instead.
+  static constexpr uint64_t discard_limit = 1 << 20;
 
   /// Beast reads min(free capacity, 64 KiB) per call; bodies get the full
   /// 64 KiB, idle connections keep only what a request head needs.
@@ -343,7 +349,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
   void do_read_body() {
     if (ex_.req_done || ex_.reading || ex_.finished || !ex_.opened) return;
-    auto want = ex_.credit.allowance(cfg_->max_frame_size);
+    // Discarded bytes go nowhere, so they need no credit.
+    auto want = ex_.discard_body ? uint64_t{cfg_->max_frame_size} : ex_.credit.allowance(cfg_->max_frame_size);
     if (want == 0) {
       ex_.waiting_credit = true;
       return;
@@ -377,6 +384,18 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     }
     size_t got = body_buf_.size() - parser_->get().body().size;
     bool done = parser_->is_done();
+    if (ex_.discard_body) {
+      ex_.discarded += got;
+      if (done) {
+        ex_.req_done = true;
+        return maybe_finish();
+      }
+      if (ex_.discarded > discard_limit) {
+        finish_exchange();
+        return close();
+      }
+      return do_read_body();
+    }
     if (got > 0 || done) {
       ex_.credit.spend(got);
       ex_.bytes_in += got;
@@ -527,7 +546,6 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       ex_.keep_alive = false;  // the body ends when the connection does
     }
     if (!ex_.upgraded) {
-      if (!ex_.req_done) ex_.keep_alive = false;  // the local service answered before the whole upload
       if (!ex_.keep_alive)
         out += "Connection: close\r\n";
       else if (ex_.version < 11)
@@ -636,9 +654,15 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
         return;
       }
     } else if (!ex_.req_done) {
-      // The response is complete but the upload is not: close, as we told the client.
-      finish_exchange();
-      return close();
+      // The local service answered before the whole upload arrived. Read and
+      // drop the rest (bounded) so the connection, and any requests pipelined
+      // behind the body, stay usable; a larger remainder closes it.
+      if (!ex_.discard_body) {
+        ex_.discard_body = true;
+        ex_.waiting_credit = false;
+        do_read_body();
+      }
+      return;
     }
     finish_exchange();
     if (ex_.upgraded || !ex_.keep_alive) return close();
