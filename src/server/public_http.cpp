@@ -220,7 +220,6 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     }
     ++requests_;
     lowest().expires_never();
-    state_.exchanges_total.fetch_add(1, std::memory_order_relaxed);
     auto& req = parser_->get();
     ex_.started = clock::now();
     ex_.method = std::string(req.method_string());

@@ -97,7 +97,6 @@ class server_state {
 
   /// The public HTTP port actually bound (differs from the config for port 0).
   std::atomic<uint16_t> public_port{0};
-  std::atomic<uint64_t> exchanges_total{0};
   std::atomic<int64_t> exchanges_in_flight{0};
   std::atomic<int64_t> public_connections{0};
   /// Set on SIGTERM: new public requests get 503, new tunnels are refused.
