@@ -371,6 +371,16 @@ void fill_pattern(char* p, size_t n, uint64_t offset) {
   for (size_t i = 0; i < n; ++i) p[i] = static_cast<char>(((offset + i) * 31 + 7) & 0xff);
 }
 
+void send_pattern(connection& c, uint64_t size, sha256* hash) {
+  std::string chunk;
+  for (uint64_t off = 0; off < size; off += chunk.size()) {
+    chunk.resize(std::min<uint64_t>(1 << 20, size - off));
+    fill_pattern(chunk.data(), chunk.size(), off);
+    if (hash) hash->update(chunk.data(), chunk.size());
+    c.send(chunk);
+  }
+}
+
 // ---- stack ----------------------------------------------------------------------
 
 stack::stack() : stack(options{}) {}

@@ -119,6 +119,9 @@ class sha256 {
 /// The pattern grok-demo-upstream's /download serves: byte i = (i*31+7)&0xff.
 void fill_pattern(char* p, size_t n, uint64_t offset);
 
+/// Sends `size` pattern bytes in 1 MiB pieces, hashing them into `hash` if given.
+void send_pattern(connection& c, uint64_t size, sha256* hash = nullptr);
+
 /// grok-server + grok-demo-upstream + grok http, wired on OS-chosen ports.
 struct stack {
   struct options {

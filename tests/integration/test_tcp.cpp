@@ -175,12 +175,7 @@ TEST_CASE("tcp tunnel: interactive echo, half-close both ways, 1 GiB each way wi
     connection c(public_port);
     c.send("sink\n");
     sha256 expected;
-    std::string chunk(1 << 20, '\0');
-    for (uint64_t off = 0; off < size; off += chunk.size()) {
-      fill_pattern(chunk.data(), chunk.size(), off);
-      expected.update(chunk.data(), chunk.size());
-      c.send(chunk);
-    }
+    send_pattern(c, size, &expected);
     c.shutdown_write();
     std::string reply;
     while (reply.find('\n') == std::string::npos) {

@@ -159,11 +159,7 @@ TEST_CASE("1 GiB download and upload stream through with bounded memory") {
   SUBCASE("upload") {
     connection c(s.http_port);
     c.send("POST /upload HTTP/1.1\r\nHost: " + s.host() + "\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n");
-    std::string chunk(1 << 20, '\0');
-    for (uint64_t off = 0; off < size; off += chunk.size()) {
-      fill_pattern(chunk.data(), chunk.size(), off);
-      c.send(chunk);
-    }
+    send_pattern(c, size);
     auto r = c.read_response(180s);
     CHECK(r.status == 200);
     CHECK(r.body == std::to_string(size) + " " + expected.body);
@@ -184,11 +180,7 @@ TEST_CASE("slow readers on either side hold memory at the window size, not the b
     connection c(s.http_port);
     c.send("POST /upload?delay_ms_per_mib=4 HTTP/1.1\r\nHost: " + s.host() + "\r\nContent-Length: " +
            std::to_string(size) + "\r\n\r\n");
-    std::string chunk(1 << 20, '\0');
-    for (uint64_t off = 0; off < size; off += chunk.size()) {
-      fill_pattern(chunk.data(), chunk.size(), off);
-      c.send(chunk);
-    }
+    send_pattern(c, size);
     auto r = c.read_response(120s);
     CHECK(r.status == 200);
     CHECK(r.body.rfind(std::to_string(size) + " ", 0) == 0);
