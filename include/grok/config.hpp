@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "grok/tokens.hpp"
+
 namespace grok {
 
 /// Thrown for any invalid configuration; what() is "FILE:LINE: key: reason"
@@ -49,6 +51,7 @@ struct server_config {
   std::chrono::milliseconds name_grace{60000};///< offline names answer 502 this long
   uint16_t tcp_port_start = 20000;            ///< public ports for `grok tcp` tunnels
   uint16_t tcp_port_end = 20099;              ///< inclusive; start 0 = TCP tunnels off
+  unsigned max_streams_per_connection = 4;    ///< concurrent gRPC streams on one client connection
 
   // tls.*
   std::string tls_cert_file;                  ///< PEM chain (a wildcard cert for *.domain)
@@ -59,6 +62,14 @@ struct server_config {
   // auth.*
   std::vector<std::string> tokens;            ///< empty = no token required
   std::vector<std::string> tcp_tokens;        ///< may open TCP tunnels; empty = any accepted token
+  std::string tokens_file;                    ///< YAML list of token digests (see tokens.hpp)
+  unsigned max_auth_failures = 10;            ///< failed Hellos per source IP per window; 0 = no limit
+  std::chrono::milliseconds auth_failure_window{60000};
+  /// Every accepted token: auth.tokens (labelled "auth.tokens[i]") then the
+  /// tokens file's entries. Filled by parse_server_config.
+  std::vector<token_entry> token_table;
+  /// False when neither auth.tokens nor auth.tokens_file is set: any token is accepted.
+  bool auth_required() const { return !tokens.empty() || !tokens_file.empty(); }
 
   // logging.*
   std::string log_level = "info";             ///< trace|debug|info|warn|error|off

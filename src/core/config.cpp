@@ -14,6 +14,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -441,6 +442,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   std::optional<int> initial_window_line;
   std::optional<int> tcp_range_line;
   std::optional<int> tcp_tokens_line;
+  std::optional<int> tokens_file_line;
   std::optional<int> https_port_line;
   std::optional<int> tls_line;
   std::optional<int> max_frame_size_line;
@@ -510,6 +512,9 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           cfg.tcp_port_end = static_cast<uint16_t>(r.integer(f, 0, 65535));
           tcp_range_line = f.line;
         }},
+        {"max_streams_per_connection", [&](const entry& f) {
+          cfg.max_streams_per_connection = static_cast<unsigned>(r.integer(f, 1, 1000));
+        }},
       });
     }},
     {"tls", [&](const entry& e) {
@@ -533,6 +538,16 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           read_token_list(r, f, cfg.tcp_tokens);
           tcp_tokens_line = f.line;
         }},
+        {"tokens_file", [&](const entry& f) {
+          const auto& s = r.scalar(f, "a file path");
+          if (s.empty()) r.fail(f, "must not be empty");
+          cfg.tokens_file = s;
+          tokens_file_line = f.line;
+        }},
+        {"max_failures", [&](const entry& f) {
+          cfg.max_auth_failures = static_cast<unsigned>(r.integer(f, 0, 1000000));
+        }},
+        {"failure_window", [&](const entry& f) { cfg.auth_failure_window = r.duration(f, false); }},
       });
     }},
     {"logging", [&](const entry& e) {
@@ -556,6 +571,33 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
     if (!cfg.tokens.empty() && std::find(cfg.tokens.begin(), cfg.tokens.end(), cfg.tcp_tokens[i]) == cfg.tokens.end())
       r.fail(tcp_tokens_line.value_or(-1), "auth.tcp_tokens[" + std::to_string(i) + "]",
              "is not one of auth.tokens");
+  }
+  for (size_t i = 0; i < cfg.tokens.size(); ++i) {
+    token_entry t;
+    t.label = "auth.tokens[" + std::to_string(i) + "]";
+    t.digest = sha256_digest(cfg.tokens[i]);
+    t.tcp = cfg.tcp_tokens.empty() ||
+            std::find(cfg.tcp_tokens.begin(), cfg.tcp_tokens.end(), cfg.tokens[i]) != cfg.tcp_tokens.end();
+    cfg.token_table.push_back(std::move(t));
+  }
+  if (!cfg.tokens_file.empty()) {
+    // A relative path is relative to the configuration file's directory.
+    std::string path = cfg.tokens_file;
+    if (path.front() != '/') {
+      auto slash = source.rfind('/');
+      if (slash != std::string::npos) path = source.substr(0, slash + 1) + path;
+    }
+    cfg.tokens_file = path;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) r.fail(tokens_file_line.value_or(-1), "auth.tokens_file", "cannot read '" + path + "': " + std::strerror(errno));
+    std::ostringstream text;
+    text << in.rdbuf();
+    for (auto& t : parse_tokens_file(text.str(), path)) {
+      if (find_token(cfg.token_table, t.digest) >= 0)
+        r.fail(tokens_file_line.value_or(-1), "auth.tokens_file",
+               path + ":" + std::to_string(t.line + 1) + ": '" + t.label + "' is the same token as one in auth.tokens");
+      cfg.token_table.push_back(std::move(t));
+    }
   }
   if (cfg.tcp_port_start > cfg.tcp_port_end)
     r.fail(tcp_range_line.value_or(-1), "tunnels.tcp_port_end",

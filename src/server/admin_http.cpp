@@ -89,7 +89,8 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
         first = false;
         auto up = std::chrono::duration_cast<std::chrono::seconds>(now - t->connected_at()).count();
         body += "{\"name\":" + json_string(t->name()) + ",\"public_url\":" + json_string(t->public_url()) +
-                ",\"peer\":" + json_string(t->peer()) + ",\"connected_seconds\":" + std::to_string(up) +
+                ",\"peer\":" + json_string(t->peer()) + ",\"token\":" + json_string(t->token_label()) +
+                ",\"connected_seconds\":" + std::to_string(up) +
                 ",\"exchanges_in_flight\":" + std::to_string(t->exchanges_in_flight()) +
                 ",\"queued_bytes\":" + std::to_string(t->queued_bytes()) + "}";
       }

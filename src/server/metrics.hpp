@@ -104,8 +104,13 @@ class metrics {
     line("# TYPE grok_reloads_total counter");
     line("grok_reloads_total{result=\"ok\"} " + std::to_string(reloads_ok));
     line("grok_reloads_total{result=\"failed\"} " + std::to_string(reloads_failed));
+    line("# HELP grok_auth_failures_total Tunnel clients refused for an invalid token.");
+    line("# TYPE grok_auth_failures_total counter");
+    line("grok_auth_failures_total " + std::to_string(auth_failures.load(std::memory_order_relaxed)));
     return out;
   }
+
+  std::atomic<uint64_t> auth_failures{0};
 
  private:
   mutable std::mutex mu_;

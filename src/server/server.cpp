@@ -161,6 +161,8 @@ void server::start() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 5);
+  // A grok client opens one stream per connection; more from one peer are held back by HTTP/2.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(c.max_streams_per_connection));
   impl_->grpc_server = builder.BuildAndStart();
   if (!impl_->grpc_server || impl_->grpc_port == 0)
     throw std::runtime_error("cannot listen for tunnel clients on " + grpc_addr);
@@ -223,6 +225,7 @@ std::string server::reload() {
   keep(&server_config::https_port, "server.https_port");
   keep(&server_config::tls_grpc, "tls.grpc");
   keep(&server_config::heartbeat_interval, "tunnels.heartbeat_interval");
+  keep(&server_config::max_streams_per_connection, "tunnels.max_streams_per_connection");
   keep(&server_config::log_format, "logging.format");
   impl_->cfg = next;
   impl_->state.set_config(next);
@@ -230,7 +233,7 @@ std::string server::reload() {
   resize_workers(workers);
   impl_->state.reloads_ok++;
   spdlog::info("reloaded {}: {} token(s), response_timeout={}ms, max_exchanges={}, workers={}", impl_->config_path,
-               next->tokens.size(), next->response_timeout.count(), next->max_exchanges, impl_->target_workers);
+               next->token_table.size(), next->response_timeout.count(), next->max_exchanges, impl_->target_workers);
   return {};
 }
 

@@ -15,24 +15,26 @@ namespace grok::server_detail {
 
 namespace {
 
-using digest = std::array<unsigned char, 32>;
-
-digest sha256(std::string_view s) {
-  digest d{};
-  unsigned len = 0;
-  EVP_Digest(s.data(), s.size(), d.data(), &len, EVP_sha256(), nullptr);
-  return d;
+/// The address part of a gRPC peer string ("ipv4:1.2.3.4:5", "ipv6:[::1]:5").
+std::string peer_ip(const std::string& peer) {
+  std::string_view p = peer;
+  if (p.starts_with("ipv4:")) {
+    p.remove_prefix(5);
+    return std::string(p.substr(0, p.rfind(':')));
+  }
+  if (p.starts_with("ipv6:")) {
+    p.remove_prefix(5);
+    if (p.starts_with('[')) return std::string(p.substr(1, p.find(']') - 1));
+    return std::string(p.substr(0, p.rfind(':')));
+  }
+  return peer;
 }
 
-/// Compares digests so the time taken says nothing about the token.
-bool digest_allowed(const std::vector<std::string>& tokens, const digest& p) {
-  if (tokens.empty()) return true;
-  bool ok = false;
-  for (const auto& t : tokens) {
-    auto d = sha256(t);
-    ok |= CRYPTO_memcmp(d.data(), p.data(), d.size()) == 0;
-  }
-  return ok;
+/// The token-table entry for `d`, or nullptr; when the server takes any token, `open` is set.
+const token_entry* lookup_token(const server_config& cfg, const token_digest& d, bool& open) {
+  open = !cfg.auth_required();
+  int i = find_token(cfg.token_table, d);
+  return i < 0 ? nullptr : &cfg.token_table[static_cast<size_t>(i)];
 }
 
 std::string make_public_url(const server_config& cfg, uint16_t port, const std::string& name) {
@@ -79,29 +81,79 @@ class tunnel_reactor final : public grpc::ServerBidiReactor<pb::Batch, pb::Batch
 
 // ---- server_state ---------------------------------------------------------
 
-server_state::claim_result server_state::claim(const std::string& name, const std::shared_ptr<tunnel>& t) {
+void server_state::set_config(std::shared_ptr<const server_config> c) {
+  std::unordered_map<std::string, token_digest> reserved;
+  for (const auto& t : c->token_table)
+    for (const auto& n : t.names) reserved.emplace(n, t.digest);
   std::lock_guard lk(mu_);
-  auto [it, inserted] = names_.try_emplace(name, t);
-  if (!inserted) return claim_result::taken;
-  offline_.erase(name);
+  cfg_ = std::move(c);
+  reserved_ = std::move(reserved);
+}
+
+server_state::claim_result server_state::claim(const std::string& name, const std::shared_ptr<tunnel>& t,
+                                               const token_digest& owner) {
+  std::lock_guard lk(mu_);
+  if (names_.contains(name)) return claim_result::taken;
+  if (auto r = reserved_.find(name); r != reserved_.end() && r->second != owner) return claim_result::reserved;
+  if (auto off = offline_.find(name); off != offline_.end()) {
+    if (off->second.until > clock::now() && off->second.owner != owner) return claim_result::held;
+    offline_.erase(off);
+  }
+  names_.emplace(name, t);
   return claim_result::ok;
 }
 
-void server_state::release(const std::string& name, const tunnel* t) {
+void server_state::release(const std::string& name, const tunnel* t, const token_digest& owner) {
   std::lock_guard lk(mu_);
   auto it = names_.find(name);
   if (it == names_.end() || it->second.get() != t) return;
   names_.erase(it);
   auto now = clock::now();
-  std::erase_if(offline_, [&](const auto& kv) { return kv.second <= now; });
-  offline_[name] = now + cfg_->name_grace;
+  std::erase_if(offline_, [&](const auto& kv) { return kv.second.until <= now; });
+  offline_[name] = offline_name{now + cfg_->name_grace, owner};
+}
+
+std::optional<token_digest> server_state::reserved_by(const std::string& name) const {
+  std::lock_guard lk(mu_);
+  auto r = reserved_.find(name);
+  if (r == reserved_.end()) return std::nullopt;
+  return r->second;
+}
+
+std::chrono::milliseconds server_state::auth_blocked(const std::string& ip) {
+  std::lock_guard lk(mu_);
+  if (cfg_->max_auth_failures == 0) return std::chrono::milliseconds(0);
+  auto it = auth_failures_.find(ip);
+  if (it == auth_failures_.end() || it->second.count < cfg_->max_auth_failures) return std::chrono::milliseconds(0);
+  auto until = it->second.window_start + cfg_->auth_failure_window;
+  auto now = clock::now();
+  if (until <= now) {
+    auth_failures_.erase(it);
+    return std::chrono::milliseconds(0);
+  }
+  return std::chrono::ceil<std::chrono::milliseconds>(until - now);
+}
+
+void server_state::auth_failed(const std::string& ip) {
+  std::lock_guard lk(mu_);
+  if (cfg_->max_auth_failures == 0) return;
+  auto now = clock::now();
+  // Bounded: past 65 536 addresses, forget the windows that have ended; if
+  // every one is still live, start over rather than grow.
+  if (auth_failures_.size() >= 65536) {
+    std::erase_if(auth_failures_, [&](const auto& kv) { return kv.second.window_start + cfg_->auth_failure_window <= now; });
+    if (auth_failures_.size() >= 65536) auth_failures_.clear();
+  }
+  auto& f = auth_failures_[ip];
+  if (f.count == 0 || f.window_start + cfg_->auth_failure_window <= now) f = failures{now, 0};
+  ++f.count;
 }
 
 server_state::lookup server_state::find(const std::string& name) {
   std::lock_guard lk(mu_);
   if (auto it = names_.find(name); it != names_.end()) return {it->second, false};
   auto off = offline_.find(name);
-  return {nullptr, off != offline_.end() && off->second > clock::now()};
+  return {nullptr, off != offline_.end() && off->second.until > clock::now()};
 }
 
 std::string server_state::random_free_name() {
@@ -112,11 +164,11 @@ std::string server_state::random_free_name() {
     std::string name;
     for (auto c : raw) name += alphabet[c % 36];
     std::lock_guard lk(mu_);
-    if (!names_.contains(name) && !offline_.contains(name)) return name;
+    if (!names_.contains(name) && !offline_.contains(name) && !reserved_.contains(name)) return name;
   }
 }
 
-bool server_state::add_token_tunnel(const std::array<unsigned char, 32>& token, unsigned limit) {
+bool server_state::add_token_tunnel(const token_digest& token, unsigned limit) {
   std::lock_guard lk(mu_);
   auto& n = per_token_[token];
   if (limit != 0 && n >= limit) return false;
@@ -124,7 +176,7 @@ bool server_state::add_token_tunnel(const std::array<unsigned char, 32>& token, 
   return true;
 }
 
-void server_state::remove_token_tunnel(const std::array<unsigned char, 32>& token) {
+void server_state::remove_token_tunnel(const token_digest& token) {
   std::lock_guard lk(mu_);
   auto it = per_token_.find(token);
   if (it == per_token_.end()) return;
@@ -273,15 +325,27 @@ void tunnel::go_away(std::string why) {
 void tunnel::apply_config(std::shared_ptr<const server_config> cfg) {
   asio::post(strand_, [self = shared_from_this(), cfg = std::move(cfg)] {
     self->cfg_ = cfg;
-    if (self->phase_ == phase::open && !digest_allowed(cfg->tokens, self->token_digest_)) {
-      spdlog::warn("tunnel={} conn={}: token revoked by reload; closing", self->name_, self->conn_id_);
-      pb::Frame f;
-      auto* r = f.mutable_refused();
-      r->set_reason(pb::Refused::BAD_TOKEN);
-      r->set_message("token revoked");
-      self->writer_.push(std::move(f));
-      self->close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "token revoked"), "token revoked");
+    if (self->phase_ != phase::open) return;
+    bool open = false;
+    const token_entry* t = lookup_token(*cfg, self->token_digest_, open);
+    std::string why;
+    auto reason = pb::Refused::BAD_TOKEN;
+    if (!t && !open) {
+      why = "token revoked";
+    } else if (auto owner = self->state_.reserved_by(self->name_); owner && *owner != self->token_digest_) {
+      why = "name '" + self->name_ + "' is now reserved for another token";
+      reason = pb::Refused::NAME_TAKEN;
+    } else if (self->is_tcp_ && t && !t->tcp) {
+      why = "this token may no longer open TCP tunnels";
     }
+    if (why.empty()) return;
+    spdlog::warn("tunnel={} conn={}: {} (reload); closing", self->name_, self->conn_id_, why);
+    pb::Frame f;
+    auto* r = f.mutable_refused();
+    r->set_reason(reason);
+    r->set_message(why);
+    self->writer_.push(std::move(f));
+    self->close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, why), why);
   });
 }
 
@@ -316,7 +380,7 @@ void tunnel::handle_batch(pb::Batch& b) {
         break;
       case pb::Frame::kGoAway:
         // The client is leaving: route nothing new here, finish what is in flight.
-        if (registered_) state_.release(name_, this);
+        if (registered_) state_.release(name_, this, token_digest_);
         registered_ = false;
         break;
       default:
@@ -352,16 +416,30 @@ void tunnel::handle_hello(const pb::Hello& h) {
     refuse(pb::Refused::LIMIT, "the server is shutting down; try again shortly");
     return;
   }
-  token_digest_ = sha256(h.token());
-  if (!digest_allowed(cfg_->tokens, token_digest_)) {
+  auto ip = peer_ip(peer_);
+  if (auto wait = state_.auth_blocked(ip); wait.count() > 0) {
+    auto secs = std::to_string((wait.count() + 999) / 1000);
+    spdlog::warn("tunnel conn={} peer={}: refused: too many failed attempts from this address", conn_id_, peer_);
+    refuse(pb::Refused::LIMIT, "too many failed attempts from this address; try again in " + secs + "s");
+    return;
+  }
+  token_digest_ = sha256_digest(h.token());
+  bool open = false;
+  const token_entry* entry = lookup_token(*cfg_, token_digest_, open);
+  if (!entry && !open) {
+    state_.auth_failed(ip);
+    state_.stats.auth_failures.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("tunnel conn={} peer={}: refused: invalid token", conn_id_, peer_);
     refuse(pb::Refused::BAD_TOKEN, "invalid token");
     return;
   }
-  if (!state_.add_token_tunnel(token_digest_, cfg_->max_per_token)) {
-    auto msg = "this token already holds " + std::to_string(cfg_->max_per_token) +
-               " tunnel(s), the server's limit (tunnels.max_per_token)";
-    spdlog::warn("tunnel conn={} peer={}: refused: {}", conn_id_, peer_, msg);
+  if (entry) token_label_ = entry->label;
+  unsigned limit = entry && entry->max_tunnels != 0 ? entry->max_tunnels : cfg_->max_per_token;
+  if (!state_.add_token_tunnel(token_digest_, limit)) {
+    auto msg = "this token already holds " + std::to_string(limit) + " tunnel(s), its limit" +
+               (entry && entry->max_tunnels != 0 ? std::string(" (max_tunnels in the tokens file)")
+                                                 : std::string(" (tunnels.max_per_token)"));
+    spdlog::warn("tunnel conn={} peer={} token={}: refused: {}", conn_id_, peer_, token_label_, msg);
     refuse(pb::Refused::LIMIT, msg);
     return;
   }
@@ -377,21 +455,33 @@ void tunnel::handle_hello(const pb::Hello& h) {
   }
   name_ = wanted;
   is_tcp_ = h.protocol() == pb::Hello::TCP;
-  if (state_.claim(name_, shared_from_this()) != server_state::claim_result::ok) {
-    auto msg = "name '" + name_ + "' is already in use by another tunnel";
-    spdlog::warn("tunnel conn={} peer={}: refused: {}", conn_id_, peer_, msg);
-    name_.clear();
-    refuse(pb::Refused::NAME_TAKEN, msg);
-    return;
+  bool tcp_allowed = entry ? entry->tcp : true;
+  if (!entry && !cfg_->tcp_tokens.empty()) {  // any token is accepted, but TCP only from these
+    std::vector<token_entry> tcp;
+    for (const auto& tok : cfg_->tcp_tokens) tcp.push_back(token_entry{.label = {}, .digest = sha256_digest(tok)});
+    tcp_allowed = find_token(tcp, token_digest_) >= 0;
   }
-  registered_ = true;
-  uint16_t tcp_port = 0;
-  if (h.protocol() == pb::Hello::TCP && !cfg_->tcp_tokens.empty() && !digest_allowed(cfg_->tcp_tokens, token_digest_)) {
-    state_.release(name_, this);
-    registered_ = false;
+  if (is_tcp_ && !tcp_allowed) {
     refuse(pb::Refused::BAD_TOKEN, "this token may not open TCP tunnels");
     return;
   }
+  switch (state_.claim(name_, shared_from_this(), token_digest_)) {
+    case server_state::claim_result::ok:
+      break;
+    case server_state::claim_result::taken:
+      refuse_name("name '" + name_ + "' is already in use by another tunnel");
+      return;
+    case server_state::claim_result::reserved:
+      refuse_name("name '" + name_ + "' is reserved for another token");
+      return;
+    case server_state::claim_result::held:
+      refuse_name("name '" + name_ + "' was in use moments ago; only its owner may take it for up to " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(cfg_->name_grace).count()) +
+                  "s (tunnels.name_grace)");
+      return;
+  }
+  registered_ = true;
+  uint16_t tcp_port = 0;
   if (h.protocol() == pb::Hello::TCP) {
     tcp_ = open_tcp_listener(state_, weak_from_this(), tcp_port_);
     if (!tcp_) {
@@ -422,7 +512,14 @@ void tunnel::handle_hello(const pb::Hello& h) {
   a->set_max_exchanges(cfg_->max_exchanges);
   writer_.push(std::move(f));
   if (tcp_) tcp_->start();
-  spdlog::info("tunnel={} conn={} peer={}: online at {}", name_, conn_id_, peer_, public_url_);
+  spdlog::info("tunnel={} conn={} peer={}{}{}: online at {}", name_, conn_id_, peer_,
+               token_label_.empty() ? "" : " token=", token_label_, public_url_);
+}
+
+void tunnel::refuse_name(const std::string& message) {
+  spdlog::warn("tunnel conn={} peer={} token={}: refused: {}", conn_id_, peer_, token_label_, message);
+  name_.clear();
+  refuse(pb::Refused::NAME_TAKEN, message);
 }
 
 void tunnel::refuse(pb::Refused::Reason reason, const std::string& message) {
@@ -446,7 +543,7 @@ void tunnel::close(grpc::Status status, const std::string& why) {
   bool was_open = phase_ == phase::open;
   phase_ = phase::closing;
   hello_timer_.cancel();
-  if (registered_) state_.release(name_, this);
+  if (registered_) state_.release(name_, this, token_digest_);
   registered_ = false;
   if (token_counted_) state_.remove_token_tunnel(token_digest_);
   token_counted_ = false;

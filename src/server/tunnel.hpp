@@ -12,6 +12,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <map>
 #include <unordered_map>
@@ -54,16 +55,16 @@ class tunnel;
 class server_state {
  public:
   server_state(asio::io_context& ioc, std::shared_ptr<const server_config> cfg)
-      : ioc_(ioc), cfg_(std::move(cfg)) {}
+      : ioc_(ioc) {
+    set_config(std::move(cfg));
+  }
   asio::io_context& ioc() { return ioc_; }
   std::shared_ptr<const server_config> config() const {
     std::lock_guard lk(mu_);
     return cfg_;
   }
-  void set_config(std::shared_ptr<const server_config> c) {
-    std::lock_guard lk(mu_);
-    cfg_ = std::move(c);
-  }
+  /// Also rebuilds the table of reserved names.
+  void set_config(std::shared_ptr<const server_config> c);
 
   /// The TLS context new HTTPS connections use (replaced on reload).
   std::shared_ptr<asio::ssl::context> tls_context() const {
@@ -75,10 +76,26 @@ class server_state {
     tls_ = std::move(c);
   }
 
-  enum class claim_result { ok, taken };
-  claim_result claim(const std::string& name, const std::shared_ptr<tunnel>& t);
-  /// Drops `name` if still held by `t`; the name answers 502 until the grace expires.
-  void release(const std::string& name, const tunnel* t);
+  enum class claim_result {
+    ok,
+    taken,     ///< a live tunnel holds it
+    reserved,  ///< the tokens file reserves it for another token
+    held,      ///< its last holder disconnected less than tunnels.name_grace ago and may reclaim it
+  };
+  /// Takes `name` for `t`, connected with token `owner`. With N claims at
+  /// once, exactly one wins.
+  claim_result claim(const std::string& name, const std::shared_ptr<tunnel>& t, const token_digest& owner);
+  /// Drops `name` if still held by `t`; the name answers 502, and only
+  /// `owner` may take it, until tunnels.name_grace expires.
+  void release(const std::string& name, const tunnel* t, const token_digest& owner);
+  /// The token that reserves `name`, if any.
+  std::optional<token_digest> reserved_by(const std::string& name) const;
+
+  /// Failed-authentication limit per source address (auth.max_failures per
+  /// auth.failure_window). `blocked` returns how long until the address may
+  /// try again, 0 when it may now.
+  std::chrono::milliseconds auth_blocked(const std::string& ip);
+  void auth_failed(const std::string& ip);
   struct lookup {
     std::shared_ptr<tunnel> t;
     bool recently_offline = false;
@@ -87,8 +104,8 @@ class server_state {
   std::string random_free_name();
   /// Counts a tunnel against its token's tunnels.max_per_token (0 = no limit);
   /// false when the token already holds that many.
-  bool add_token_tunnel(const std::array<unsigned char, 32>& token, unsigned limit);
-  void remove_token_tunnel(const std::array<unsigned char, 32>& token);
+  bool add_token_tunnel(const token_digest& token, unsigned limit);
+  void remove_token_tunnel(const token_digest& token);
   /// Marks a TCP tunnel port taken; false if it already is.
   bool reserve_tcp_port(uint16_t port);
   void release_tcp_port(uint16_t port);
@@ -112,9 +129,19 @@ class server_state {
   std::shared_ptr<const server_config> cfg_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::unordered_map<std::string, std::shared_ptr<tunnel>> names_;
-  std::unordered_map<std::string, clock::time_point> offline_;
+  struct offline_name {
+    clock::time_point until;
+    token_digest owner;
+  };
+  std::unordered_map<std::string, offline_name> offline_;
+  std::unordered_map<std::string, token_digest> reserved_;
+  struct failures {
+    clock::time_point window_start;
+    unsigned count = 0;
+  };
+  std::unordered_map<std::string, failures> auth_failures_;
   std::unordered_set<uint16_t> tcp_ports_;
-  std::map<std::array<unsigned char, 32>, unsigned> per_token_;  // keyed by token digest
+  std::map<token_digest, unsigned> per_token_;  // keyed by token digest
 };
 
 class tunnel_reactor;
@@ -149,6 +176,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   /// Set once before the tunnel is registered, read-only afterwards.
   const std::string& name() const { return name_; }
   const std::string& peer() const { return peer_; }
+  /// The label of the token the tunnel authenticated with (empty when the server takes any token).
+  const std::string& token_label() const { return token_label_; }
   uint64_t conn_id() const { return conn_id_; }
 
   // Called by the reactor (gRPC threads); each only posts to the strand.
@@ -167,6 +196,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void handle_batch(pb::Batch& b);
   void handle_hello(const pb::Hello& h);
   void refuse(pb::Refused::Reason reason, const std::string& message);
+  void refuse_name(const std::string& message);
   void close(grpc::Status status, const std::string& why);
   void maybe_finish();
   void deliver(pb::Frame&& f);
@@ -182,7 +212,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   std::string public_url_;
   bool is_tcp_ = false;
   clock::time_point connected_at_;
-  std::array<unsigned char, 32> token_digest_{};
+  token_digest token_digest_{};
+  std::string token_label_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint32_t> in_flight_{0};

@@ -136,6 +136,9 @@ std::optional<int> process::wait_exit(std::chrono::milliseconds timeout) {
     auto r = waitpid(pid_, &st, WNOHANG);
     if (r == pid_) {
       status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      // Its last output may still be in the pipe: lines() after wait_exit must hold all of it.
+      std::unique_lock lk(mu_);
+      cv_.wait_until(lk, std::max(deadline, clock::now() + 2s), [&] { return eof_; });
       return status_;
     }
     if (clock::now() >= deadline) return std::nullopt;
@@ -392,6 +395,7 @@ stack::stack(options o) : opts(std::move(o)) {
   auto m = upstream->wait_for_line(std::regex(R"(listening 127\.0\.0\.1:(\d+))"), 10s);
   if (!m) throw std::runtime_error("grok-demo-upstream did not start");
   upstream_port = static_cast<uint16_t>(std::stoi((*m)[1]));
+  for (auto& [name, text] : opts.files) std::ofstream(dir + "/" + name) << text;
   start_server();
   if (opts.start_client) start_client(opts.name);
 }
@@ -400,7 +404,8 @@ void stack::write_server_config() {
   std::ofstream cfg(config_path() + ".tmp");
   cfg << "server:\n  domain: " << opts.domain << "\n  bind_address: 127.0.0.1\n  http_port: " << http_port
       << "\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port << "\n  drain_timeout: " << opts.drain_timeout << "\n"
-      << opts.server_section_yaml << "\ntunnels:\n  name_grace: 60s\n"
+      << opts.server_section_yaml << "\ntunnels:\n"
+      << (opts.extra_server_yaml.find("name_grace:") == std::string::npos ? "  name_grace: 60s\n" : "")
       << opts.extra_server_yaml << "\nauth:\n  tokens: "
       << (opts.tokens_yaml.empty() ? "[" + opts.token + "]" : opts.tokens_yaml) << "\n"
       << opts.auth_extra_yaml << "\nlogging:\n  level: info\n" << opts.top_level_yaml;

@@ -138,6 +138,8 @@ struct stack {
     bool start_client = true;
     std::vector<std::string> client_env;
     std::string client_log_level = "info";
+    /// Files written into the stack's directory before the server starts (name, content).
+    std::vector<std::pair<std::string, std::string>> files;
   };
   stack();
   explicit stack(options o);
