@@ -217,6 +217,10 @@ std::optional<int> process::wait_exit(std::chrono::milliseconds timeout) {
     auto r = waitpid(pid_, &st, WNOHANG);
     if (r == pid_) {
       status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      // The exit can be reaped before the reader has drained the pipe: wait (bounded, a
+      // grandchild may hold the pipe open) so lines() holds everything the process printed.
+      std::unique_lock lk(mu_);
+      cv_.wait_for(lk, scaled(5s), [&] { return eof_; });
       return status_;
     }
     if (clock::now() >= deadline) return std::nullopt;
