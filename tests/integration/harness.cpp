@@ -1,5 +1,7 @@
 #include "harness.hpp"
 
+#include <doctest/doctest.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -32,13 +35,59 @@ bool iequal(const std::string& a, const std::string& b) {
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
 }
 
+double env_number(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  double d = std::strtod(v, &end);
+  return end != v && *end == '\0' ? d : fallback;
+}
+
+// Lines that start a sanitizer report in a process's output.
+bool starts_sanitizer_report(const std::string& l) {
+  for (const char* m : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                        "ERROR: ThreadSanitizer", "ERROR: UndefinedBehaviorSanitizer", ": runtime error: ",
+                        "AddressSanitizer:DEADLYSIGNAL", "ThreadSanitizer:DEADLYSIGNAL"})
+    if (l.find(m) != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace
+
+const char* sanitizer() {
+#if defined(__SANITIZE_ADDRESS__)
+  return "address";
+#elif defined(__SANITIZE_THREAD__)
+  return "thread";
+#else
+  return "";
+#endif
+}
+
+double time_factor() {
+  static const double f = [] {
+    double fallback = std::string(sanitizer()) == "thread" ? 8.0 : std::string(sanitizer()) == "address" ? 3.0 : 1.0;
+    return std::max(1.0, env_number("GROK_TEST_TIME_FACTOR", fallback));
+  }();
+  return f;
+}
+
+uint64_t bulk_bytes(uint64_t normal) {
+  static const double cap = env_number("GROK_TEST_BULK_BYTES", *sanitizer() ? double(64ull << 20) : 0.0);
+  return cap > 0 && cap < double(normal) ? static_cast<uint64_t>(cap) : normal;
+}
+
+bool rss_caps() {
+  static const bool on = env_number("GROK_TEST_RSS_CAPS", *sanitizer() ? 0.0 : 1.0) != 0.0;
+  return on;
+}
 
 std::string binary(const char* name) { return std::string(GROK_BIN_DIR) + "/" + name; }
 
 // ---- process -----------------------------------------------------------------
 
-process::process(std::vector<std::string> argv, std::vector<std::string> env) {
+process::process(std::vector<std::string> argv, std::vector<std::string> env)
+    : name_(std::filesystem::path(argv.at(0)).filename().string()) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
@@ -66,6 +115,38 @@ process::~process() {
   }
   if (reader_.joinable()) reader_.join();
   if (out_fd_ >= 0) close(out_fd_);
+  check_sanitizer_report();
+}
+
+std::vector<std::string> process::sanitizer_report() {
+  std::lock_guard lk(mu_);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < lines_.size(); ++i) {
+    if (!starts_sanitizer_report(lines_[i])) continue;
+    // The report and its stacks: up to the next blank line after a SUMMARY, at most 200 lines.
+    size_t end = std::min(lines_.size(), i + 200);
+    for (; i < end; ++i) {
+      out.push_back(lines_[i]);
+      if (lines_[i].rfind("SUMMARY: ", 0) == 0) break;
+    }
+  }
+  return out;
+}
+
+// Runs once the output is complete (the reader saw EOF): a report fails the running test.
+void process::check_sanitizer_report() {
+  if (report_checked_) return;
+  report_checked_ = true;
+  auto report = sanitizer_report();
+  if (report.empty()) return;
+  std::string text;
+  for (auto& l : report) text += l + "\n";
+  if (doctest::is_running_in_test) {
+    FAIL_CHECK(name_ << " (pid " << pid_ << ") printed a sanitizer report:\n" << text);
+  } else {
+    std::fprintf(stderr, "%s (pid %d) printed a sanitizer report outside a test:\n%s", name_.c_str(), pid_, text.c_str());
+    std::_Exit(23);
+  }
 }
 
 void process::reader() {
@@ -92,7 +173,7 @@ void process::reader() {
 std::optional<std::smatch> process::wait_for_line(const std::regex& re, std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   size_t checked = 0;
-  auto deadline = clock::now() + timeout;
+  auto deadline = clock::now() + scaled(timeout);
   static thread_local std::string keep;
   for (;;) {
     for (; checked < lines_.size(); ++checked) {
@@ -107,7 +188,7 @@ std::optional<std::smatch> process::wait_for_line(const std::regex& re, std::chr
 
 bool process::wait_for_text(const std::string& text, std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
-  return cv_.wait_for(lk, timeout, [&] {
+  return cv_.wait_for(lk, scaled(timeout), [&] {
     return eof_ || std::any_of(lines_.begin(), lines_.end(),
                                [&](const std::string& l) { return l.find(text) != std::string::npos; });
   }) && std::any_of(lines_.begin(), lines_.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; });
@@ -130,15 +211,16 @@ void process::signal(int sig) {
 
 std::optional<int> process::wait_exit(std::chrono::milliseconds timeout) {
   if (status_) return status_;
-  auto deadline = clock::now() + timeout;
+  auto deadline = clock::now() + scaled(timeout);
   for (;;) {
     int st = 0;
     auto r = waitpid(pid_, &st, WNOHANG);
     if (r == pid_) {
       status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      // Its last output may still be in the pipe: lines() after wait_exit must hold all of it.
+      // The exit can be reaped before the reader has drained the pipe: wait (bounded, a
+      // grandchild may hold the pipe open) so lines() holds everything the process printed.
       std::unique_lock lk(mu_);
-      cv_.wait_until(lk, std::max(deadline, clock::now() + 2s), [&] { return eof_; });
+      cv_.wait_for(lk, scaled(5s), [&] { return eof_; });
       return status_;
     }
     if (clock::now() >= deadline) return std::nullopt;
@@ -174,7 +256,7 @@ connection::connection(uint16_t port, std::chrono::milliseconds timeout) {
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS)
     throw std::runtime_error("connect failed: " + std::string(strerror(errno)));
   pollfd p{fd_, POLLOUT, 0};
-  if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) throw std::runtime_error("connect timed out");
+  if (poll(&p, 1, static_cast<int>(scaled(timeout).count())) != 1) throw std::runtime_error("connect timed out");
   int err = 0;
   socklen_t len = sizeof err;
   getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -187,7 +269,7 @@ connection::~connection() {
 
 void connection::send(const std::string& bytes) {
   size_t off = 0;
-  auto deadline = clock::now() + 30s;
+  auto deadline = clock::now() + scaled(30s);
   while (off < bytes.size()) {
     auto n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
     if (n > 0) {
@@ -217,14 +299,14 @@ bool connection::fill(clock::time_point deadline) {
 }
 
 std::string connection::read_some(std::chrono::milliseconds timeout) {
-  if (buf_.empty()) fill(clock::now() + timeout);
+  if (buf_.empty()) fill(clock::now() + scaled(timeout));
   std::string out;
   out.swap(buf_);
   return out;
 }
 
 bool connection::wait_closed(std::chrono::milliseconds timeout) {
-  auto deadline = clock::now() + timeout;
+  auto deadline = clock::now() + scaled(timeout);
   char tmp[65536];
   for (;;) {
     auto n = ::recv(fd_, tmp, sizeof tmp, 0);
@@ -252,7 +334,7 @@ std::string connection::read_line(clock::time_point deadline) {
 
 response connection::read_response(std::chrono::milliseconds timeout, bool head_request,
                                    const std::function<void(const char*, size_t)>& sink) {
-  auto deadline = clock::now() + timeout;
+  auto deadline = clock::now() + scaled(timeout);
   response r;
   for (;;) {
     auto status_line = read_line(deadline);
@@ -454,6 +536,15 @@ void stack::stop_client() {
 }
 
 stack::~stack() {
+  // Sanitizer builds end the client and the local service the way a user would, so
+  // that LeakSanitizer runs in them at exit (a SIGKILL skips it).
+  if (*sanitizer()) {
+    stop_client();
+    if (upstream && upstream->running()) {
+      upstream->signal(SIGTERM);
+      upstream->wait_exit(10s);
+    }
+  }
   client.reset();
   if (server && server->running()) {
     server->signal(SIGTERM);

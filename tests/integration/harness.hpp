@@ -19,6 +19,27 @@ namespace grok::test {
 using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 
+// ---- scaling for sanitizer builds ------------------------------------------------
+// A normal build runs every test at full size and strictness. Sanitizer builds
+// (GROK_SANITIZE) run the same behaviour checks on less data, with longer waits and
+// without RSS caps (shadow memory and ASan's quarantine are not grok's footprint).
+
+/// Size of a bulk transfer: `normal`, or GROK_TEST_BULK_BYTES when that is smaller
+/// (default 64 MiB in sanitizer builds).
+uint64_t bulk_bytes(uint64_t normal);
+/// GROK_TEST_TIME_FACTOR (>= 1; default 1, 3 under ASan, 8 under TSan): every wait in
+/// this harness is multiplied by it, and so are the tests' upper bounds on elapsed time.
+double time_factor();
+template <class Rep, class Period>
+std::chrono::milliseconds scaled(std::chrono::duration<Rep, Period> d) {
+  return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(
+      std::chrono::duration<double, std::milli>(d).count() * time_factor()));
+}
+/// False in sanitizer builds (or with GROK_TEST_RSS_CAPS=0): RSS caps are then reported, not checked.
+bool rss_caps();
+/// The sanitizer this harness was built with ("address", "thread"), empty if none.
+const char* sanitizer();
+
 /// A child process whose stdout and stderr are collected line by line.
 class process {
  public:
@@ -41,9 +62,14 @@ class process {
   /// VmHWM (peak RSS) and VmRSS of the process in KiB, 0 if gone.
   uint64_t peak_rss_kib();
   uint64_t rss_kib();
+  /// Lines of sanitizer reports (ASan, LSan, UBSan, TSan) this process printed.
+  std::vector<std::string> sanitizer_report();
 
  private:
   void reader();
+  void check_sanitizer_report();
+  std::string name_;
+  bool report_checked_ = false;
   int pid_ = -1;
   int out_fd_ = -1;
   std::optional<int> status_;

@@ -167,7 +167,7 @@ TEST_CASE("SIGTERM drains: an in-flight 1 GiB download completes, new requests g
   stack::options o;
   o.drain_timeout = "120s";
   stack s(o);
-  constexpr uint64_t size = 1ull << 30;
+  const uint64_t size = bulk_bytes(1ull << 30);
   connection c(s.http_port);
   c.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
   std::atomic<uint64_t> got{0};
@@ -179,7 +179,7 @@ TEST_CASE("SIGTERM drains: an in-flight 1 GiB download completes, new requests g
     });
     return std::make_pair(r.status, h.hex());
   });
-  auto deadline = clock::now() + 10s;
+  auto deadline = clock::now() + scaled(10s);
   while (got.load() < (1u << 20) && clock::now() < deadline) std::this_thread::yield();
   REQUIRE(got.load() >= (1u << 20));
   auto start = clock::now();

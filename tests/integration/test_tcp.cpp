@@ -171,7 +171,7 @@ TEST_CASE("tcp tunnel: interactive echo, half-close both ways, 1 GiB each way wi
     CHECK(client->wait_for_text("TCP 127.0.0.1:", 5s));
   }
   SUBCASE("1 GiB upload: the local service sees every byte and our EOF") {
-    constexpr uint64_t size = 1ull << 30;
+    const uint64_t size = bulk_bytes(1ull << 30);
     connection c(public_port);
     c.send("sink\n");
     sha256 expected;
@@ -186,7 +186,7 @@ TEST_CASE("tcp tunnel: interactive echo, half-close both ways, 1 GiB each way wi
     CHECK(reply == std::to_string(size) + " " + expected.hex() + "\n");
   }
   SUBCASE("1 GiB download") {
-    constexpr uint64_t size = 1ull << 30;
+    const uint64_t size = bulk_bytes(1ull << 30);
     connection c(public_port);
     c.send("source " + std::to_string(size) + "\n");
     sha256 got_hash, expected;
@@ -210,8 +210,10 @@ TEST_CASE("tcp tunnel: interactive echo, half-close both ways, 1 GiB each way wi
   auto server_peak = t.s->server->peak_rss_kib();
   auto client_peak = client->peak_rss_kib();
   MESSAGE("peak RSS: grok-server " << server_peak << " KiB, grok " << client_peak << " KiB");
-  CHECK(server_peak < 64 * 1024);
-  CHECK(client_peak < 64 * 1024);
+  if (rss_caps()) {
+    CHECK(server_peak < 64 * 1024);
+    CHECK(client_peak < 64 * 1024);
+  }
 }
 
 TEST_CASE("tcp tunnel: 200 concurrent connections all echo correctly") {
