@@ -335,6 +335,10 @@ private:
             return do_drain_body([self = shared_from_this()] { self->do_close(); });
         if (path == "/reset-mid-body")
             return do_drain_body([self = shared_from_this()] { self->do_reset_mid_body(); });
+        if (path == "/slow-upload")
+            return start_slow_upload();
+        if (path == "/reset-mid-chunked")
+            return do_drain_body([self = shared_from_this()] { self->do_reset_mid_chunked(); });
         if (path == "/ws")
             return do_drain_body([self = shared_from_this()] {
                 self->do_write_text(http::status::upgrade_required, "websocket upgrade required\n");
@@ -727,6 +731,73 @@ private:
         });
     }
 
+    // /slow-upload?id=ID&delay_ms=N reads the body at 64 KiB every N
+    // ms (default 20) and says on stderr when it starts and when the body ends
+    // early, so a test sees the local service's connection cut when the public
+    // client goes away mid-upload.
+    void start_slow_upload()
+    {
+        slow_id_ = std::string(target_.param("id").value_or("-"));
+        slow_delay_ = std::chrono::milliseconds(target_.number("delay_ms").value_or(20));
+        received_ = 0;
+        slow_next_pause_ = k_io_chunk;
+        log_error("slow-upload", "id=" + slow_id_ + " reading");
+        do_begin_body([self = shared_from_this()] { self->do_read_slow_upload(); });
+    }
+
+    void do_read_slow_upload()
+    {
+        if (parser_->is_done())
+            return on_slow_upload_done();
+        auto& body = parser_->get().body();
+        body.data = body_buf_.data();
+        body.size = body_buf_.size();
+        http::async_read_some(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec == http::error::need_buffer)
+                ec = {};
+            self->received_ += self->body_buf_.size() - self->parser_->get().body().size;
+            if (ec) {
+                log_error("slow-upload", "id=" + self->slow_id_ + " cut short after " +
+                                             std::to_string(self->received_) + " bytes: " + ec.message());
+                return self->do_close();
+            }
+            if (self->parser_->is_done())
+                return self->on_slow_upload_done();
+            // Reads are often smaller than a buffer; pause once per 64 KiB.
+            if (self->received_ < self->slow_next_pause_)
+                return self->do_read_slow_upload();
+            self->slow_next_pause_ = (self->received_ / k_io_chunk + 1) * k_io_chunk;
+            self->timer_.expires_after(self->slow_delay_);
+            self->timer_.async_wait([self](error_code timer_ec) {
+                if (timer_ec)
+                    return self->fail(timer_ec, "slow-upload delay");
+                self->do_read_slow_upload();
+            });
+        });
+    }
+
+    void on_slow_upload_done()
+    {
+        log_error("slow-upload", "id=" + slow_id_ + " complete after " + std::to_string(received_) + " bytes");
+        do_write_text(http::status::ok, std::to_string(received_) + "\n");
+    }
+
+    // /reset-mid-chunked[?rst=1]: a chunked response cut after three chunks,
+    // by a FIN or (rst=1) a TCP reset, with no terminating chunk.
+    void do_reset_mid_chunked()
+    {
+        bool rst = target_.param("rst") == std::optional<std::string_view>("1");
+        raw_ = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for (int i = 0; i < 3; ++i)
+            raw_.append("3e8\r\n").append(pattern_block().data(), 1000).append("\r\n");
+        net::async_write(stream_, net::buffer(raw_), [self = shared_from_this(), rst](error_code, std::size_t) {
+            error_code ignored;
+            if (rst)
+                self->stream_.socket().set_option(net::socket_base::linger(true, 0), ignored);
+            self->do_close();
+        });
+    }
+
     void fail(error_code ec, std::string_view what)
     {
         if (!is_routine(ec))
@@ -769,6 +840,9 @@ private:
     std::chrono::milliseconds sse_interval_{0};
     std::string sse_event_;
     std::string raw_;
+    std::string slow_id_;
+    std::chrono::milliseconds slow_delay_{0};
+    std::uint64_t slow_next_pause_ = 0;
 };
 
 class listener : public std::enable_shared_from_this<listener>
