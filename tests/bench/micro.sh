@@ -19,7 +19,7 @@ MIN_TIME=${MIN_TIME:-0.5}          # seconds per cell (Google Benchmark 1.7 take
 SCENARIOS=${SCENARIOS:-send,mixed,cpu}
 FRAMES_PER_ROUND=${FRAMES_PER_ROUND:-4096}
 IN_FLIGHT=${IN_FLIGHT:-64}
-BIN=$BUILD/grok_bench_write_path
+BIN=$BUILD/tests/bench/grok_bench_write_path
 
 die() { echo "micro: error: $*" >&2; exit 1; }
 [ -x "$BIN" ] || die "$BIN is missing (apt-get install libbenchmark-dev, then build the target grok_bench_write_path)"
@@ -59,7 +59,7 @@ for b in data["benchmarks"]:
 designs = ["mutex", "strand_1frame", "grok_batched"]
 scen = {"send": "T_proc 2 µs, T_send 20 µs (the stream is the bottleneck)",
         "mixed": "T_proc 20 µs, T_send 20 µs",
-        "cpu": "T_proc 200 µs, T_send 20 µs (CPU-bound: the workers' own work dominates)"}
+        "cpu": "T_proc 1000 µs, T_send 20 µs (CPU-bound: the workers' own work dominates)"}
 workers = [1, 2, 4, 8, 16]
 out = []
 p = out.append
@@ -72,7 +72,7 @@ p("| CPU | $cpu |")
 p("| kernel | $(uname -sr) |")
 p("| load average at start → end | $load_start → $load_end |")
 p("| grok | $commit; grok_bench_write_path, Google Benchmark $(dpkg-query -W -f='${Version}' libbenchmark-dev 2>/dev/null || echo '?') |")
-p("| settings | MIN_TIME=${MIN_TIME}s per cell, $FRAMES_PER_ROUND frames per round, $IN_FLIGHT requests in flight (closed loop); ran ${took}s |")
+p("| settings | MIN_TIME=${MIN_TIME}s per cell, rounds of min($FRAMES_PER_ROUND, 0.5 s / T_proc) frames, $IN_FLIGHT requests in flight (closed loop); ran ${took}s |")
 p("| $calibration | |" if "$calibration" else "")
 p("")
 p("How to read it: N worker threads run one io_context (grok's worker pool). Each request burns T_proc of CPU,")

@@ -7,7 +7,7 @@
 #
 # Each step starts a fresh grok-server (plaintext gRPC, logging.level info, read_header_timeout and
 # idle_timeout 5m) on 127.0.0.1 with OS-chosen ports, grok-demo-upstream behind a real `grok http` client
-# named "probe", and checks one probe request through that tunnel. Then build/grok_bench_scale either
+# named "probe", and checks one probe request through that tunnel. Then build/tests/bench/grok_bench_scale either
 #   tunnels:N:K  opens N tunnels speaking tunnel.proto like grok (Hello with token and name, then idle,
 #                answering nothing), K tunnels per gRPC channel, each channel its own TCP connection;
 #   idle:N       opens N TCP connections to the public HTTP port and sends nothing.
@@ -23,13 +23,13 @@ root=$(cd "$here/../.." && pwd)
 BUILD=${BUILD:-$root/build}
 RESULTS=${RESULTS:-$here/results}
 STEPS=${STEPS:-"tunnels:1000:4 tunnels:10000:4 tunnels:1000:1 idle:10000"}
-HEAPTRACK=${HEAPTRACK:-}          # set to a step (e.g. tunnels:1000:4) to run grok-server under heaptrack there
+HEAPTRACK=${HEAPTRACK:-}   # a step (e.g. tunnels:1000:4) to run grok-server under heaptrack: /tmp/grok-heaptrack-STEP.*
 TOKEN=bench-token
 
 log() { echo "scale: $*" >&2; }
 die() { echo "scale: error: $*" >&2; exit 1; }
 
-for b in grok-server grok grok-demo-upstream grok_bench_scale; do
+for b in grok-server grok grok-demo-upstream tests/bench/grok_bench_scale; do
   [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing (build it: cmake --build build --target $b)"
 done
 command -v curl >/dev/null || die "curl is needed"
@@ -38,16 +38,16 @@ log "RLIMIT_NOFILE $(ulimit -n)"
 
 work=$(mktemp -d /tmp/grok-scale.XXXXXX)
 mkdir -p "$work/bin" "$RESULTS"
-cp "$BUILD/grok-server" "$BUILD/grok" "$BUILD/grok-demo-upstream" "$BUILD/grok_bench_scale" "$work/bin/"
+cp "$BUILD/grok-server" "$BUILD/grok" "$BUILD/grok-demo-upstream" "$BUILD/tests/bench/grok_bench_scale" "$work/bin/"
 BIN=$work/bin
 declare -A pid=()   # role -> PID of every process this script started
 cleanup() {
   exec 3>&- 2>/dev/null || true
   local r
-  for r in load client upstream server; do
+  for r in load client upstream server_child server; do
     [ -n "${pid[$r]:-}" ] && kill "${pid[$r]}" 2>/dev/null || true
   done
-  for r in load client upstream server; do
+  for r in load client upstream server_child server; do
     [ -n "${pid[$r]:-}" ] && wait "${pid[$r]}" 2>/dev/null || true
   done
   rm -rf "$work"
@@ -73,6 +73,18 @@ wait_for() {  # FILE REGEX SECONDS [ROLE]: prints the first match of REGEX in FI
     sleep 0.1
   done
   log "timed out waiting for '$2' in $1:"; tail -n 20 "$1" >&2; return 1
+}
+descendant_running() {  # PID EXE: the PID of a descendant of PID running EXE
+  local p c
+  local -a todo=("$1")
+  while ((${#todo[@]})); do
+    p=${todo[0]}; todo=("${todo[@]:1}")
+    for c in $(pgrep -P "$p" || true); do
+      [ "$(readlink "/proc/$c/exe" 2>/dev/null)" = "$2" ] && { echo "$c"; return 0; }
+      todo+=("$c")
+    done
+  done
+  return 1
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 threads_of() { awk '/^Threads:/ {print $2}' "/proc/$1/status"; }
@@ -129,7 +141,7 @@ start_stack() {  # STEP: fresh grok-server (+heaptrack for that step), upstream 
   : >"$work/server.log"
   if [ "$HEAPTRACK" = "$1" ]; then
     command -v heaptrack >/dev/null || die "heaptrack is not installed (apt-get install heaptrack)"
-    heaptrack -o "$RESULTS/heaptrack-${1//:/-}" "$BIN/grok-server" --config "$work/grok-server.yaml" >"$work/server.log" 2>&1 &
+    heaptrack -o "/tmp/grok-heaptrack-${1//:/-}" "$BIN/grok-server" --config "$work/grok-server.yaml" >"$work/server.log" 2>&1 &
   else
     "$BIN/grok-server" --config "$work/grok-server.yaml" >"$work/server.log" 2>&1 &
   fi
@@ -140,8 +152,8 @@ start_stack() {  # STEP: fresh grok-server (+heaptrack for that step), upstream 
   GRPC_PORT=$(sed -E 's/.*grpc=127\.0\.0\.1:([0-9]+).*/\1/' <<<"$m")
   SERVER_PID=${pid[server]}
   if [ "$HEAPTRACK" = "$1" ]; then  # heaptrack runs the server as its child
-    SERVER_PID=$(pgrep -P "${pid[server]}" -n || true)
-    for _ in $(seq 50); do [ -n "$SERVER_PID" ] && break; sleep 0.1; SERVER_PID=$(pgrep -P "${pid[server]}" -n || true); done
+    SERVER_PID=$(descendant_running "${pid[server]}" "$BIN/grok-server") || die "grok-server under heaptrack not found"
+    pid[server_child]=$SERVER_PID
   fi
   : >"$work/upstream.log"
   "$BIN/grok-demo-upstream" --port 0 >"$work/upstream.log" 2>&1 &
@@ -157,6 +169,7 @@ start_stack() {  # STEP: fresh grok-server (+heaptrack for that step), upstream 
 stop_stack() {
   stop client INT
   stop upstream
+  stop server_child TERM   # grok-server itself when heaptrack wraps it
   stop server TERM
 }
 
@@ -184,7 +197,7 @@ for step in $STEPS; do
       <"$work/hold" >"$work/load.out" 2>"$work/load.err" &
   fi
   pid[load]=$!
-  exec 3>"$work/hold"   # the load holds until this closes
+  exec 3<>"$work/hold"   # the load holds until this closes (read-write: opening never blocks)
   if ! ready=$(wait_for "$work/load.out" '(READY|FAILED).*' 300 load) || [[ $ready == FAILED* ]]; then
     log "load failed: ${ready:-no answer}"; cat "$work/load.err" >&2 || true
     rows+=("| $step | failed: ${ready:-no answer} | | | | | | | |")

@@ -391,7 +391,7 @@ class rig {
 
 uint64_t frames_per_round = 4096;
 
-void run_cell(benchmark::State& state, cell c) {
+void run_cell(benchmark::State& state, cell c, uint64_t frames_per_round) {
   rig r(c);
   r.round(std::min<uint64_t>(frames_per_round, 256));  // warm-up: threads, allocator, strand
   auto& s = r.stream();
@@ -451,7 +451,7 @@ int main(int argc, char** argv) {
   const scenario scenarios[] = {
       {"send", 2, 20},    // T_send dominant: the stream is the bottleneck
       {"mixed", 20, 20},  // equal parts
-      {"cpu", 200, 20},   // T_proc dominant: workers have CPU work to share
+      {"cpu", 1000, 20},  // T_proc dominant: workers have CPU work to share
   };
   const std::pair<design, const char*> designs[] = {
       {design::mutex, "mutex"}, {design::strand_1frame, "strand_1frame"}, {design::grok_batched, "grok_batched"}};
@@ -463,7 +463,9 @@ int main(int argc, char** argv) {
           cell c{d, workers, frame, sc.t_proc_us, sc.t_send_us, in_flight};
           auto name = std::string("write_path/") + sc.name + "/" + (frame == 1024 ? "1KiB" : "64KiB") + "/" + dname +
                       "/workers:" + std::to_string(workers);
-          benchmark::RegisterBenchmark(name.c_str(), run_cell, c)->UseRealTime()->Unit(benchmark::kMillisecond);
+          // Rounds of about 0.5 s of T_proc on one core, at most frames_per_round.
+          auto round = std::clamp<uint64_t>(500'000 / static_cast<uint64_t>(sc.t_proc_us), 256, frames_per_round);
+          benchmark::RegisterBenchmark(name.c_str(), run_cell, c, round)->UseRealTime()->Unit(benchmark::kMillisecond);
         }
       }
     }
