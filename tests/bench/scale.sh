@@ -2,7 +2,7 @@
 # Scale benchmark: how much memory does grok-server spend per idle tunnel and per idle public connection,
 # how fast does it register tunnels, and does a real tunnel still answer meanwhile?
 #
-#   bash tests/bench/scale.sh                          # 1 000 and 10 000 tunnels, 10 000 idle connections
+#   bash tests/bench/scale.sh        # 1 000 and 10 000 tunnels (4 and 1 per connection), 10 000 idle connections
 #   STEPS="tunnels:1000:4 idle:2000" bash tests/bench/scale.sh   # pick steps
 #
 # Each step starts a fresh grok-server (plaintext gRPC, logging.level info, read_header_timeout and
@@ -22,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 BUILD=${BUILD:-$root/build}
 RESULTS=${RESULTS:-$here/results}
-STEPS=${STEPS:-"tunnels:1000:4 tunnels:10000:4 tunnels:1000:1 idle:10000"}
+STEPS=${STEPS:-"tunnels:1000:4 tunnels:10000:4 tunnels:1000:1 tunnels:10000:1 idle:10000"}
 HEAPTRACK=${HEAPTRACK:-}   # a step (e.g. tunnels:1000:4) to run grok-server under heaptrack: /tmp/grok-heaptrack-STEP.*
 TOKEN=bench-token
 
