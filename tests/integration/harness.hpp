@@ -138,6 +138,7 @@ struct stack {
     bool start_client = true;
     std::vector<std::string> client_env;
     std::string client_log_level = "info";
+    std::vector<std::string> upstream_args;  ///< extra grok-demo-upstream flags, e.g. --log-requests
   };
   stack();
   explicit stack(options o);
