@@ -42,6 +42,29 @@ constexpr std::uint32_t k_header_limit = 64 * 1024;
 // Keeps /download-sha from monopolising one of the two I/O threads.
 constexpr std::size_t k_hash_blocks_per_turn = 64;
 constexpr std::string_view k_hello = "Hello from grok-demo-upstream\n";
+// /inspect keeps at most this much of a request body.
+constexpr std::size_t k_inspect_limit = 1024 * 1024;
+
+// --log-requests: one "request METHOD TARGET names=..." line per request head
+// read, so tests can tell exactly which requests reached the local service.
+bool g_log_requests = false;
+
+template <class Fields>
+void log_request(http::request_header<Fields> const& head)
+{
+    std::string line = "grok-demo-upstream: request ";
+    line.append(head.method_string()).append(" ").append(head.target()).append(" names=");
+    bool first = true;
+    for (auto const& field : head) {
+        if (!first)
+            line += ',';
+        first = false;
+        for (char c : field.name_string())
+            line += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+    line += "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+}
 
 void log_error(std::string_view what, std::string_view detail)
 {
@@ -280,6 +303,8 @@ private:
             return fail(ec, "read header");
 
         auto const& head = header_parser_->get();
+        if (g_log_requests)
+            log_request(head);
         target_ = parse_target(head.target());
         if (target_.path == "/ws" && websocket::is_upgrade(head)) {
             auto req = header_parser_->release();
@@ -317,6 +342,8 @@ private:
             return start_echo(true);
         if (path == "/headers")
             return start_headers();
+        if (path == "/inspect")
+            return start_inspect();
         if (path == "/download")
             return start_download();
         if (path == "/download-sha")
@@ -567,6 +594,34 @@ private:
         }
         do_drain_body([self = shared_from_this(), listing = std::move(listing)]() mutable {
             self->do_write_text(http::status::ok, std::move(listing));
+        });
+    }
+
+    // Answers with what this service parsed: the request line, every field
+    // (chunked trailers included, as Beast merges them) and the body.
+    void start_inspect()
+    {
+        inspect_body_.clear();
+        do_begin_body([self = shared_from_this()] { self->do_read_inspect(); });
+    }
+
+    void do_read_inspect()
+    {
+        do_read_body_some([self = shared_from_this()](std::size_t n, bool done) {
+            auto keep = std::min(n, k_inspect_limit - std::min(k_inspect_limit, self->inspect_body_.size()));
+            self->inspect_body_.append(self->body_buf_.data(), keep);
+            if (!done)
+                return self->do_read_inspect();
+            auto const& req = self->parser_->get();
+            std::string out;
+            out.append(req.method_string()).append(" ").append(req.target());
+            out.append(" HTTP/").append(std::to_string(req.version() / 10)).append(".");
+            out.append(std::to_string(req.version() % 10)).append("\n");
+            for (auto const& field : req)
+                out.append(field.name_string()).append(": ").append(field.value()).append("\n");
+            out.append("\n").append(self->inspect_body_);
+            self->inspect_body_.clear();
+            self->do_write_text(http::status::ok, std::move(out));
         });
     }
 
@@ -843,6 +898,7 @@ private:
     std::string slow_id_;
     std::chrono::milliseconds slow_delay_{0};
     std::uint64_t slow_next_pause_ = 0;
+    std::string inspect_body_;
 };
 
 class listener : public std::enable_shared_from_this<listener>
@@ -885,7 +941,7 @@ struct options
 
 [[noreturn]] void usage(int code)
 {
-    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR]\n";
+    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--log-requests]\n";
     std::exit(code);
 }
 
@@ -899,6 +955,9 @@ options parse_args(int argc, char** argv)
         if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
             name = arg.substr(0, eq);
             value = arg.substr(eq + 1);
+        } else if (arg == "--log-requests") {
+            g_log_requests = true;
+            continue;
         } else if (arg == "--port" || arg == "--host") {
             if (i + 1 >= argc) {
                 std::cerr << "grok-demo-upstream: " << arg << " needs a value\n";

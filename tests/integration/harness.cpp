@@ -473,7 +473,9 @@ stack::stack() : stack(options{}) {}
 stack::stack(options o) : opts(std::move(o)) {
   char tmpl[] = "/tmp/grok-it-XXXXXX";
   dir = mkdtemp(tmpl);
-  upstream = std::make_unique<process>(std::vector<std::string>{binary("grok-demo-upstream"), "--port", "0"});
+  std::vector<std::string> upstream_argv{binary("grok-demo-upstream"), "--port", "0"};
+  upstream_argv.insert(upstream_argv.end(), opts.upstream_args.begin(), opts.upstream_args.end());
+  upstream = std::make_unique<process>(std::move(upstream_argv));
   auto m = upstream->wait_for_line(std::regex(R"(listening 127\.0\.0\.1:(\d+))"), 10s);
   if (!m) throw std::runtime_error("grok-demo-upstream did not start");
   upstream_port = static_cast<uint16_t>(std::stoi((*m)[1]));

@@ -166,6 +166,7 @@ struct stack {
     std::string client_log_level = "info";
     /// Files written into the stack's directory before the server starts (name, content).
     std::vector<std::pair<std::string, std::string>> files;
+    std::vector<std::string> upstream_args;  ///< extra grok-demo-upstream flags, e.g. --log-requests
   };
   stack();
   explicit stack(options o);
