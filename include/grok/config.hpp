@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "grok/ip_network.hpp"
 #include "grok/tokens.hpp"
 
 namespace grok {
@@ -38,6 +39,9 @@ struct server_config {
   uint32_t max_header_bytes = 16 * 1024;
   std::chrono::milliseconds read_header_timeout{10000};
   std::chrono::milliseconds idle_timeout{75000};
+  uint32_t max_header_count = 100;            ///< header fields per request; more -> 431
+  std::vector<ip_network> trusted_proxies;    ///< peers whose X-Forwarded-* / Forwarded are kept
+  uint32_t max_connections_per_ip = 256;      ///< open public connections per source IP; 0 = unlimited
 
   // tunnels.*
   unsigned worker_pool_size = 0;              ///< 0 = auto

@@ -28,6 +28,7 @@
 #include "grok/credit.hpp"
 #include "grok/frame_writer.hpp"
 #include "grok/http_rules.hpp"
+#include "grok/response_head.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
 
 namespace grok {
@@ -347,32 +348,20 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
       return do_read_header();  // interim responses (100 Continue, 103) stay local
     }
     status_ = status;
-    pb::Frame f;
-    f.set_exchange_id(id_);
-    auto* h = f.mutable_response_head();
-    h->set_status(status);
-    h->set_reason(std::string(res.reason()));
-    auto conn_tokens = connection_tokens(res[http::field::connection]);
-    for (const auto& field : res) {
-      auto n = field.name_string();
-      if (strip_on_forward(n, conn_tokens) || iequals(n, "content-length")) continue;
-      auto* hd = h->add_headers();
-      hd->set_name(std::string(n));
-      hd->set_value(std::string(field.value()));
-    }
-    if (status == 101 && !head_.upgrade().empty()) {
+    response_framing framing;
+    framing.chunked = parser_->chunked();
+    framing.content_length = parser_->content_length();
+    framing.done = parser_->is_done();
+    framing.keep_alive = res.keep_alive();
+    auto built = build_response_head(res, framing, id_, !head_.upgrade().empty());
+    if (built.upgraded) {
       upgraded_ = true;
-      h->set_content_length(-1);
-      h->set_end_stream(false);
-      send(std::move(f));
+      send(std::move(built.frame));
       return do_read_raw();
     }
-    auto cl = parser_->content_length();
-    h->set_content_length(cl && !parser_->chunked() ? static_cast<int64_t>(*cl) : -1);
-    keep_alive_ = res.keep_alive();
-    bool done = parser_->is_done();
-    h->set_end_stream(done);
-    send(std::move(f));
+    keep_alive_ = built.keep_alive;
+    bool done = framing.done;
+    send(std::move(built.frame));
     if (done) return on_response_done();
     do_read_body();
   }

@@ -430,6 +430,21 @@ void read_token_list(reader& r, const entry& f, std::vector<std::string>& out) {
   }
 }
 
+/// A YAML list of IP addresses or CIDR networks; empty or null means none.
+void read_network_list(reader& r, const entry& f, std::vector<ip_network>& out) {
+  out.clear();
+  if (f.value.IsNull()) return;
+  if (!f.value.IsSequence()) r.fail(f, "expected a list of IP addresses or CIDRs, got " + describe_kind(f.value));
+  for (size_t i = 0; i < f.value.size(); ++i) {
+    YAML::Node item = f.value[i];
+    entry t{f.path + "[" + std::to_string(i) + "]", item.Mark().line, item};
+    const auto& s = r.scalar(t, "an IP address or CIDR such as 10.0.0.0/8 or fd00::/8");
+    auto n = parse_ip_network(s);
+    if (!n) r.fail(t, "expected an IP address or CIDR such as 10.0.0.0/8 or fd00::/8, got '" + s + "'");
+    out.push_back(*n);
+  }
+}
+
 }  // namespace
 
 server_config parse_server_config(const std::string& yaml_text, const std::string& source) {
@@ -477,6 +492,13 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         }},
         {"read_header_timeout", [&](const entry& f) { cfg.read_header_timeout = r.duration(f, false); }},
         {"idle_timeout", [&](const entry& f) { cfg.idle_timeout = r.duration(f, false); }},
+        {"max_header_count", [&](const entry& f) {
+          cfg.max_header_count = static_cast<uint32_t>(r.integer(f, 1, 10000));
+        }},
+        {"trusted_proxies", [&](const entry& f) { read_network_list(r, f, cfg.trusted_proxies); }},
+        {"max_connections_per_ip", [&](const entry& f) {
+          cfg.max_connections_per_ip = static_cast<uint32_t>(r.integer(f, 0, 1000000));
+        }},
       });
     }},
     {"tunnels", [&](const entry& e) {

@@ -77,6 +77,7 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       g.public_connections = state_.public_connections.load();
       g.exchanges_in_flight = state_.exchanges_in_flight.load();
       g.worker_threads = state_.worker_threads.load();
+      g.connections_refused_per_ip = state_.per_ip_connections.refused();
       for (auto& t : tunnels) g.queued_bytes.emplace_back(t->name(), t->queued_bytes());
       body = state_.stats.render(g, state_.reloads_ok.load(), state_.reloads_failed.load());
     } else if (path == "/api/tunnels") {

@@ -38,6 +38,7 @@ class metrics {
     int64_t public_connections = 0;
     int64_t exchanges_in_flight = 0;
     unsigned worker_threads = 0;
+    uint64_t connections_refused_per_ip = 0;  ///< a counter, sampled like the gauges
     std::vector<std::pair<std::string, uint64_t>> queued_bytes;  ///< per tunnel
   };
 
@@ -97,6 +98,10 @@ class metrics {
     line("# TYPE grok_tunnel_queued_bytes gauge");
     for (auto& [name, bytes] : g.queued_bytes)
       line("grok_tunnel_queued_bytes{tunnel=\"" + escape(name) + "\"} " + std::to_string(bytes));
+    line("# HELP grok_public_connections_refused_total Public connections closed at accept: their IP was at "
+         "server.max_connections_per_ip.");
+    line("# TYPE grok_public_connections_refused_total counter");
+    line("grok_public_connections_refused_total " + std::to_string(g.connections_refused_per_ip));
     line("# HELP grok_worker_threads Threads running the public HTTP io_context.");
     line("# TYPE grok_worker_threads gauge");
     line("grok_worker_threads " + std::to_string(g.worker_threads));

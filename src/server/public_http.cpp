@@ -14,6 +14,8 @@
 #include "grok/credit.hpp"
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
+#include "request_exchange.hpp"
+#include "request_head.hpp"
 
 namespace grok::server_detail {
 
@@ -28,11 +30,6 @@ bool expected_disconnect(const error_code& ec) {
   return ec == asio::error::eof || ec == asio::error::operation_aborted ||
          ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
          ec == http::error::end_of_stream || ec == beast::error::timeout;
-}
-
-std::string reason_phrase(unsigned status) {
-  auto r = http::obsolete_reason(static_cast<http::status>(status));
-  return r.empty() ? std::string("Unknown") : std::string(r);
 }
 
 std::string error_page(unsigned status, std::string_view detail) {
@@ -57,38 +54,16 @@ std::string error_page(unsigned status, std::string_view detail) {
   return body;
 }
 
-/// Strips "http://authority" from an absolute-form target, returning the
-/// authority through `authority` (RFC 9112 §3.2.2).
-std::string origin_form(std::string_view target, std::string& authority) {
-  auto scheme_end = target.find("://");
-  if (target.empty() || target.front() == '/' || scheme_end == std::string_view::npos) return std::string(target);
-  auto rest = target.substr(scheme_end + 3);
-  auto slash = rest.find_first_of("/?");
-  authority = std::string(rest.substr(0, slash));
-  if (slash == std::string_view::npos) return "/";
-  auto path = std::string(rest.substr(slash));
-  if (path.front() == '?') path.insert(path.begin(), '/');
-  return path;
-}
-
-/// One queued write to the public socket: a framing prefix, a payload
-/// moved out of a Data frame, a framing suffix, and the credit the payload
-/// returns to the tunnel client once written.
-struct out_piece {
-  std::string head;
-  std::string body;
-  std::string_view tail;
-  uint32_t credit = 0;
-};
-
 /// One public connection; Stream is a plain beast::tcp_stream or a TLS stream over one.
 template <class Stream>
 class http_session final : public exchange_sink, public std::enable_shared_from_this<http_session<Stream>> {
   static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
  public:
   template <class... TlsContext>
-  http_session(tcp::socket&& socket, server_state& state, uint64_t conn_id, TlsContext&... tls)
+  http_session(tcp::socket&& socket, server_state& state, uint64_t conn_id, ip_connection_limiter::slot&& slot,
+               TlsContext&... tls)
       : stream_(std::move(socket), tls...),
+        ip_slot_(std::move(slot)),
         state_(state),
         cfg_(state.config()),
         conn_id_(conn_id),
@@ -155,20 +130,16 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     bool req_done = false;
     bool reading = false;
     bool waiting_credit = false;
-    send_credit credit;
     uint64_t bytes_in = 0;
 
-    // response direction (tunnel -> public client)
-    bool head_received = false;
-    bool head_queued = false;
-    bool chunked = false;
+    // response direction (tunnel -> public client); frames go through `relay`
+    std::optional<exchange_relay> relay;  // set once the RequestHead is sent
+    bool head_queued = false;  // a response head (ours or the tunnel's) is queued
     bool upgraded = false;
     bool resp_end = false;     // all response bytes are queued
     bool raw_in_done = false;  // upgraded: public client half-closed
-    int64_t resp_expected = -1;
     uint64_t resp_bytes = 0;
     unsigned status = 0;
-    std::optional<recv_window> window;
 
     bool discard_body = false; // response complete: the rest of the upload is read and dropped
     uint64_t discarded = 0;
@@ -227,104 +198,65 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     ex_.keep_alive = req.keep_alive();
     ex_.is_head = req.method() == http::verb::head;
 
-    // Host: exactly one, valid, and equal to an absolute-form target's authority.
-    size_t host_count = req.count(http::field::host);
-    if (host_count != 1) return reply_and_close(400, "The request must carry exactly one Host header.");
-    auto raw_host = std::string(req[http::field::host]);
-    auto host = normalize_host(raw_host);
-    if (!host) return reply_and_close(400, "Invalid Host header.");
-    std::string authority;
-    ex_.target = origin_form(req.target(), authority);
-    if (!authority.empty()) {
-      auto a = normalize_host(authority);
-      if (!a || *a != *host) return reply_and_close(400, "The request target's authority does not match Host.");
-    }
-    ex_.host = *host;
-
-    // Framing: only a final "chunked" transfer coding is safe to relay.
-    size_t te_count = req.count(http::field::transfer_encoding);
-    if (te_count > 0) {
-      if (ex_.version < 11) return reply_and_close(400, "Transfer-Encoding is not allowed in HTTP/1.0.");
-      if (!parser_->chunked()) return reply_and_close(501, "Unsupported Transfer-Encoding.");
-      if (req.count(http::field::content_length) > 0)
-        return reply_and_close(400, "Both Transfer-Encoding and Content-Length are present.");
-    }
+    request_framing framing;
+    framing.chunked = parser_->chunked();
+    framing.content_length = parser_->content_length();
+    framing.done = parser_->is_done();
+    request_context ctx;
+    ctx.remote_ip = remote_ip_;
+    ctx.tls = is_tls;
+    ctx.max_header_count = cfg_->max_header_count;
+    ctx.trusted_proxies = &cfg_->trusted_proxies;
+    auto built = build_request_head(req, framing, ctx);
+    if (built.error) return reply_and_close(built.error->status, built.error->detail);
+    auto& ok = built.ok;
+    ex_.target = ok.target;
+    ex_.host = ok.host;
+    const auto& host = ok.host;
 
     if (state_.draining.load(std::memory_order_relaxed)) {
       ex_.keep_alive = false;
       return reply_error(503, "The server is shutting down; try again shortly.");
     }
     if (!is_tls && cfg_->tls_redirect_http && cfg_->https_port != 0) {
-      auto location = "https://" + *host +
+      auto location = "https://" + host +
                       (cfg_->https_port == 443 ? std::string() : ":" + std::to_string(cfg_->https_port)) + ex_.target;
       return reply_redirect(location);
     }
-    auto name = tunnel_name_for_host(*host, cfg_->domain);
-    if (!name) return reply_error(404, "No tunnel is served at " + *host + ".");
+    auto name = tunnel_name_for_host(host, cfg_->domain);
+    if (!name) return reply_error(404, "No tunnel is served at " + host + ".");
     auto found = state_.find(*name);
     if (found.t && found.t->is_tcp()) found.t.reset();  // a TCP tunnel's name serves no HTTP
     if (!found.t) {
-      if (found.recently_offline) return reply_error(502, "Tunnel " + *host + " is offline.");
-      return reply_error(404, "Tunnel " + *host + " not found.");
+      if (found.recently_offline) return reply_error(502, "Tunnel " + host + " is offline.");
+      return reply_error(404, "Tunnel " + host + " not found.");
     }
     tunnel_ = std::move(found.t);
 
-    pb::Frame frame;
+    pb::Frame frame = std::move(ok.frame);
     ex_.id = tunnel_->next_exchange_id();
     frame.set_exchange_id(ex_.id);
-    auto* head = frame.mutable_request_head();
-    head->set_method(ex_.method);
-    head->set_target(ex_.target);
-    head->set_http_version(ex_.version);
-    head->set_remote_addr(remote_ip_);
-    auto conn_tokens = connection_tokens(req[http::field::connection]);
-    bool wants_upgrade = req.count(http::field::upgrade) > 0 && has_token(req[http::field::connection], "upgrade");
-    if (wants_upgrade) ex_.upgrade = std::string(req[http::field::upgrade]);
-    ex_.expect_continue = iequals(req[http::field::expect], "100-continue");
-    for (const auto& field : req) {
-      auto n = field.name_string();
-      if (strip_on_forward(n, conn_tokens)) continue;
-      switch (field.name()) {
-        case http::field::content_length:
-        case http::field::expect:
-        case http::field::forwarded:
-          continue;
-        default:
-          break;
-      }
-      if (iequals(n, "x-forwarded-for") || iequals(n, "x-forwarded-proto") || iequals(n, "x-forwarded-host") || iequals(n, "x-real-ip")) continue;
-      auto* h = head->add_headers();
-      h->set_name(std::string(n));
-      h->set_value(std::string(field.value()));
-    }
-    auto add = [&](const char* n, std::string v) {
-      auto* h = head->add_headers();
-      h->set_name(n);
-      h->set_value(std::move(v));
-    };
-    add("X-Forwarded-For", remote_ip_);
-    add("X-Forwarded-Proto", is_tls ? "https" : "http");
-    add("X-Forwarded-Host", raw_host);
-    head->set_upgrade(ex_.upgrade);
-    if (parser_->chunked()) {
-      head->set_content_length(-1);
-    } else {
-      auto cl = parser_->content_length();
-      head->set_content_length(cl ? static_cast<int64_t>(*cl) : 0);
-      ex_.req_done = !cl || *cl == 0;
-    }
-    if (parser_->is_done()) ex_.req_done = true;
-    head->set_end_stream(ex_.req_done);
+    ex_.upgrade = std::move(ok.upgrade);
+    ex_.expect_continue = ok.expect_continue;
+    ex_.req_done = ok.req_done;
 
     response_timer_.expires_after(cfg_->response_timeout);
     response_timer_.async_wait([self = this->shared_from_this(), id = ex_.id](error_code ec) {
-      if (ec || id != self->ex_.id || self->ex_.head_received || self->ex_.finished) return;
+      if (ec || id != self->ex_.id || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished) return;
       spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->tunnel_->name(), self->conn_id_,
                    id, self->cfg_->response_timeout.count());
       self->tunnel_->send(make_reset(id, pb::Reset::UPSTREAM_TIMEOUT, "no response in time"));
       self->ex_.tunnel_done = true;
       self->fail_exchange(504, "The local service did not respond in time.");
     });
+    exchange_relay::params rp;
+    rp.id = ex_.id;
+    rp.version = ex_.version;
+    rp.is_head = ex_.is_head;
+    rp.keep_alive = ex_.keep_alive;
+    rp.upgrade = ex_.upgrade;
+    rp.initial_window = cfg_->initial_window;
+    ex_.relay.emplace(std::move(rp));
     ex_.counted = true;
     state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->open(this->shared_from_this(), std::move(frame));
@@ -333,8 +265,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void handle_opened(uint64_t id, uint32_t window) {
     if (id != ex_.id || ex_.finished) return;
     ex_.opened = true;
-    ex_.credit = send_credit(window);
-    ex_.window.emplace(cfg_->initial_window);
+    ex_.relay->opened(window);
     if (ex_.req_done) return;
     grow_buffer();
     if (ex_.expect_continue && ex_.version >= 11) {
@@ -349,7 +280,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void do_read_body() {
     if (ex_.req_done || ex_.reading || ex_.finished || !ex_.opened) return;
     // Discarded bytes go nowhere, so they need no credit.
-    auto want = ex_.discard_body ? uint64_t{cfg_->max_frame_size} : ex_.credit.allowance(cfg_->max_frame_size);
+    auto want = ex_.discard_body ? uint64_t{cfg_->max_frame_size} : ex_.relay->credit().allowance(cfg_->max_frame_size);
     if (want == 0) {
       ex_.waiting_credit = true;
       return;
@@ -396,7 +327,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       return do_read_body();
     }
     if (got > 0 || done) {
-      ex_.credit.spend(got);
+      ex_.relay->credit().spend(got);
       ex_.bytes_in += got;
       body_buf_.resize(got);
       tunnel_->send(make_data(id, std::move(body_buf_), done));
@@ -413,7 +344,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
   void do_read_raw() {
     if (ex_.raw_in_done || ex_.reading || ex_.finished) return;
-    auto want = ex_.credit.allowance(cfg_->max_frame_size);
+    auto want = ex_.relay->credit().allowance(cfg_->max_frame_size);
     if (want == 0) {
       ex_.waiting_credit = true;
       return;
@@ -423,7 +354,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       auto n = std::min<size_t>(want, buffer_.size());
       std::string chunk(static_cast<const char*>(buffer_.data().data()), n);
       buffer_.consume(n);
-      ex_.credit.spend(n);
+      ex_.relay->credit().spend(n);
       ex_.bytes_in += n;
       tunnel_->send(make_data(ex_.id, std::move(chunk), false));
       return do_read_raw();
@@ -448,7 +379,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       cancel_upstream("public client went away");
       return abort_exchange();
     }
-    ex_.credit.spend(n);
+    ex_.relay->credit().spend(n);
     ex_.bytes_in += n;
     body_buf_.resize(n);
     tunnel_->send(make_data(id, std::move(body_buf_), false));
@@ -459,137 +390,59 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   // ---- frames from the tunnel ----------------------------------------------
 
   void handle_frame(uint64_t id, pb::Frame& f) {
-    if (id != ex_.id || ex_.finished) return;
-    switch (f.kind_case()) {
-      case pb::Frame::kResponseHead:
-        return handle_response_head(*f.mutable_response_head());
-      case pb::Frame::kData:
-        return handle_data(*f.mutable_data());
-      case pb::Frame::kWindowUpdate:
-        if (!ex_.credit.grant(f.window_update().increment())) return protocol_error("window overflow");
-        if (ex_.waiting_credit) {
-          ex_.waiting_credit = false;
-          if (ex_.upgraded)
-            do_read_raw();
-          else
-            do_read_body();
-        }
+    if (id != ex_.id || ex_.finished || !ex_.relay) return;
+    auto st = ex_.relay->on_frame(id, f, out_);
+    ex_.resp_bytes = ex_.relay->response_bytes();
+    using kind = exchange_relay::step::kind;
+    switch (st.what) {
+      case kind::ignored:
         return;
-      case pb::Frame::kReset:
+      case kind::protocol_error:
+        return protocol_error(st.reason);
+      case kind::reset:
         ex_.tunnel_done = true;
-        return handle_reset(f.reset());
-      default:
-        return;
+        return handle_reset(st.reset_code, st.reset_message);
+      case kind::progress:
+        break;
     }
-  }
-
-  void handle_reset(const pb::Reset& r) {
-    switch (r.code()) {
-      case pb::Reset::UPSTREAM_REFUSED:
-        return fail_exchange(502, "The local service refused the connection (" + r.message() + ").");
-      case pb::Reset::UPSTREAM_RESET:
-        return fail_exchange(502, "The local service closed the connection (" + r.message() + ").");
-      case pb::Reset::UPSTREAM_BAD_RESPONSE:
-        return fail_exchange(502, "The local service sent an invalid response (" + r.message() + ").");
-      case pb::Reset::UPSTREAM_TIMEOUT:
-        return fail_exchange(504, "The local service did not respond in time.");
-      default:
-        return fail_exchange(502, "The tunnel client ended the request (" + r.message() + ").");
+    if (st.head) {
+      response_timer_.cancel();
+      ex_.head_queued = true;
+      ex_.status = ex_.relay->status();
+      ex_.keep_alive = ex_.relay->keep_alive();
     }
-  }
-
-  void handle_response_head(pb::ResponseHead& h) {
-    if (ex_.head_received) return protocol_error("duplicate response head");
-    response_timer_.cancel();
-    unsigned status = h.status();
-    // What comes back from a tunnel client is untrusted: nothing it sends
-    // may split the response or inject a header.
-    if (!valid_status(status) || (status == 101 && ex_.upgrade.empty()) || (status >= 100 && status < 200 && status != 101))
-      return protocol_error("invalid status " + std::to_string(status));
-    for (const auto& hd : h.headers()) {
-      if (!valid_header_name(hd.name()) || !valid_header_value(hd.value()))
-        return protocol_error("invalid response header");
+    if (st.credit_granted && ex_.waiting_credit) {
+      ex_.waiting_credit = false;
+      if (ex_.upgraded)
+        do_read_raw();
+      else
+        do_read_body();
     }
-    ex_.head_received = true;
-    ex_.status = status;
-    std::string reason = valid_header_value(h.reason()) && !h.reason().empty() ? h.reason() : reason_phrase(status);
-    bool no_body = ex_.is_head || status == 204 || status == 304 || status == 101;
-    std::string out;
-    out.reserve(256);
-    out += ex_.version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
-    out += std::to_string(status);
-    out += ' ';
-    out += reason;
-    out += "\r\n";
-    for (const auto& hd : h.headers()) {
-      if (is_hop_by_hop(hd.name()) || iequals(hd.name(), "content-length")) continue;
-      out += hd.name();
-      out += ": ";
-      out += hd.value();
-      out += "\r\n";
-    }
-    if (status == 101) {
+    do_write();
+    if (st.start_raw) {
       ex_.upgraded = true;
-      out += "Connection: Upgrade\r\nUpgrade: ";
-      out += ex_.upgrade;
-      out += "\r\n";
-    } else if (no_body) {
-      if (h.content_length() >= 0 && status != 204) out += "Content-Length: " + std::to_string(h.content_length()) + "\r\n";
-    } else if (h.content_length() >= 0) {
-      ex_.resp_expected = h.content_length();
-      out += "Content-Length: " + std::to_string(h.content_length()) + "\r\n";
-    } else if (ex_.version >= 11) {
-      ex_.chunked = true;
-      out += "Transfer-Encoding: chunked\r\n";
-    } else {
-      ex_.keep_alive = false;  // the body ends when the connection does
-    }
-    if (!ex_.upgraded) {
-      if (!ex_.keep_alive)
-        out += "Connection: close\r\n";
-      else if (ex_.version < 11)
-        out += "Connection: keep-alive\r\n";
-    }
-    out += "\r\n";
-    ex_.head_queued = true;
-    queue_write(out_piece{std::move(out), {}, {}, 0});
-    if (ex_.upgraded) {
       grow_buffer();
       do_read_raw();  // raw bytes spend the request-direction credit
     }
-    if (h.end_stream() || (no_body && !ex_.upgraded)) end_response();
-  }
-
-  void handle_data(pb::Data& d) {
-    if (!ex_.head_received || ex_.resp_end) return protocol_error("data outside a response body");
-    auto n = d.payload().size();
-    if (!ex_.window->on_data(n)) return protocol_error("tunnel client overran its window");
-    ex_.resp_bytes += n;
-    if (ex_.resp_expected >= 0 && ex_.resp_bytes > static_cast<uint64_t>(ex_.resp_expected))
-      return protocol_error("more body than Content-Length");
-    if (n > 0) {
-      out_piece p;
-      if (ex_.chunked) {
-        char hex[24];
-        int len = std::snprintf(hex, sizeof hex, "%zx\r\n", n);
-        p.head.assign(hex, static_cast<size_t>(len));
-        p.tail = "\r\n";
-      }
-      p.body = std::move(*d.mutable_payload());
-      p.credit = static_cast<uint32_t>(n);
-      queue_write(std::move(p));
-    }
-    if (d.end_stream()) {
-      if (ex_.resp_expected >= 0 && ex_.resp_bytes != static_cast<uint64_t>(ex_.resp_expected))
-        return protocol_error("body shorter than Content-Length");
-      end_response();
+    if (st.response_end) {
+      ex_.resp_end = true;
+      if (!writing_) maybe_finish();
     }
   }
 
-  void end_response() {
-    ex_.resp_end = true;
-    if (ex_.chunked) queue_write(out_piece{"0\r\n\r\n", {}, {}, 0});
-    if (!writing_) maybe_finish();
+  void handle_reset(pb::Reset::Code code, const std::string& message) {
+    switch (code) {
+      case pb::Reset::UPSTREAM_REFUSED:
+        return fail_exchange(502, "The local service refused the connection (" + message + ").");
+      case pb::Reset::UPSTREAM_RESET:
+        return fail_exchange(502, "The local service closed the connection (" + message + ").");
+      case pb::Reset::UPSTREAM_BAD_RESPONSE:
+        return fail_exchange(502, "The local service sent an invalid response (" + message + ").");
+      case pb::Reset::UPSTREAM_TIMEOUT:
+        return fail_exchange(504, "The local service did not respond in time.");
+      default:
+        return fail_exchange(502, "The tunnel client ended the request (" + message + ").");
+    }
   }
 
   // ---- writes to the public client ------------------------------------------
@@ -629,8 +482,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       if (!ex_.finished && ex_.id != 0) cancel_upstream("public client went away");
       return abort_exchange();
     }
-    if (consumed > 0 && !ex_.finished && ex_.window && !ex_.tunnel_done) {
-      if (auto inc = ex_.window->on_consumed(consumed)) tunnel_->send(make_window_update(ex_.id, inc));
+    if (consumed > 0 && !ex_.finished && ex_.relay && !ex_.tunnel_done) {
+      if (auto inc = ex_.relay->on_written(consumed)) tunnel_->send(make_window_update(ex_.id, inc));
     }
     if (!out_.empty()) return do_write();
     if (closing_after_write_) return close();
@@ -671,6 +524,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void finish_exchange() {
     if (ex_.finished) return;
     ex_.finished = true;
+    if (ex_.relay) ex_.relay->close();
     response_timer_.cancel();
     if (tunnel_ && ex_.id != 0) tunnel_->close_exchange(ex_.id);
     auto took = clock::now() - ex_.started;
@@ -776,6 +630,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   auto& lowest() { return beast::get_lowest_layer(stream_); }
 
   Stream stream_;
+  ip_connection_limiter::slot ip_slot_;  // released when the session is destroyed
   beast::flat_buffer buffer_;
   server_state& state_;
   std::shared_ptr<const server_config> cfg_;
@@ -800,12 +655,23 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 std::shared_ptr<listener> make_public_listener(server_state& state, const tcp::endpoint& ep, bool tls) {
   auto next_conn = std::make_shared<std::atomic<uint64_t>>(1);
   return std::make_shared<listener>(state.ioc(), ep, [&state, tls, next_conn](tcp::socket&& s) {
+    error_code ec;
+    auto peer = s.remote_endpoint(ec);
+    auto ip = ec ? std::string("unknown") : peer.address().to_string();
+    auto slot = state.per_ip_connections.try_acquire(ip, state.config()->max_connections_per_ip);
+    if (!slot) {
+      // Over the per-IP limit: costs this accept and a close, nothing more.
+      s.close(ec);
+      return;
+    }
     auto conn = next_conn->fetch_add(1, std::memory_order_relaxed);
     if (tls) {
       auto ctx = state.tls_context();
-      std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(std::move(s), state, conn, *ctx)->start();
+      std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(std::move(s), state, conn,
+                                                                           std::move(*slot), *ctx)
+          ->start();
     } else {
-      std::make_shared<http_session<beast::tcp_stream>>(std::move(s), state, conn)->start();
+      std::make_shared<http_session<beast::tcp_stream>>(std::move(s), state, conn, std::move(*slot))->start();
     }
   });
 }

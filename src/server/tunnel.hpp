@@ -21,6 +21,7 @@
 
 #include "grok/config.hpp"
 #include "metrics.hpp"
+#include "request_limits.hpp"
 #include "grok/frame_writer.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
 
@@ -122,6 +123,8 @@ class server_state {
   std::atomic<uint64_t> reloads_ok{0};
   std::atomic<uint64_t> reloads_failed{0};
   server_detail::metrics stats;
+  /// Public connections per source IP (server.max_connections_per_ip).
+  ip_connection_limiter per_ip_connections;
 
  private:
   asio::io_context& ioc_;

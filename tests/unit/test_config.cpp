@@ -431,6 +431,7 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
   for (const char* key :
        {"domain", "bind_address", "http_port", "grpc_address", "grpc_port", "api_address", "api_port",
         "drain_timeout", "max_body_size", "max_header_bytes", "read_header_timeout", "idle_timeout",
+        "max_header_count", "trusted_proxies", "max_connections_per_ip",
         "worker_pool_size", "response_timeout", "heartbeat_interval", "max_per_token", "initial_window",
         "max_frame_size", "max_exchanges", "max_queued_bytes", "name_grace", "tokens", "level", "format"}) {
     CAPTURE(key);
@@ -446,6 +447,9 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
   CHECK(cfg.max_header_bytes == d.max_header_bytes);
   CHECK(cfg.read_header_timeout == d.read_header_timeout);
   CHECK(cfg.idle_timeout == d.idle_timeout);
+  CHECK(cfg.max_header_count == d.max_header_count);
+  CHECK(cfg.trusted_proxies.size() == d.trusted_proxies.size());
+  CHECK(cfg.max_connections_per_ip == d.max_connections_per_ip);
   CHECK(cfg.worker_pool_size == d.worker_pool_size);
   CHECK(cfg.response_timeout == d.response_timeout);
   CHECK(cfg.heartbeat_interval == d.heartbeat_interval);
@@ -482,4 +486,76 @@ TEST_CASE("auth.tcp_tokens must be a subset of auth.tokens") {
   } catch (const grok::config_error& e) {
     CHECK(std::string(e.what()) == "t.yaml:3: tunnels.tcp_port_end: must not be below tunnels.tcp_port_start (3000)");
   }
+}
+
+TEST_CASE("config: public request limits and trusted proxies") {
+  grok::server_config d;
+  CHECK(d.max_header_count == 100);
+  CHECK(d.trusted_proxies.empty());
+  CHECK(d.max_connections_per_ip == 256);
+
+  auto cfg = parse_server_config(
+      "server:\n"
+      "  max_header_count: 20\n"
+      "  max_connections_per_ip: 0\n"
+      "  trusted_proxies:\n"
+      "    - 10.0.0.0/8\n"
+      "    - 192.168.1.7\n"
+      "    - \"fd00::/8\"\n"
+      "    - \"::1\"\n",
+      "x.yaml");
+  CHECK(cfg.max_header_count == 20);
+  CHECK(cfg.max_connections_per_ip == 0);
+  REQUIRE(cfg.trusted_proxies.size() == 4);
+  CHECK(cfg.trusted_proxies[0].to_string() == "10.0.0.0/8");
+  CHECK(cfg.trusted_proxies[1].to_string() == "192.168.1.7/32");
+  CHECK(cfg.trusted_proxies[2].to_string() == "fd00::/8");
+  CHECK(cfg.trusted_proxies[3].to_string() == "::1/128");
+  CHECK(grok::ip_in_any("10.200.3.4", cfg.trusted_proxies));
+  CHECK(grok::ip_in_any("192.168.1.7", cfg.trusted_proxies));
+  CHECK_FALSE(grok::ip_in_any("192.168.1.8", cfg.trusted_proxies));
+  CHECK(grok::ip_in_any("fd12::1", cfg.trusted_proxies));
+  CHECK(grok::ip_in_any("::1", cfg.trusted_proxies));
+  CHECK_FALSE(grok::ip_in_any("127.0.0.1", cfg.trusted_proxies));
+
+  CHECK(parse_server_config("server:\n  trusted_proxies: []\n", "x.yaml").trusted_proxies.empty());
+  CHECK(parse_server_config("server:\n  trusted_proxies:\n", "x.yaml").trusted_proxies.empty());
+
+  CHECK(server_error("server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.0/33\n") ==
+        "x.yaml:4: server.trusted_proxies[1]: expected an IP address or CIDR such as 10.0.0.0/8 or fd00::/8, "
+        "got '10.0.0.0/33'");
+  CHECK(server_error("server:\n  trusted_proxies:\n    - proxy.example.com\n") ==
+        "x.yaml:3: server.trusted_proxies[0]: expected an IP address or CIDR such as 10.0.0.0/8 or fd00::/8, "
+        "got 'proxy.example.com'");
+  CHECK(server_error("server:\n  trusted_proxies: 10.0.0.1\n") ==
+        "x.yaml:2: server.trusted_proxies: expected a list of IP addresses or CIDRs, got a string");
+  CHECK(server_error("server:\n  max_header_count: 0\n") ==
+        "x.yaml:2: server.max_header_count: expected an integer in 1..10000, got '0'");
+  CHECK(server_error("server:\n  max_connections_per_ip: -1\n") ==
+        "x.yaml:2: server.max_connections_per_ip: expected an integer in 0..1000000, got '-1'");
+}
+
+TEST_CASE("ip networks: parsing and matching") {
+  using grok::parse_ip_network;
+  for (const char* bad : {"", "1.2.3", "1.2.3.4/", "1.2.3.4/x", "1.2.3.4/-1", "1.2.3.4/0033", "::1/129",
+                          "1.2.3.4 ", "[::1]", "fe80::1%eth0", "1.2.3.4:80", "256.1.1.1"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_ip_network(bad));
+  }
+  auto all4 = parse_ip_network("0.0.0.0/0");
+  REQUIRE(all4);
+  CHECK(all4->contains("8.8.8.8"));
+  CHECK_FALSE(all4->contains("2001:db8::1"));
+  auto host_bits = parse_ip_network("172.16.5.9/12");
+  REQUIRE(host_bits);
+  CHECK(host_bits->to_string() == "172.16.0.0/12");
+  CHECK(host_bits->contains("172.31.255.255"));
+  CHECK_FALSE(host_bits->contains("172.32.0.0"));
+  // A v4 peer seen on a dual-stack socket matches its IPv4 network.
+  CHECK(host_bits->contains("::ffff:172.20.0.1"));
+  auto v6 = parse_ip_network("2001:db8::/33");
+  REQUIRE(v6);
+  CHECK(v6->contains("2001:db8:7fff::1"));
+  CHECK_FALSE(v6->contains("2001:db8:8000::1"));
+  CHECK_FALSE(v6->contains("not-an-ip"));
 }

@@ -1,0 +1,131 @@
+#include "request_head.hpp"
+
+#include <iterator>
+
+#include "grok/host.hpp"
+#include "grok/http_rules.hpp"
+
+namespace grok {
+
+namespace http = boost::beast::http;
+
+std::string origin_form(std::string_view target, std::string& authority) {
+  auto scheme_end = target.find("://");
+  if (target.empty() || target.front() == '/' || scheme_end == std::string_view::npos) return std::string(target);
+  auto rest = target.substr(scheme_end + 3);
+  auto slash = rest.find_first_of("/?");
+  authority = std::string(rest.substr(0, slash));
+  if (slash == std::string_view::npos) return "/";
+  auto path = std::string(rest.substr(slash));
+  if (path.front() == '?') path.insert(path.begin(), '/');
+  return path;
+}
+
+namespace {
+
+request_head_result fail(unsigned status, std::string detail) {
+  request_head_result r;
+  r.error = request_error{status, std::move(detail), true};
+  return r;
+}
+
+bool is_forwarding_header(std::string_view n) {
+  return iequals(n, "x-forwarded-for") || iequals(n, "x-forwarded-proto") || iequals(n, "x-forwarded-host") ||
+         iequals(n, "x-real-ip") || iequals(n, "forwarded");
+}
+
+}  // namespace
+
+request_head_result build_request_head(const http::request_header<>& req, const request_framing& framing,
+                                       const request_context& ctx) {
+  auto header_count = static_cast<size_t>(std::distance(req.begin(), req.end()));
+  if (header_count > ctx.max_header_count) return fail(431, "The request has too many header fields.");
+
+  // Host: exactly one, valid, and equal to an absolute-form target's authority.
+  if (req.count(http::field::host) != 1) return fail(400, "The request must carry exactly one Host header.");
+  auto raw_host = std::string(req[http::field::host]);
+  auto host = normalize_host(raw_host);
+  if (!host) return fail(400, "Invalid Host header.");
+  request_head_result r;
+  auto& ok = r.ok;
+  std::string authority;
+  ok.target = origin_form(req.target(), authority);
+  if (!authority.empty()) {
+    auto a = normalize_host(authority);
+    if (!a || *a != *host) return fail(400, "The request target's authority does not match Host.");
+  }
+  ok.host = *host;
+
+  // Framing: only a final "chunked" transfer coding is safe to relay.
+  if (req.count(http::field::transfer_encoding) > 0) {
+    if (req.version() < 11) return fail(400, "Transfer-Encoding is not allowed in HTTP/1.0.");
+    if (!framing.chunked) return fail(501, "Unsupported Transfer-Encoding.");
+    if (req.count(http::field::content_length) > 0)
+      return fail(400, "Both Transfer-Encoding and Content-Length are present.");
+  }
+
+  bool trusted = ctx.trusted_proxies && ip_in_any(ctx.remote_ip, *ctx.trusted_proxies);
+
+  auto* head = ok.frame.mutable_request_head();
+  head->set_method(std::string(req.method_string()));
+  head->set_target(ok.target);
+  head->set_http_version(req.version());
+  head->set_remote_addr(ctx.remote_ip);
+  auto conn_tokens = connection_tokens(req[http::field::connection]);
+  bool wants_upgrade = req.count(http::field::upgrade) > 0 && has_token(req[http::field::connection], "upgrade");
+  if (wants_upgrade) ok.upgrade = std::string(req[http::field::upgrade]);
+  ok.expect_continue = iequals(req[http::field::expect], "100-continue");
+
+  std::string forwarded_for;  // a trusted proxy's chain, joined
+  bool have_proto = false, have_fwd_host = false;
+  for (const auto& field : req) {
+    auto n = field.name_string();
+    if (strip_on_forward(n, conn_tokens)) continue;
+    switch (field.name()) {
+      case http::field::content_length:
+      case http::field::expect:
+        continue;
+      default:
+        break;
+    }
+    if (is_forwarding_header(n)) {
+      // Only a trusted proxy may say who the client was.
+      if (!trusted) continue;
+      if (iequals(n, "x-forwarded-for")) {
+        if (!field.value().empty()) {
+          if (!forwarded_for.empty()) forwarded_for += ", ";
+          forwarded_for += field.value();
+        }
+        continue;
+      }
+      if (iequals(n, "x-forwarded-proto")) have_proto = true;
+      if (iequals(n, "x-forwarded-host")) have_fwd_host = true;
+    }
+    auto* h = head->add_headers();
+    h->set_name(std::string(n));
+    h->set_value(std::string(field.value()));
+  }
+  auto add = [&](const char* n, std::string v) {
+    auto* h = head->add_headers();
+    h->set_name(n);
+    h->set_value(std::move(v));
+  };
+  if (!forwarded_for.empty()) forwarded_for += ", ";
+  forwarded_for += ctx.remote_ip;
+  add("X-Forwarded-For", std::move(forwarded_for));
+  if (!have_proto) add("X-Forwarded-Proto", ctx.tls ? "https" : "http");
+  if (!have_fwd_host) add("X-Forwarded-Host", raw_host);
+  head->set_upgrade(ok.upgrade);
+  if (framing.chunked) {
+    head->set_content_length(-1);
+  } else {
+    const auto& cl = framing.content_length;
+    head->set_content_length(cl ? static_cast<int64_t>(*cl) : 0);
+    ok.req_done = !cl || *cl == 0;
+  }
+  if (framing.done) ok.req_done = true;
+  head->set_end_stream(ok.req_done);
+  return r;
+}
+
+}  // namespace grok

@@ -1,0 +1,65 @@
+#pragma once
+// Validation and normalization of a public request head (pure, no I/O):
+// Host rules, absolute-form targets, framing (TE/CL) rules, hop-by-hop
+// stripping and X-Forwarded-* handling, ending in the RequestHead frame the
+// server sends down the tunnel. The public HTTP session calls it once per
+// request; the request-head fuzz target calls it on whatever Beast accepts.
+
+#include <boost/beast/http/message.hpp>
+#include <boost/optional/optional.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "grok/ip_network.hpp"
+#include "grok/outbox.hpp"
+
+namespace grok {
+
+/// What the server knows about the connection a request arrived on.
+struct request_context {
+  std::string remote_ip;                        ///< the peer as the socket saw it
+  bool tls = false;                             ///< arrived on the HTTPS listener
+  uint32_t max_header_count = 100;              ///< more header fields -> 431
+  const std::vector<ip_network>* trusted_proxies = nullptr;  ///< may be null: trust no one
+};
+
+/// How the parser framed the body (the parser knows, the header alone does not).
+struct request_framing {
+  bool chunked = false;
+  boost::optional<uint64_t> content_length;  // as Beast's parser reports it
+  bool done = false;  ///< the parser already holds the whole message
+};
+
+/// Answer instead of forwarding.
+struct request_error {
+  unsigned status = 400;
+  std::string detail;  ///< shown on the error page
+  bool close = true;   ///< the connection cannot be reused
+};
+
+/// A request that may be forwarded.
+struct request_head_ok {
+  pb::Frame frame;          ///< request_head set; exchange_id left 0 for the caller
+  std::string host;         ///< normalized Host: the routing key
+  std::string target;       ///< origin-form target
+  std::string upgrade;      ///< Upgrade value when the client asked for one
+  bool expect_continue = false;
+  bool req_done = false;    ///< no body frames follow
+};
+
+struct request_head_result {
+  std::optional<request_error> error;  ///< set: answer it; else `ok` is valid
+  request_head_ok ok;
+};
+
+/// Checks `req` and builds the RequestHead frame for it.
+request_head_result build_request_head(const boost::beast::http::request_header<>& req,
+                                       const request_framing& framing, const request_context& ctx);
+
+/// Strips "scheme://authority" from an absolute-form target, returning the
+/// authority through `authority` (RFC 9112 §3.2.2).
+std::string origin_form(std::string_view target, std::string& authority);
+
+}  // namespace grok

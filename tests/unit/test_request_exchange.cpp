@@ -1,0 +1,163 @@
+#include <doctest/doctest.h>
+
+#include <deque>
+#include <string>
+
+#include "request_exchange.hpp"
+
+namespace pb = grok::pb;
+using grok::exchange_relay;
+using kind = exchange_relay::step::kind;
+
+namespace {
+
+exchange_relay::params params(unsigned version = 11) {
+  exchange_relay::params p;
+  p.id = 5;
+  p.version = version;
+  p.initial_window = 1000;
+  return p;
+}
+
+pb::Frame head(unsigned status, int64_t content_length, bool end = false) {
+  pb::Frame f;
+  f.set_exchange_id(5);
+  auto* h = f.mutable_response_head();
+  h->set_status(status);
+  h->set_content_length(content_length);
+  h->set_end_stream(end);
+  auto* hd = h->add_headers();
+  hd->set_name("Content-Type");
+  hd->set_value("text/plain");
+  return f;
+}
+
+pb::Frame data(std::string payload, bool end = false) {
+  pb::Frame f;
+  f.set_exchange_id(5);
+  f.mutable_data()->set_payload(std::move(payload));
+  f.mutable_data()->set_end_stream(end);
+  return f;
+}
+
+std::string wire(std::deque<grok::out_piece>& out) {
+  std::string s;
+  for (auto& p : out) s += p.head + p.body + std::string(p.tail);
+  out.clear();
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("exchange relay: a Content-Length response is relayed as is") {
+  exchange_relay r(params());
+  std::deque<grok::out_piece> out;
+  auto h = head(200, 5);
+  auto st = r.on_frame(5, h, out);
+  CHECK(st.what == kind::progress);
+  CHECK(st.head);
+  CHECK_FALSE(st.response_end);
+  auto d = data("hello", true);
+  st = r.on_frame(5, d, out);
+  CHECK(st.response_end);
+  CHECK(r.buffered_bytes() == 5);
+  CHECK(wire(out) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(r.on_written(5) == 0);  // credit goes back in quarter windows (250 here)
+}
+
+TEST_CASE("exchange relay: unknown length is chunked for HTTP/1.1 and close-delimited for HTTP/1.0") {
+  {
+    exchange_relay r(params());
+    std::deque<grok::out_piece> out;
+    auto h = head(200, -1);
+    auto d1 = data(std::string(26, 'a'));
+    auto d2 = data("", true);
+    r.on_frame(5, h, out);
+    r.on_frame(5, d1, out);
+    r.on_frame(5, d2, out);
+    CHECK(r.response_end());
+    CHECK(wire(out) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\n" +
+                           std::string(26, 'a') + "\r\n0\r\n\r\n");
+  }
+  {
+    exchange_relay r(params(10));
+    std::deque<grok::out_piece> out;
+    auto h = head(200, -1);
+    r.on_frame(5, h, out);
+    CHECK_FALSE(r.keep_alive());
+    CHECK(wire(out) == "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n");
+  }
+}
+
+TEST_CASE("exchange relay: what a tunnel client must not do") {
+  std::deque<grok::out_piece> out;
+  SUBCASE("header injection") {
+    exchange_relay r(params());
+    auto h = head(200, 0);
+    auto* hd = h.mutable_response_head()->add_headers();
+    hd->set_name("X-A");
+    hd->set_value("1\r\nSet-Cookie: evil=1");
+    auto st = r.on_frame(5, h, out);
+    CHECK(st.what == kind::protocol_error);
+    CHECK(out.empty());
+    CHECK(r.closed());
+  }
+  SUBCASE("a status outside 100..599, or an interim one") {
+    for (unsigned s : {0u, 99u, 600u, 100u, 103u}) {
+      exchange_relay r(params());
+      auto h = head(s, 0);
+      CHECK(r.on_frame(5, h, out).what == kind::protocol_error);
+    }
+  }
+  SUBCASE("overrunning the window") {
+    exchange_relay r(params());
+    auto h = head(200, -1);
+    auto d1 = data(std::string(600, 'x'));
+    auto d2 = data(std::string(401, 'x'));
+    r.on_frame(5, h, out);
+    CHECK(r.on_frame(5, d1, out).what == kind::progress);
+    CHECK(r.on_frame(5, d2, out).what == kind::protocol_error);
+  }
+  SUBCASE("more or less body than Content-Length") {
+    exchange_relay r(params());
+    auto h = head(200, 3);
+    auto d = data("abcd");
+    r.on_frame(5, h, out);
+    CHECK(r.on_frame(5, d, out).what == kind::protocol_error);
+    exchange_relay r2(params());
+    auto h2 = head(200, 3);
+    auto d2 = data("ab", true);
+    r2.on_frame(5, h2, out);
+    CHECK(r2.on_frame(5, d2, out).what == kind::protocol_error);
+  }
+  SUBCASE("credit beyond 2^31") {
+    exchange_relay r(params());
+    r.opened(100);
+    pb::Frame w;
+    w.mutable_window_update()->set_increment(0x80000000u);
+    CHECK(r.on_frame(5, w, out).what == kind::protocol_error);
+  }
+}
+
+TEST_CASE("exchange relay: other ids and closed exchanges are ignored") {
+  exchange_relay r(params());
+  std::deque<grok::out_piece> out;
+  auto h = head(200, 0, true);
+  CHECK(r.on_frame(6, h, out).what == kind::ignored);
+  CHECK(out.empty());
+  r.close();
+  CHECK(r.on_frame(5, h, out).what == kind::ignored);
+  CHECK(out.empty());
+}
+
+TEST_CASE("exchange relay: credit returns in quarter windows") {
+  exchange_relay r(params());
+  std::deque<grok::out_piece> out;
+  auto h = head(200, -1);
+  auto d = data(std::string(300, 'x'));
+  r.on_frame(5, h, out);
+  r.on_frame(5, d, out);
+  CHECK(r.on_written(200) == 0);
+  CHECK(r.on_written(100) == 300);
+  CHECK(r.buffered_bytes() == 0);
+}
