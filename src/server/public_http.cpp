@@ -172,8 +172,19 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     else
       parser_->body_limit(boost::none);
     lowest().expires_after(requests_ == 0 ? cfg_->read_header_timeout : cfg_->idle_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = this->shared_from_this()](error_code ec, size_t) { self->on_read_header(ec); });
+    head_bytes_ = 0;
+    read_header_some();
+  }
+
+  // Beast applies header_limit to the bytes not yet parsed only, so a head
+  // sent in pieces could grow without bound: count every byte it consumed.
+  void read_header_some() {
+    http::async_read_some(stream_, buffer_, *parser_, [self = this->shared_from_this()](error_code ec, size_t n) {
+      self->head_bytes_ += n;
+      if (!ec && self->head_bytes_ > self->cfg_->max_header_bytes) ec = http::error::header_limit;
+      if (!ec && !self->parser_->is_header_done()) return self->read_header_some();
+      self->on_read_header(ec);
+    });
   }
 
   void on_read_header(error_code ec) {
@@ -305,6 +316,15 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (ec == http::error::body_limit) {
       cancel_upstream("request body too large");
       return fail_exchange(413, "The request body is too large.");
+    }
+    if (ec && ec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+        ec != http::error::partial_message && ec != http::error::end_of_stream) {
+      // Malformed body framing (bad chunk, a trailer Beast rejects): the local
+      // service saw a truncated request; the public client gets a 400.
+      spdlog::debug("tunnel={} conn={} req={}: malformed request body: {}", tunnel_->name(), conn_id_, id,
+                    ec.message());
+      cancel_upstream("malformed request body");
+      return fail_exchange(400, "Malformed request body.");
     }
     if (ec) {
       spdlog::debug("tunnel={} conn={} req={}: public client went away during upload: {}", tunnel_->name(),
@@ -648,6 +668,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   bool closed_ = false;
   bool pending_next_ = false;
   uint64_t requests_ = 0;
+  uint64_t head_bytes_ = 0;  // bytes of the current request head parsed so far
 };
 
 }  // namespace
