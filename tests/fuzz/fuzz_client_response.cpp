@@ -167,6 +167,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!grok::iequals(h.name(), "content-length"));
     FUZZ_CHECK(!grok::is_hop_by_hop(h.name()));
   }
+  {
+    // Nothing any Connection field of the local response named is forwarded.
+    const auto& res = parser->get();
+    std::vector<std::string> conn;
+    for (auto [it, end] = res.equal_range(http::field::connection); it != end; ++it)
+      for (auto& t : grok::connection_tokens(it->value())) conn.push_back(t);
+    for (const auto& h : head.headers()) FUZZ_CHECK(!grok::strip_on_forward(h.name(), conn));
+  }
   FUZZ_CHECK(!grok::fuzz::has_crlf_nul(head.reason()));
   uint64_t total = 0;
   bool end_seen = head.end_stream();

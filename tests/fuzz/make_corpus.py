@@ -69,6 +69,8 @@ req("absolute-query-only", b"GET https://app.localhost?q=1 HTTP/1.1\r\n" + H + b
 req("connect-authority", b"CONNECT app.localhost:443 HTTP/1.1\r\n" + H + b"\r\n")
 req("options-star", b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n")
 req("connection-named", b"GET / HTTP/1.1\r\n" + H + b"Connection: close, X-Secret, Cookie\r\nX-Secret: 1\r\nCookie: a=b\r\n\r\n")
+req("connection-names-host", b"GET / HTTP/1.1\r\n" + H + b"Connection: close,host\r\n\r\n")
+req("connection-two-fields", b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\nConnection: X-Secret\r\nX-Secret: 1\r\n\r\n")
 req("hop-by-hop", b"GET / HTTP/1.1\r\n" + H + b"Keep-Alive: 5\r\nTE: trailers\r\nTrailer: X\r\nProxy-Connection: keep-alive\r\n"
     b"Proxy-Authorization: Basic x\r\nProxy-Authenticate: y\r\nUpgrade: h2c\r\n\r\n")
 req("upgrade-websocket", b"GET /ws HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -214,6 +216,8 @@ resp("switching", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nU
 resp("switching-unasked", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
 resp("hop-by-hop", b"HTTP/1.1 200 OK\r\nConnection: X-Internal, keep-alive\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\n"
      b"Proxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
+resp("connection-two-fields", b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: X-Internal\r\n"
+     b"X-Internal: secret\r\nContent-Length: 0\r\n\r\n")
 resp("cl-and-te", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
 resp("cl-duplicate", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
 resp("status-999", b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n")
