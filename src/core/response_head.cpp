@@ -1,5 +1,9 @@
 #include "grok/response_head.hpp"
 
+#include <iterator>
+#include <string>
+#include <vector>
+
 #include "grok/http_rules.hpp"
 
 namespace grok {
@@ -14,7 +18,13 @@ response_head_result build_response_head(const http::response_header<>& res, con
   unsigned status = res.result_int();
   h->set_status(status);
   h->set_reason(std::string(res.reason()));
-  auto conn_tokens = connection_tokens(res[http::field::connection]);
+  // Every Connection field counts: a response may carry several.
+  std::vector<std::string> conn_tokens;
+  auto range = res.equal_range(http::field::connection);
+  for (auto it = range.first; it != range.second; ++it) {
+    auto t = connection_tokens(it->value());
+    conn_tokens.insert(conn_tokens.end(), std::make_move_iterator(t.begin()), std::make_move_iterator(t.end()));
+  }
   for (const auto& field : res) {
     auto n = field.name_string();
     if (strip_on_forward(n, conn_tokens) || iequals(n, "content-length")) continue;

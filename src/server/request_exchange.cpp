@@ -60,10 +60,13 @@ exchange_relay::step exchange_relay::on_response_head(pb::ResponseHead& h, std::
   for (const auto& hd : h.headers()) {
     if (!valid_header_name(hd.name()) || !valid_header_value(hd.value())) return protocol_error("invalid response header");
   }
+  bool no_body = p_.is_head || status == 204 || status == 304 || status == 101;
+  // A head that ends the response must not promise a body: the public client
+  // would take the next response on the connection as the rest of this one.
+  if (h.end_stream() && !no_body && h.content_length() > 0) return protocol_error("body shorter than Content-Length");
   head_received_ = true;
   status_ = status;
   std::string reason = valid_header_value(h.reason()) && !h.reason().empty() ? h.reason() : reason_phrase(status);
-  bool no_body = p_.is_head || status == 204 || status == 304 || status == 101;
   std::string head;
   head.reserve(256);
   head += p_.version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";

@@ -1,6 +1,8 @@
 #include "request_head.hpp"
 
+#include <algorithm>
 #include <iterator>
+#include <vector>
 
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
@@ -27,6 +29,17 @@ request_head_result fail(unsigned status, std::string detail) {
   request_head_result r;
   r.error = request_error{status, std::move(detail), true};
   return r;
+}
+
+/// Lower-cased tokens of every Connection field (a request may carry several).
+std::vector<std::string> all_connection_tokens(const http::request_header<>& req) {
+  std::vector<std::string> out;
+  auto range = req.equal_range(http::field::connection);
+  for (auto it = range.first; it != range.second; ++it) {
+    auto t = connection_tokens(it->value());
+    out.insert(out.end(), std::make_move_iterator(t.begin()), std::make_move_iterator(t.end()));
+  }
+  return out;
 }
 
 bool is_forwarding_header(std::string_view n) {
@@ -71,8 +84,9 @@ request_head_result build_request_head(const http::request_header<>& req, const 
   head->set_target(ok.target);
   head->set_http_version(req.version());
   head->set_remote_addr(ctx.remote_ip);
-  auto conn_tokens = connection_tokens(req[http::field::connection]);
-  bool wants_upgrade = req.count(http::field::upgrade) > 0 && has_token(req[http::field::connection], "upgrade");
+  auto conn_tokens = all_connection_tokens(req);
+  bool wants_upgrade = req.count(http::field::upgrade) > 0 &&
+                       std::find(conn_tokens.begin(), conn_tokens.end(), "upgrade") != conn_tokens.end();
   if (wants_upgrade) ok.upgrade = std::string(req[http::field::upgrade]);
   ok.expect_continue = iequals(req[http::field::expect], "100-continue");
 
@@ -80,7 +94,8 @@ request_head_result build_request_head(const http::request_header<>& req, const 
   bool have_proto = false, have_fwd_host = false;
   for (const auto& field : req) {
     auto n = field.name_string();
-    if (strip_on_forward(n, conn_tokens)) continue;
+    // Host is end-to-end and the routing key: "Connection: host" cannot remove it.
+    if (field.name() != http::field::host && strip_on_forward(n, conn_tokens)) continue;
     switch (field.name()) {
       case http::field::content_length:
       case http::field::expect:

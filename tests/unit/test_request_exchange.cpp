@@ -130,6 +130,17 @@ TEST_CASE("exchange relay: what a tunnel client must not do") {
     r2.on_frame(5, h2, out);
     CHECK(r2.on_frame(5, d2, out).what == kind::protocol_error);
   }
+  SUBCASE("a head that ends the response while promising a body") {
+    // Found by fuzz_exchange: relayed as is, the next response on the
+    // connection would have been read as this one's body.
+    exchange_relay r(params());
+    auto h = head(200, 16777215, true);
+    CHECK(r.on_frame(5, h, out).what == kind::protocol_error);
+    CHECK(out.empty());
+    exchange_relay ok(params());
+    auto h0 = head(200, 0, true);
+    CHECK(ok.on_frame(5, h0, out).response_end);
+  }
   SUBCASE("credit beyond 2^31") {
     exchange_relay r(params());
     r.opened(100);

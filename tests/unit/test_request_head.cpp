@@ -131,6 +131,19 @@ TEST_CASE("request head: hop-by-hop headers and those named in Connection are st
   CHECK(values(p.result, "x-keep") == std::vector<std::string>{"yes"});
 }
 
+TEST_CASE("request head: every Connection field counts, and none can remove Host") {
+  // Found by fuzz_request_head: "Connection: host" dropped the Host the
+  // request was routed on, and only the first Connection field was read.
+  auto p = run(
+      "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close, host\r\nConnection: X-Secret\r\n"
+      "Connection: upgrade\r\nUpgrade: websocket\r\nX-Secret: 1\r\n\r\n");
+  REQUIRE(p.ok);
+  REQUIRE_FALSE(p.result.error);
+  CHECK(values(p.result, "host") == std::vector<std::string>{"a.test"});
+  CHECK(values(p.result, "x-secret").empty());
+  CHECK(p.result.ok.upgrade == "websocket");
+}
+
 TEST_CASE("request head: header count limit") {
   std::string raw = "GET / HTTP/1.1\r\nHost: a.test\r\n";
   for (int i = 0; i < 9; ++i) raw += "X-H" + std::to_string(i) + ": v\r\n";
