@@ -67,7 +67,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
         state_(state),
         cfg_(state.config()),
         conn_id_(conn_id),
-        response_timer_(stream_.get_executor()) {
+        response_timer_(stream_.get_executor()),
+        head_timer_(stream_.get_executor()) {
     error_code ec;
     auto ep = lowest().socket().remote_endpoint(ec);
     remote_ip_ = ec ? std::string("unknown") : ep.address().to_string();
@@ -115,6 +116,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   /// State of the exchange in progress; reset for each request.
   struct exchange {
     uint64_t id = 0;
+    clock::time_point last_upload;  // the last request bytes sent on (for response_timeout)
     std::string method;
     std::string target;
     std::string host;
@@ -171,7 +173,19 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       parser_->body_limit(cfg_->max_body_size);
     else
       parser_->body_limit(boost::none);
-    lowest().expires_after(requests_ == 0 ? cfg_->read_header_timeout : cfg_->idle_timeout);
+    // A timer of our own rather than the stream's expiry: the stream's closes
+    // the socket, and a client that sent part of a head gets a 408 first.
+    lowest().expires_never();
+    head_deadline_hit_ = false;
+    head_timer_.expires_after(requests_ == 0 ? cfg_->read_header_timeout : cfg_->idle_timeout);
+    auto gen = ++head_gen_;
+    head_timer_.async_wait([self = this->shared_from_this(), gen](error_code ec) {
+      // A wait that already completed cannot be cancelled: the generation says whether it is stale.
+      if (ec || self->closed_ || gen != self->head_gen_) return;
+      self->head_deadline_hit_ = true;
+      error_code ignored;
+      self->lowest().socket().cancel(ignored);
+    });
     head_bytes_ = 0;
     read_header_some();
   }
@@ -188,8 +202,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   void on_read_header(error_code ec) {
-    if (ec == beast::error::timeout) {
-      if (buffer_.size() > 0) return reply_and_close(408, "The request head was not received in time.");
+    ++head_gen_;
+    head_timer_.cancel();
+    if (ec && head_deadline_hit_) {
+      if (head_bytes_ > 0 || buffer_.size() > 0) {
+        lowest().expires_after(std::chrono::seconds(5));  // bounds the 408's write
+        return reply_and_close(408, "The request head was not received in time.");
+      }
       return close();
     }
     if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
@@ -251,15 +270,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     ex_.expect_continue = ok.expect_continue;
     ex_.req_done = ok.req_done;
 
-    response_timer_.expires_after(cfg_->response_timeout);
-    response_timer_.async_wait([self = this->shared_from_this(), id = ex_.id](error_code ec) {
-      if (ec || id != self->ex_.id || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished) return;
-      spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->tunnel_->name(), self->conn_id_,
-                   id, self->cfg_->response_timeout.count());
-      self->tunnel_->send(make_reset(id, pb::Reset::UPSTREAM_TIMEOUT, "no response in time"));
-      self->ex_.tunnel_done = true;
-      self->fail_exchange(504, "The local service did not respond in time.");
-    });
+    ex_.last_upload = clock::now();
+    arm_response_timer(cfg_->response_timeout);
     exchange_relay::params rp;
     rp.id = ex_.id;
     rp.version = ex_.version;
@@ -348,6 +360,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     }
     if (got > 0 || done) {
       ex_.relay->credit().spend(got);
+      ex_.last_upload = clock::now();
       ex_.bytes_in += got;
       body_buf_.resize(got);
       tunnel_->send(make_data(id, std::move(body_buf_), done));
@@ -558,6 +571,22 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
                  conn_id_, ex_.id, remote_ip_, ex_.method, ex_.target, ex_.status, ex_.bytes_in, ex_.resp_bytes, ms);
   }
 
+  /// tunnels.response_timeout counts from the last request byte sent on, so
+  /// a long upload is not cut while it is still moving.
+  void arm_response_timer(clock::duration after) {
+    response_timer_.expires_after(after);
+    response_timer_.async_wait([self = this->shared_from_this(), id = ex_.id](error_code ec) {
+      if (ec || id != self->ex_.id || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished) return;
+      auto due = self->ex_.last_upload + self->cfg_->response_timeout;
+      if (due > clock::now()) return self->arm_response_timer(due - clock::now());
+      spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->tunnel_->name(), self->conn_id_,
+                   id, self->cfg_->response_timeout.count());
+      self->tunnel_->send(make_reset(id, pb::Reset::UPSTREAM_TIMEOUT, "no response in time"));
+      self->ex_.tunnel_done = true;
+      self->fail_exchange(504, "The local service did not respond in time.");
+    });
+  }
+
   void cancel_upstream(const char* why) {
     if (tunnel_ && ex_.id != 0 && !ex_.tunnel_done && !ex_.finished) {
       tunnel_->send(make_reset(ex_.id, pb::Reset::CANCELLED, why));
@@ -638,6 +667,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (closed_) return;
     closed_ = true;
     response_timer_.cancel();
+    head_timer_.cancel();
     if (!ex_.finished && ex_.id != 0) {
       cancel_upstream("public connection closed");
       finish_exchange();
@@ -657,6 +687,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   uint64_t conn_id_;
   std::string remote_ip_;
   asio::steady_timer response_timer_;
+  asio::steady_timer head_timer_;  // read_header_timeout / idle_timeout between requests
+  bool head_deadline_hit_ = false;
+  uint64_t head_gen_ = 0;
   std::optional<http::request_parser<http::buffer_body>> parser_;
   std::shared_ptr<tunnel> tunnel_;
   exchange ex_;

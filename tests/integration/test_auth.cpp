@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include <grpcpp/grpcpp.h>
+
+#include "grok/tunnel/v1/tunnel.grpc.pb.h"
 #include "harness.hpp"
 
 using namespace grok::test;
@@ -261,4 +264,50 @@ TEST_CASE("twenty clients claiming one free name at once: exactly one wins") {
   for (auto& c : clients)
     if (!c.online) CHECK(refusal(c).find("already in use") != std::string::npos);
   CHECK(request(s.http_port, "GET", "contested.localhost", "/").status == 200);
+}
+
+TEST_CASE("one client connection holds at most tunnels.max_streams_per_connection streams") {
+  stack::options o;
+  o.start_client = false;
+  o.extra_server_yaml = "  max_streams_per_connection: 2\n";
+  stack s(o);
+  namespace pb = grok::tunnel::v1;
+  // One channel = one TCP connection; every stream below shares it.
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.grpc_port), grpc::InsecureChannelCredentials());
+  auto stub = pb::Tunnel::NewStub(channel);
+  struct call {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReaderWriter<pb::Batch, pb::Batch>> rw;
+  };
+  // Sends Hello for `name` and reports whether Accepted came back within `wait`.
+  auto open = [&](call& c, const std::string& name, std::chrono::milliseconds wait) {
+    c.ctx.set_deadline(std::chrono::system_clock::now() + wait);
+    c.rw = stub->Connect(&c.ctx);
+    pb::Batch b;
+    auto* h = b.add_frames()->mutable_hello();
+    h->set_protocol_version(1);
+    h->set_token(s.opts.token);
+    h->set_name(name);
+    if (!c.rw->Write(b)) return false;
+    pb::Batch in;
+    while (c.rw->Read(&in))
+      for (auto& f : in.frames())
+        if (f.has_accepted()) return true;
+    return false;
+  };
+  std::vector<std::unique_ptr<call>> calls;
+  for (int i = 0; i < 2; ++i) {
+    calls.push_back(std::make_unique<call>());
+    REQUIRE(open(*calls.back(), "s" + std::to_string(i), 60s));
+  }
+  // A third stream on the same connection is held back by HTTP/2 until its deadline.
+  call third;
+  CHECK_FALSE(open(third, "s2", 2s));
+  CHECK(request(s.http_port, "GET", "s2.localhost", "/").status == 404);
+  // Closing one frees its slot.
+  calls[0]->ctx.TryCancel();
+  call fourth;
+  CHECK(open(fourth, "s3", 20s));
+  for (auto& c : calls) c->ctx.TryCancel();
+  fourth.ctx.TryCancel();
 }
