@@ -93,9 +93,10 @@ TEST_CASE("SIGHUP applies tokens and pool size while a download keeps running; r
   auto o = with_admin(api);
   o.token = "token-a";
   stack s(o);
-  // A response that takes ~3 s, started before the reload and read after it.
+  // A response that takes ~3 s (longer in sanitizer builds), started before the reload and read after it.
+  const int events = static_cast<int>(30 * time_factor());
   connection slow(s.http_port);
-  slow.send("GET /sse?n=30&interval_ms=100 HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
+  slow.send("GET /sse?n=" + std::to_string(events) + "&interval_ms=100 HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
   auto pending = std::async(std::launch::async, [&] { return slow.read_response(30s); });
 
   s.opts.tokens_yaml = "[token-a, token-b]";
@@ -119,7 +120,7 @@ TEST_CASE("SIGHUP applies tokens and pool size while a download keeps running; r
 
   auto r = pending.get();
   CHECK(r.status == 200);
-  CHECK(r.body.find("data: event 29") != std::string::npos);
+  CHECK(r.body.find("data: event " + std::to_string(events - 1)) != std::string::npos);
   // Once the tunnel has released that exchange, app answers again.
   int after = 0;
   for (auto until = clock::now() + 5s; after != 200 && clock::now() < until;)
