@@ -567,6 +567,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
       state_.stats.record_exchange(tunnel_->name(), ex_.status, took, ex_.bytes_in, ex_.resp_bytes);
     }
+    if (ex_.id == 0) return;  // no request reached a tunnel: nothing to log as an exchange
     spdlog::info("tunnel={} conn={} req={} remote={} \"{} {}\" {} in={}B out={}B {}ms", tunnel_ ? tunnel_->name() : "-",
                  conn_id_, ex_.id, remote_ip_, ex_.method, ex_.target, ex_.status, ex_.bytes_in, ex_.resp_bytes, ms);
   }
