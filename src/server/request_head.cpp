@@ -1,3 +1,5 @@
+#include <cstdint>
+
 #include "request_head.hpp"
 
 #include <algorithm>
@@ -76,6 +78,10 @@ request_head_result build_request_head(const http::request_header<>& req, const 
     if (req.count(http::field::content_length) > 0)
       return fail(400, "Both Transfer-Encoding and Content-Length are present.");
   }
+
+  // The tunnel protocol carries a signed 64-bit length; nothing real is larger.
+  if (framing.content_length && *framing.content_length > static_cast<uint64_t>(INT64_MAX))
+    return fail(413, "The request body is too large.");
 
   bool trusted = ctx.trusted_proxies && ip_in_any(ctx.remote_ip, *ctx.trusted_proxies);
 
