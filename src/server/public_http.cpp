@@ -175,9 +175,11 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       parser_->body_limit(boost::none);
     // A timer of our own rather than the stream's expiry: the stream's closes
     // the socket, and a client that sent part of a head gets a 408 first.
-    lowest().expires_never();
+    auto head_deadline = requests_ == 0 ? cfg_->read_header_timeout : cfg_->idle_timeout;
+    // The stream's own expiry stays as a backstop a second later: it closes without a 408.
+    lowest().expires_after(head_deadline + std::chrono::seconds(1));
     head_deadline_hit_ = false;
-    head_timer_.expires_after(requests_ == 0 ? cfg_->read_header_timeout : cfg_->idle_timeout);
+    head_timer_.expires_after(head_deadline);
     auto gen = ++head_gen_;
     head_timer_.async_wait([self = this->shared_from_this(), gen](error_code ec) {
       // A wait that already completed cannot be cancelled: the generation says whether it is stale.
@@ -195,6 +197,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void read_header_some() {
     http::async_read_some(stream_, buffer_, *parser_, [self = this->shared_from_this()](error_code ec, size_t n) {
       self->head_bytes_ += n;
+      // The deadline may have fired after this read had already completed (its cancel then
+      // found nothing to cancel): stop here rather than start another read.
+      if (self->head_deadline_hit_) ec = asio::error::operation_aborted;
       if (!ec && self->head_bytes_ > self->cfg_->max_header_bytes) ec = http::error::header_limit;
       if (!ec && !self->parser_->is_header_done()) return self->read_header_some();
       self->on_read_header(ec);
@@ -204,6 +209,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void on_read_header(error_code ec) {
     ++head_gen_;
     head_timer_.cancel();
+    if (ec == beast::error::timeout) return close();
     if (ec && head_deadline_hit_) {
       if (head_bytes_ > 0 || buffer_.size() > 0) {
         lowest().expires_after(std::chrono::seconds(5));  // bounds the 408's write
