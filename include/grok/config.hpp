@@ -72,6 +72,8 @@ struct server_config {
   /// Every accepted token: auth.tokens (labelled "auth.tokens[i]") then the
   /// tokens file's entries. Filled by parse_server_config.
   std::vector<token_entry> token_table;
+  /// Digests of auth.tcp_tokens (what limits TCP when any token is accepted).
+  std::vector<token_entry> tcp_token_table;
   /// False when neither auth.tokens nor auth.tokens_file is set: any token is accepted.
   bool auth_required() const { return !tokens.empty() || !tokens_file.empty(); }
 
@@ -89,6 +91,10 @@ struct client_config {
 
 /// Parses YAML text; `source` is the file name used in error messages.
 server_config parse_server_config(const std::string& yaml_text, const std::string& source);
+/// `path` as written in the configuration file `config_path`: a relative
+/// path is relative to that file's directory.
+std::string path_beside(const std::string& config_path, const std::string& path);
+
 /// Reads and parses a file (error "FILE: cannot read: ..." if unreadable).
 server_config load_server_config(const std::string& path);
 

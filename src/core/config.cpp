@@ -447,6 +447,12 @@ void read_network_list(reader& r, const entry& f, std::vector<ip_network>& out) 
 
 }  // namespace
 
+std::string path_beside(const std::string& config_path, const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  auto slash = config_path.rfind('/');
+  return slash == std::string::npos ? path : config_path.substr(0, slash + 1) + path;
+}
+
 server_config parse_server_config(const std::string& yaml_text, const std::string& source) {
   reader r(source);
   server_config cfg;
@@ -602,13 +608,9 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
             std::find(cfg.tcp_tokens.begin(), cfg.tcp_tokens.end(), cfg.tokens[i]) != cfg.tcp_tokens.end();
     cfg.token_table.push_back(std::move(t));
   }
+  for (const auto& tok : cfg.tcp_tokens) cfg.tcp_token_table.push_back(token_entry{.digest = sha256_digest(tok)});
   if (!cfg.tokens_file.empty()) {
-    // A relative path is relative to the configuration file's directory.
-    std::string path = cfg.tokens_file;
-    if (path.front() != '/') {
-      auto slash = source.rfind('/');
-      if (slash != std::string::npos) path = source.substr(0, slash + 1) + path;
-    }
+    std::string path = path_beside(source, cfg.tokens_file);
     cfg.tokens_file = path;
     std::ifstream in(path, std::ios::binary);
     if (!in) r.fail(tokens_file_line.value_or(-1), "auth.tokens_file", "cannot read '" + path + "': " + std::strerror(errno));

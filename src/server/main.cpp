@@ -42,12 +42,7 @@ std::string tokens_file_path(const std::string& file_opt, const std::string& con
   auto auth = root["auth"];
   if (!auth || !auth.IsMap() || !auth["tokens_file"] || !auth["tokens_file"].IsScalar())
     throw std::runtime_error(config_path + " sets no auth.tokens_file; set it (e.g. tokens_file: tokens.yaml) or pass --file");
-  std::string path = auth["tokens_file"].Scalar();
-  if (!path.empty() && path.front() != '/') {
-    auto slash = config_path.rfind('/');
-    if (slash != std::string::npos) path = config_path.substr(0, slash + 1) + path;
-  }
-  return path;
+  return grok::path_beside(config_path, auth["tokens_file"].Scalar());
 }
 
 std::string read_text(const std::string& path, bool& exists) {

@@ -30,9 +30,8 @@ std::string peer_ip(const std::string& peer) {
   return peer;
 }
 
-/// The token-table entry for `d`, or nullptr; when the server takes any token, `open` is set.
-const token_entry* lookup_token(const server_config& cfg, const token_digest& d, bool& open) {
-  open = !cfg.auth_required();
+/// The token-table entry for `d`, or nullptr.
+const token_entry* lookup_token(const server_config& cfg, const token_digest& d) {
   int i = find_token(cfg.token_table, d);
   return i < 0 ? nullptr : &cfg.token_table[static_cast<size_t>(i)];
 }
@@ -326,11 +325,10 @@ void tunnel::apply_config(std::shared_ptr<const server_config> cfg) {
   asio::post(strand_, [self = shared_from_this(), cfg = std::move(cfg)] {
     self->cfg_ = cfg;
     if (self->phase_ != phase::open) return;
-    bool open = false;
-    const token_entry* t = lookup_token(*cfg, self->token_digest_, open);
+    const token_entry* t = lookup_token(*cfg, self->token_digest_);
     std::string why;
     auto reason = pb::Refused::BAD_TOKEN;
-    if (!t && !open) {
+    if (!t && cfg->auth_required()) {
       why = "token revoked";
     } else if (auto owner = self->state_.reserved_by(self->name_); owner && *owner != self->token_digest_) {
       why = "name '" + self->name_ + "' is now reserved for another token";
@@ -424,9 +422,8 @@ void tunnel::handle_hello(const pb::Hello& h) {
     return;
   }
   token_digest_ = sha256_digest(h.token());
-  bool open = false;
-  const token_entry* entry = lookup_token(*cfg_, token_digest_, open);
-  if (!entry && !open) {
+  const token_entry* entry = lookup_token(*cfg_, token_digest_);
+  if (!entry && cfg_->auth_required()) {
     state_.auth_failed(ip);
     state_.stats.auth_failures.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("tunnel conn={} peer={}: refused: invalid token", conn_id_, peer_);
@@ -455,12 +452,9 @@ void tunnel::handle_hello(const pb::Hello& h) {
   }
   name_ = wanted;
   is_tcp_ = h.protocol() == pb::Hello::TCP;
-  bool tcp_allowed = entry ? entry->tcp : true;
-  if (!entry && !cfg_->tcp_tokens.empty()) {  // any token is accepted, but TCP only from these
-    std::vector<token_entry> tcp;
-    for (const auto& tok : cfg_->tcp_tokens) tcp.push_back(token_entry{.label = {}, .digest = sha256_digest(tok)});
-    tcp_allowed = find_token(tcp, token_digest_) >= 0;
-  }
+  // With any token accepted (no entry), a non-empty auth.tcp_tokens still limits TCP.
+  bool tcp_allowed = entry ? entry->tcp
+                           : cfg_->tcp_token_table.empty() || find_token(cfg_->tcp_token_table, token_digest_) >= 0;
   if (is_tcp_ && !tcp_allowed) {
     refuse(pb::Refused::BAD_TOKEN, "this token may not open TCP tunnels");
     return;
