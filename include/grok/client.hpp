@@ -15,7 +15,9 @@ struct client_options {
   std::string subdomain;                  ///< empty: the server picks a name
   std::string local_host = "127.0.0.1";
   uint16_t local_port = 0;
-  unsigned threads = 2;
+  /// Asio threads. One: on 2 cores a second thread cost 10-30 % more CPU per
+  /// request and gave no throughput (tests/bench/e2e.sh, README "Worker pool").
+  unsigned threads = 1;
   uint32_t initial_window = 512 * 1024;   ///< request bytes the server may send ahead per exchange
   bool tcp = false;                       ///< a raw TCP tunnel (`grok tcp`) instead of HTTP
   bool insecure = false;                  ///< plaintext gRPC (development only)

@@ -24,10 +24,11 @@ class frame_writer {
     box_.clear();
   }
 
-  /// Strand only.
-  void push(pb::Frame&& f) {
+  /// Strand only. `more` = another push follows at once: let it join the
+  /// same write.
+  void push(pb::Frame&& f, bool more = false) {
     box_.push(std::move(f));
-    pump();
+    if (!more) pump();
   }
 
   /// Strand only: the previous write finished; false = stream broken.

@@ -77,10 +77,13 @@ std::string human_bytes(uint64_t n) {
   return buf;
 }
 
-/// An idle keep-alive connection to the local service.
+/// A connection to the local service. It stays on the strand it was opened
+/// on: the next exchange that takes it from the pool runs on that strand, so
+/// reuse costs no re-registration of the socket.
 struct local_conn {
   // Beast reads min(capacity, 64 KiB) at a time: an unreserved buffer means 512-byte reads.
-  explicit local_conn(const strand_t& ex) : stream(ex) { buffer.reserve(64 * 1024); }
+  explicit local_conn(const strand_t& ex) : strand(ex), stream(ex) { buffer.reserve(64 * 1024); }
+  strand_t strand;
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
 };
@@ -120,11 +123,13 @@ class tunnel_session;
 /// One public request replayed against the local service. Lives on its own strand.
 class local_exchange : public std::enable_shared_from_this<local_exchange> {
  public:
+  /// `pooled` is a kept-alive connection to use (may be null); the exchange runs on its strand.
   local_exchange(asio::io_context& ioc, std::shared_ptr<tunnel_session> session, uint64_t id, pb::RequestHead head,
                  uint32_t send_window, uint32_t recv_window_size, uint32_t max_frame, conn_pool& pool,
-                 const tcp::endpoint& local)
-      : strand_(asio::make_strand(ioc)),
+                 const tcp::endpoint& local, std::unique_ptr<local_conn> pooled)
+      : strand_(pooled ? pooled->strand : asio::make_strand(ioc)),
         session_(std::move(session)),
+        pooled_(std::move(pooled)),
         id_(id),
         head_(std::move(head)),
         credit_(send_window),
@@ -151,12 +156,8 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
  private:
   void do_connect() {
     if (done_) return;
-    auto conn = retried_ || head_.tcp() ? nullptr : pool_.take();
-    if (conn) {
-      // A pooled connection lives on another strand's executor; rebind it to ours.
-      conn_ = std::make_unique<local_conn>(strand_);
-      conn_->stream.socket() = tcp::socket(strand_, tcp::v4(), conn->stream.release_socket().release());
-      conn_->buffer = std::move(conn->buffer);
+    if (pooled_) {
+      conn_ = std::move(pooled_);
       reused_ = true;
       return on_connected();
     }
@@ -360,10 +361,48 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
       return do_read_raw();
     }
     keep_alive_ = built.keep_alive;
-    bool done = framing.done;
-    send(std::move(built.frame));
-    if (done) return on_response_done();
+    // Body bytes that came in with the head leave in the same batch: one
+    // tunnel write for a small response, not two.
+    std::optional<pb::Frame> first;
+    if (!framing.done && conn_->buffer.size() > 0) {
+      error_code pec;
+      first = take_buffered_body(pec);
+      if (pec) return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, pec.message());
+    }
+    send(std::move(built.frame), std::move(first));
+    if (parser_->is_done()) return on_response_done();
     do_read_body();
+  }
+
+  /// Parses the body bytes already in the connection's buffer (no read) into
+  /// a Data frame, within the credit; nullopt when there are none to send.
+  std::optional<pb::Frame> take_buffered_body(error_code& ec) {
+    auto want = credit_.allowance(max_frame_);
+    if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, *left);
+    if (want == 0) return std::nullopt;
+    body_buf_.resize(want);
+    auto& body = parser_->get().body();
+    body.data = body_buf_.data();
+    body.size = want;
+    while (conn_->buffer.size() > 0 && body.size > 0 && !parser_->is_done()) {
+      auto used = parser_->put(conn_->buffer.data(), ec);
+      conn_->buffer.consume(used);
+      if (ec == http::error::need_more || ec == http::error::need_buffer) {
+        ec = {};
+        if (used == 0) break;
+      } else if (ec) {
+        return std::nullopt;
+      }
+    }
+    size_t got = want - body.size;
+    bool done = parser_->is_done();
+    if (got == 0 && !done) return std::nullopt;
+    credit_.spend(got);
+    bytes_out_ += got;
+    body_buf_.resize(got);
+    auto f = make_data(id_, std::move(body_buf_), done);
+    body_buf_ = std::string();
+    return f;
   }
 
   void do_read_body() {
@@ -508,7 +547,7 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
             human_bytes(bytes_out_));
   }
 
-  void send(pb::Frame&& f);
+  void send(pb::Frame&& f, std::optional<pb::Frame>&& more = std::nullopt);
   void release();
 
   strand_t strand_;
@@ -519,6 +558,7 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
   recv_window window_;
   uint32_t max_frame_;
   conn_pool& pool_;
+  std::unique_ptr<local_conn> pooled_;
   tcp::endpoint local_;
   clock::time_point started_;
   std::unique_ptr<local_conn> conn_;
@@ -593,9 +633,12 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
     });
   }
 
-  void send(pb::Frame&& f) {
-    asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
-      if (!self->closed_) self->writer_.push(std::move(f));
+  /// Any thread. Frames given in one call go out in the same batch.
+  void send(pb::Frame&& f, std::optional<pb::Frame>&& more = std::nullopt) {
+    asio::post(strand_, [self = shared_from_this(), f = std::move(f), more = std::move(more)]() mutable {
+      if (self->closed_) return;
+      self->writer_.push(std::move(f), more.has_value());
+      if (more) self->writer_.push(std::move(*more));
     });
   }
   void release(uint64_t id) {
@@ -657,8 +700,10 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
         case pb::Frame::kRequestHead: {
           auto id = f.exchange_id();
           if (!outcome_.accepted || exchanges_.contains(id)) break;
+          auto pooled = f.request_head().tcp() ? nullptr : pool_.take();
           auto ex = std::make_shared<local_exchange>(ioc_, shared_from_this(), id, std::move(*f.mutable_request_head()),
-                                                     server_window_, opts_.initial_window, max_frame_, pool_, local_);
+                                                     server_window_, opts_.initial_window, max_frame_, pool_, local_,
+                                                     std::move(pooled));
           exchanges_.emplace(id, ex);
           ex->start();
           break;
@@ -706,7 +751,9 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
   bool closed_ = false;
 };
 
-void local_exchange::send(pb::Frame&& f) { session_->send(std::move(f)); }
+void local_exchange::send(pb::Frame&& f, std::optional<pb::Frame>&& more) {
+  session_->send(std::move(f), std::move(more));
+}
 void local_exchange::release() { session_->release(id_); }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <system_error>
 #include <thread>
 
+#include "grok/malloc_tuning.hpp"
 #include "grok/client.hpp"
 #include "grok/config.hpp"
 #include "grok/file_server.hpp"
@@ -196,6 +197,7 @@ int run_config(config_action action, const std::string& config_path, std::string
 }  // namespace
 
 int main(int argc, char** argv) {
+  grok::tune_malloc();
   CLI::App app{"grok: expose a local HTTP service through grok-server"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "grok 0.1.0");

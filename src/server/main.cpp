@@ -19,6 +19,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "grok/malloc_tuning.hpp"
 #include "grok/config.hpp"
 #include "grok/log.hpp"
 #include "grok/server.hpp"
@@ -167,6 +168,7 @@ int run_token_remove(const token_command& cmd, const std::string& config_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  grok::tune_malloc();
   CLI::App app{"grok-server: the public end of grok HTTP tunnels"};
   std::string config_path = "/etc/grok/grok-server.yaml";
   bool check_only = false;

@@ -100,9 +100,14 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void on_opened(uint64_t id, uint32_t window) override {
     asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, window] { self->handle_opened(id, window); });
   }
-  void on_frame(uint64_t id, pb::Frame&& f) override {
-    asio::post(stream_.get_executor(),
-               [self = this->shared_from_this(), id, f = std::move(f)]() mutable { self->handle_frame(id, f); });
+  void on_frames(uint64_t id, frame_run&& frames) override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, frames = std::move(frames)]() mutable {
+      // One write to the public client for the whole run.
+      self->hold_writes_ = true;
+      for (auto& f : frames) self->handle_frame(id, f);
+      self->hold_writes_ = false;
+      if (!self->closed_) self->do_write();
+    });
   }
   void on_unavailable(uint64_t id, unsigned status, std::string reason) override {
     asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, status, reason = std::move(reason)] {
@@ -492,7 +497,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   void do_write() {
-    if (writing_ || out_.empty()) return;
+    if (writing_ || hold_writes_ || out_.empty()) return;
     writing_ = true;
     write_bufs_.clear();
     size_t pieces = std::min<size_t>(out_.size(), 64);
@@ -624,6 +629,11 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
   void abort_exchange() {
     finish_exchange();
+    if (hold_writes_ && !out_.empty()) {
+      // Mid-run: what the run's earlier frames queued goes out first, then the cut.
+      closing_after_write_ = true;
+      return;
+    }
     close();
   }
 
@@ -704,6 +714,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   std::deque<out_piece> out_;
   std::vector<asio::const_buffer> write_bufs_;
   bool writing_ = false;
+  bool hold_writes_ = false;  // frames of one run are being handled: write once after them
   bool closing_after_write_ = false;
   bool closed_ = false;
   bool pending_next_ = false;

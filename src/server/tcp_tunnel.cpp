@@ -49,9 +49,10 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
       self->do_read();
     });
   }
-  void on_frame(uint64_t, pb::Frame&& f) override {
-    asio::post(socket_.get_executor(),
-               [self = shared_from_this(), f = std::move(f)]() mutable { self->handle_frame(f); });
+  void on_frames(uint64_t, frame_run&& frames) override {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), frames = std::move(frames)]() mutable {
+      for (auto& f : frames) self->handle_frame(f);
+    });
   }
   void on_unavailable(uint64_t, unsigned, std::string reason) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), reason = std::move(reason)] {

@@ -359,6 +359,15 @@ void tunnel::shutdown(std::string why) {
 }
 
 void tunnel::handle_batch(pb::Batch& b) {
+  // Consecutive frames of one exchange go to its sink in one hop.
+  frame_run run;
+  uint64_t run_id = 0;
+  std::shared_ptr<exchange_sink> run_sink;
+  auto flush = [&] {
+    if (run_sink && !run.empty()) run_sink->on_frames(run_id, std::move(run));
+    run.clear();
+    run_sink.reset();
+  };
   for (auto& f : *b.mutable_frames()) {
     if (phase_ == phase::hello) {
       if (!f.has_hello()) {
@@ -373,33 +382,38 @@ void tunnel::handle_batch(pb::Batch& b) {
       case pb::Frame::kResponseHead:
       case pb::Frame::kData:
       case pb::Frame::kWindowUpdate:
-      case pb::Frame::kReset:
-        deliver(std::move(f));
+      case pb::Frame::kReset: {
+        auto id = f.exchange_id();
+        if (run_sink && id != run_id) flush();
+        if (!run_sink) {
+          auto it = exchanges_.find(id);
+          if (it == exchanges_.end()) break;  // finished or cancelled: late frames are expected
+          run_sink = it->second;
+          run_id = id;
+        }
+        bool reset = f.has_reset();
+        run.push_back(std::move(f));
+        if (reset) {
+          exchanges_.erase(id);
+          update_gauges();
+          flush();
+        }
         break;
+      }
       case pb::Frame::kGoAway:
         // The client is leaving: route nothing new here, finish what is in flight.
         if (registered_) state_.release(name_, this, token_digest_);
         registered_ = false;
         break;
       default:
+        flush();
         spdlog::warn("tunnel={} conn={}: unexpected frame kind {} from client; closing", name_, conn_id_,
                      static_cast<int>(f.kind_case()));
         close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unexpected frame"), "protocol error");
         return;
     }
   }
-}
-
-void tunnel::deliver(pb::Frame&& f) {
-  auto id = f.exchange_id();
-  auto it = exchanges_.find(id);
-  if (it == exchanges_.end()) return;  // finished or cancelled: late frames are expected
-  auto sink = it->second;
-  if (f.has_reset()) {
-    exchanges_.erase(it);
-    update_gauges();
-  }
-  sink->on_frame(id, std::move(f));
+  flush();
 }
 
 void tunnel::handle_hello(const pb::Hello& h) {

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,9 @@ using clock = std::chrono::steady_clock;
 
 inline constexpr uint32_t protocol_version = 1;
 
+/// Frames for one exchange, delivered together.
+using frame_run = boost::container::small_vector<pb::Frame, 2>;
+
 /// The public side of one exchange. Called on the tunnel strand; an
 /// implementation hops to its own strand and never blocks.
 class exchange_sink {
@@ -44,8 +48,9 @@ class exchange_sink {
   /// The tunnel registered the exchange and sent its head; `window` is the
   /// client's initial credit for request bytes.
   virtual void on_opened(uint64_t id, uint32_t window) = 0;
-  /// A frame from the tunnel client for this exchange.
-  virtual void on_frame(uint64_t id, pb::Frame&& f) = 0;
+  /// Consecutive frames of one batch from the tunnel client for this
+  /// exchange, in order (a response head and its body often come together).
+  virtual void on_frames(uint64_t id, frame_run&& frames) = 0;
   /// The exchange cannot go on: tunnel gone (502) or over its limit (503).
   virtual void on_unavailable(uint64_t id, unsigned status, std::string reason) = 0;
 };
@@ -202,7 +207,6 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void refuse_name(const std::string& message);
   void close(grpc::Status status, const std::string& why);
   void maybe_finish();
-  void deliver(pb::Frame&& f);
   void update_gauges();
 
   server_state& state_;
