@@ -275,6 +275,8 @@ public:
     explicit http_session(tcp::socket&& socket)
         : stream_(std::move(socket)), timer_(stream_.get_executor()), body_buf_(k_io_chunk)
     {
+        // Beast reads at most the buffer's free capacity: unreserved, that is 512 bytes.
+        buffer_.reserve(k_io_chunk);
     }
 
     void start()
