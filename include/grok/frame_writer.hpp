@@ -24,11 +24,27 @@ class frame_writer {
     box_.clear();
   }
 
-  /// Strand only. `more` = another push follows at once: let it join the
-  /// same write.
-  void push(pb::Frame&& f, bool more = false) {
+  /// Strand only.
+  void push(pb::Frame&& f) {
     box_.push(std::move(f));
-    if (!more) pump();
+    pump();
+  }
+
+  /// Strand only. Queues `f` for a write that flush() starts; true means
+  /// the caller must now post one flush() to the strand. Frames pushed by
+  /// the handlers already queued on the strand join that write, so a burst
+  /// of requests costs one write, not one each.
+  bool push_deferred(pb::Frame&& f) {
+    box_.push(std::move(f));
+    if (flush_posted_ || writing_ || reactor_ == nullptr) return false;
+    flush_posted_ = true;
+    return true;
+  }
+
+  /// Strand only: the write push_deferred() asked for.
+  void flush() {
+    flush_posted_ = false;
+    pump();
   }
 
   /// Strand only: the previous write finished; false = stream broken.
@@ -59,6 +75,7 @@ class frame_writer {
   outbox box_;
   pb::Batch batch_;
   bool writing_ = false;
+  bool flush_posted_ = false;
 };
 
 /// Frame constructors shared by both ends.

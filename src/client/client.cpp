@@ -637,8 +637,9 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
   void send(pb::Frame&& f, std::optional<pb::Frame>&& more = std::nullopt) {
     asio::post(strand_, [self = shared_from_this(), f = std::move(f), more = std::move(more)]() mutable {
       if (self->closed_) return;
-      self->writer_.push(std::move(f), more.has_value());
-      if (more) self->writer_.push(std::move(*more));
+      bool flush = self->writer_.push_deferred(std::move(f));
+      if (more) flush = self->writer_.push_deferred(std::move(*more)) || flush;
+      if (flush) asio::post(self->strand_, [self] { self->writer_.flush(); });
     });
   }
   void release(uint64_t id) {

@@ -280,7 +280,7 @@ void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
       return;
     }
     self->exchanges_.emplace(id, sink);
-    self->writer_.push(std::move(head));
+    self->queue(std::move(head));
     self->update_gauges();
     sink->on_opened(id, self->client_window_);
   });
@@ -289,7 +289,7 @@ void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
 void tunnel::send(pb::Frame&& f) {
   asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
     if (self->phase_ != phase::open) return;
-    self->writer_.push(std::move(f));
+    self->queue(std::move(f));
     self->update_gauges();
     if (self->writer_.queued_bytes() > self->cfg_->max_queued_bytes) {
       spdlog::warn("tunnel={} conn={}: {} bytes queued, client is not reading; closing",
@@ -297,6 +297,14 @@ void tunnel::send(pb::Frame&& f) {
       self->close(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "client is not reading"),
                   "queue limit");
     }
+  });
+}
+
+void tunnel::queue(pb::Frame&& f) {
+  if (!writer_.push_deferred(std::move(f))) return;
+  asio::post(strand_, [self = shared_from_this()] {
+    self->writer_.flush();
+    self->update_gauges();
   });
 }
 
@@ -359,14 +367,16 @@ void tunnel::shutdown(std::string why) {
 }
 
 void tunnel::handle_batch(pb::Batch& b) {
-  // Consecutive frames of one exchange go to its sink in one hop.
-  frame_run run;
-  uint64_t run_id = 0;
-  std::shared_ptr<exchange_sink> run_sink;
-  auto flush = [&] {
-    if (run_sink && !run.empty()) run_sink->on_frames(run_id, std::move(run));
-    run.clear();
-    run_sink.reset();
+  // Each exchange's frames in this batch reach its sink in one hop, in their
+  // order. The client's outbox puts every head before any body, so one
+  // exchange's frames are not adjacent; exchanges are independent of each other.
+  groups_.clear();
+  group_index_.clear();
+  auto deliver = [&] {
+    for (auto& g : groups_)
+      if (!g.frames.empty()) g.sink->on_frames(g.id, std::move(g.frames));
+    groups_.clear();
+    group_index_.clear();
   };
   for (auto& f : *b.mutable_frames()) {
     if (phase_ == phase::hello) {
@@ -384,19 +394,22 @@ void tunnel::handle_batch(pb::Batch& b) {
       case pb::Frame::kWindowUpdate:
       case pb::Frame::kReset: {
         auto id = f.exchange_id();
-        if (run_sink && id != run_id) flush();
-        if (!run_sink) {
+        auto [slot, added] = group_index_.try_emplace(id, groups_.size());
+        if (added) {
           auto it = exchanges_.find(id);
-          if (it == exchanges_.end()) break;  // finished or cancelled: late frames are expected
-          run_sink = it->second;
-          run_id = id;
+          if (it == exchanges_.end()) {  // finished or cancelled: late frames are expected
+            group_index_.erase(slot);
+            break;
+          }
+          groups_.push_back({id, it->second, {}, false});
         }
-        bool reset = f.has_reset();
-        run.push_back(std::move(f));
-        if (reset) {
+        auto& g = groups_[slot->second];
+        if (g.ended) break;  // after its Reset
+        g.ended = f.has_reset();
+        g.frames.push_back(std::move(f));
+        if (g.ended) {
           exchanges_.erase(id);
           update_gauges();
-          flush();
         }
         break;
       }
@@ -406,14 +419,14 @@ void tunnel::handle_batch(pb::Batch& b) {
         registered_ = false;
         break;
       default:
-        flush();
+        deliver();
         spdlog::warn("tunnel={} conn={}: unexpected frame kind {} from client; closing", name_, conn_id_,
                      static_cast<int>(f.kind_case()));
         close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unexpected frame"), "protocol error");
         return;
     }
   }
-  flush();
+  deliver();
 }
 
 void tunnel::handle_hello(const pb::Hello& h) {

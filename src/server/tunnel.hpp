@@ -208,6 +208,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void close(grpc::Status status, const std::string& why);
   void maybe_finish();
   void update_gauges();
+  /// Strand only: queues a frame for the next write (see frame_writer::push_deferred).
+  void queue(pb::Frame&& f);
 
   server_state& state_;
   std::shared_ptr<const server_config> cfg_;  // snapshot at connect
@@ -235,6 +237,15 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   bool token_counted_ = false;  // included in server_state's per-token count
   uint32_t client_window_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
+  /// handle_batch's scratch: frames of the batch grouped by exchange.
+  struct frame_group {
+    uint64_t id;
+    std::shared_ptr<exchange_sink> sink;
+    frame_run frames;
+    bool ended;  ///< a Reset ended the exchange; later frames are late
+  };
+  std::vector<frame_group> groups_;
+  std::unordered_map<uint64_t, size_t> group_index_;
   std::shared_ptr<listener> tcp_;  // TCP tunnels only
   uint16_t tcp_port_ = 0;
 };

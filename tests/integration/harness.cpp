@@ -88,19 +88,33 @@ std::string binary(const char* name) { return std::string(GROK_BIN_DIR) + "/" + 
 
 process::process(std::vector<std::string> argv, std::vector<std::string> env)
     : name_(std::filesystem::path(argv.at(0)).filename().string()) {
+  // Everything the child needs is built before fork(): tests start processes
+  // from several threads at once, and a forked child that allocates can
+  // block forever on a malloc lock another thread held at the fork.
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    auto name = entry.substr(0, entry.find('=') + 1);
+    bool overridden = std::any_of(env.begin(), env.end(), [&](const std::string& o) { return o.starts_with(name); });
+    if (!overridden) environment.emplace_back(entry);
+  }
+  environment.insert(environment.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    // Only async-signal-safe calls from here to exec.
     dup2(fds[1], 1);
     dup2(fds[1], 2);
     setpgid(0, 0);
-    for (auto& e : env) putenv(const_cast<char*>(e.c_str()));
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
+    execve(args[0], args.data(), envp.data());
     _exit(127);
   }
   close(fds[1]);
