@@ -28,7 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 DURATION=${DURATION:-5s}
-BIG=${BIG:-256MiB}
+BIG=${BIG:-1GiB}
 RESULTS=${RESULTS:-$here/results}
 WORKERS=${WORKERS:-"1 2 4 8"}
 BUILD=${BUILD:-$root/build}
