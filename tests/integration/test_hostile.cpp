@@ -987,8 +987,10 @@ TEST_CASE("slow readers: a client that never reads a large response is cut at th
   auto statuses = probe.statuses();
   CHECK(statuses.size() >= 5);
   CHECK(std::count(statuses.begin(), statuses.end(), 200) == static_cast<long>(statuses.size()));
-  // Memory stayed at the credit windows, not the bodies.
-  CHECK(s.server->peak_rss_kib() < 96 * 1024);
+  // Memory stayed at the credit windows, not the bodies (a sanitizer's
+  // allocator quarantines freed memory: reported there, not checked).
+  MESSAGE("grok-server peak RSS " << s.server->peak_rss_kib() << " KiB");
+  if (rss_caps()) CHECK(s.server->peak_rss_kib() < 96 * 1024);
 }
 
 // ---- a tunnel client that stops reading ----------------------------------------
@@ -1075,8 +1077,10 @@ TEST_CASE("a stalled tunnel client: memory stays bounded, the tunnel is cut, oth
   MESSAGE("grok-server RSS before " << rss_before << " KiB, peak " << peak << " KiB");
   // 200 MiB were offered; the queue cap is 16 MiB, and each of the 200 public
   // connections holds up to two 64 KiB buffers.
-  CHECK(peak < rss_before + 96 * 1024);
-  CHECK(peak < 128 * 1024);
+  if (rss_caps()) {
+    CHECK(peak < rss_before + 96 * 1024);
+    CHECK(peak < 128 * 1024);
+  }
   auto after = median_latency_ms(s.http_port, s.host(), "/", 10, &failures);
   CHECK(failures == 0);
   CHECK(after <= std::max(5 * before, before + 20.0));
