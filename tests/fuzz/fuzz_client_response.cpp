@@ -59,6 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t at = 0;
   boost::system::error_code ec;
 
+  std::vector<std::string> head_conn;  // Connection tokens of the head that was built
   auto pump = [&](bool eof) {
     while (!broken && !ended && !upgraded) {
       if (!parser->is_header_done()) {
@@ -90,6 +91,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         framing.done = parser->is_done();
         framing.keep_alive = res.keep_alive();
         auto built = grok::build_response_head(res, framing, 7, upgrade_requested);
+        // What the head's own Connection fields name: trailers parsed later
+        // land in the same field container but never reach the head.
+        for (auto [it, end] = res.equal_range(http::field::connection); it != end; ++it)
+          for (auto& t : grok::connection_tokens(it->value())) head_conn.push_back(t);
         head_sent = true;
         upgraded = built.upgraded;
         ended = framing.done && !upgraded;
@@ -167,14 +172,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!grok::iequals(h.name(), "content-length"));
     FUZZ_CHECK(!grok::is_hop_by_hop(h.name()));
   }
-  {
-    // Nothing any Connection field of the local response named is forwarded.
-    const auto& res = parser->get();
-    std::vector<std::string> conn;
-    for (auto [it, end] = res.equal_range(http::field::connection); it != end; ++it)
-      for (auto& t : grok::connection_tokens(it->value())) conn.push_back(t);
-    for (const auto& h : head.headers()) FUZZ_CHECK(!grok::strip_on_forward(h.name(), conn));
-  }
+  // Nothing any Connection field of the local response's head named is forwarded.
+  for (const auto& h : head.headers()) FUZZ_CHECK(!grok::strip_on_forward(h.name(), head_conn));
   FUZZ_CHECK(!grok::fuzz::has_crlf_nul(head.reason()));
   uint64_t total = 0;
   bool end_seen = head.end_stream();
