@@ -527,7 +527,10 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
     if (done_) return;
     done_ = true;
     if (conn_) {
+      // A reset, not a FIN: the local service must not take a cut request
+      // body for a whole one, or keep working on a request nobody awaits.
       error_code ignored;
+      conn_->stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
       conn_->stream.socket().close(ignored);
     }
     if (!reset_by_server_) log_line("cancelled (tunnel closed)");
