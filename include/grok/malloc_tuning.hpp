@@ -7,10 +7,12 @@ namespace grok {
 /// 128 KiB trim threshold, so free() returns the pages with madvise (a TLB
 /// shootdown across CPUs) and the next frame faults them back in: on a
 /// download that was a quarter of grok-server's CPU time. Raises the trim
-/// threshold to 16 MiB per arena and fixes the mmap threshold at 4 MiB, so
-/// frames (at most 1 MiB) stay on the heap. Idle memory is still given back
-/// above that. Does nothing when GLIBC_TUNABLES sets malloc tunables: an
-/// operator's (or a test's) explicit choice wins.
+/// threshold to 1 MiB and fixes the mmap threshold at 1 MiB, so frames of
+/// the default 64 KiB stay on the heap and free memory goes back to the
+/// kernel in megabytes, not per frame. A higher threshold (16 MiB) kept
+/// tens of MiB per arena after bursts, which the soak flagged as growth.
+/// Does nothing when GLIBC_TUNABLES sets malloc tunables: an operator's
+/// (or a test's) explicit choice wins.
 void tune_malloc();
 
 }  // namespace grok
