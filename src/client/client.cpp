@@ -397,6 +397,11 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
     size_t got = want - body.size;
     bool done = parser_->is_done();
     if (got == 0 && !done) return std::nullopt;
+    return body_frame(got, done);
+  }
+
+  /// The first `got` bytes of body_buf_ as a Data frame, their credit spent.
+  pb::Frame body_frame(size_t got, bool done) {
     credit_.spend(got);
     bytes_out_ += got;
     body_buf_.resize(got);
@@ -429,13 +434,7 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
     if (ec) return fail(pb::Reset::UPSTREAM_RESET, "local service ended the body early: " + ec.message());
     size_t got = body_buf_.size() - parser_->get().body().size;
     bool done = parser_->is_done();
-    if (got > 0 || done) {
-      credit_.spend(got);
-      bytes_out_ += got;
-      body_buf_.resize(got);
-      send(make_data(id_, std::move(body_buf_), done));
-      body_buf_ = std::string();
-    }
+    if (got > 0 || done) send(body_frame(got, done));
     if (done) return on_response_done();
     do_read_body();
   }
