@@ -59,13 +59,54 @@ std::pair<std::string, uint16_t> parse_local_address(const std::string& text) {
 
 namespace {
 
-/// Lines a user reads: the public URL and one line per exchange.
-void console(const std::string& line) {
-  static std::mutex mu;
-  std::lock_guard lk(mu);
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
+/// Lines a user reads on stdout: the public URL, and one line per exchange.
+/// Exchange lines are gathered while the event loop is busy and written
+/// together: the first line of a burst posts one flush to the loop, which
+/// runs once the handlers queued before it have, so a burst of requests
+/// costs one write, not one per request, and a lone request's line still
+/// appears at once. What is gathered is bounded by the exchanges that end
+/// in one pass of the loop.
+class console_lines {
+ public:
+  /// An exchange's line, written by the flush this posts to `ex` (or by
+  /// one already pending).
+  template <class Executor>
+  void gather(const Executor& ex, const std::string& line) {
+    bool first = false;
+    {
+      std::lock_guard lk(mu_);
+      first = pending_.empty();
+      pending_ += line;
+      pending_ += '\n';
+    }
+    if (first) asio::post(ex, [this] { flush(); });
+  }
+  /// Writes `line` now, after anything gathered before it.
+  void write(const std::string& line) {
+    std::lock_guard lk(mu_);
+    pending_ += line;
+    pending_ += '\n';
+    write_locked();
+  }
+  void flush() {
+    std::lock_guard lk(mu_);
+    write_locked();
+  }
+
+ private:
+  void write_locked() {
+    if (pending_.empty()) return;
+    std::fwrite(pending_.data(), 1, pending_.size(), stdout);
+    std::fflush(stdout);
+    pending_.clear();
+  }
+  std::mutex mu_;
+  std::string pending_;
+};
+
+console_lines& console() {
+  static console_lines lines;
+  return lines;
 }
 
 std::string human_bytes(uint64_t n) {
@@ -541,12 +582,13 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started_).count();
     if (head_.tcp()) {
       auto what = outcome == "0" ? std::string("closed") : outcome;
-      console("TCP " + head_.remote_addr() + "  " + what + "  " + std::to_string(ms) + "ms  in " +
-              human_bytes(bytes_in_) + "  out " + human_bytes(bytes_out_));
+      console().gather(strand_.get_inner_executor(), "TCP " + head_.remote_addr() + "  " + what + "  " +
+                                                         std::to_string(ms) + "ms  in " + human_bytes(bytes_in_) +
+                                                         "  out " + human_bytes(bytes_out_));
       return;
     }
-    console(head_.method() + " " + head_.target() + "  " + outcome + "  " + std::to_string(ms) + "ms  " +
-            human_bytes(bytes_out_));
+    console().gather(strand_.get_inner_executor(), head_.method() + " " + head_.target() + "  " + outcome + "  " +
+                                                       std::to_string(ms) + "ms  " + human_bytes(bytes_out_));
   }
 
   void send(pb::Frame&& f, std::optional<pb::Frame>&& more = std::nullopt);
@@ -685,7 +727,7 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
           outcome_.accepted = true;
           server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
           max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
-          console("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
+          console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
                   opts_.local_host + ":" + std::to_string(opts_.local_port));
           break;
         }
@@ -868,6 +910,7 @@ int client::run() {
   impl_->pool.clear();
   impl_->ioc.stop();
   for (auto& t : threads) t.join();
+  console().flush();  // lines whose flush the stopped loop did not run
   return exit_code;
 }
 

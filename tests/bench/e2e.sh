@@ -7,7 +7,9 @@
 # Everything runs on 127.0.0.1 with OS-free ports and stops on its own:
 #   - Debian's nginx (1 worker) as the local service: /small (13-byte body) and /files/ (a random file),
 #     plus a second server block that is one nginx proxy_pass hop in front of it (the "one-hop proxy"
-#     reference: HTTP/1.1 upstream with keepalive 64, as a reverse proxy is normally set up);
+#     reference: HTTP/1.1 upstream with keepalive 64, as a reverse proxy is normally set up), and a
+#     third that proxies to the one-hop proxy (the "two-hop" chain: two relays, as grok-server and grok
+#     are; shown for /small as context, the targets compare with one hop);
 #   - grok-server (logging.level warn) and `grok http NGINX_PORT`;
 #   - grok-demo-upstream as the local service of the upload case (its /upload reads and hashes the body).
 # wrk (each run -d DURATION, 1 or 2 threads, --latency) measures /small at c=1, 50, 200 against nginx
@@ -153,7 +155,7 @@ DEMO_PORT=$(wait_for "$work/demo.log" 'listening 127\.0\.0\.1:[0-9]+' demo | sed
 start_nginx() {
   local try
   for try in 1 2 3 4 5; do
-    NGINX_PORT=$(free_port); PROXY_PORT=$(free_port)
+    NGINX_PORT=$(free_port); PROXY_PORT=$(free_port); TWOHOP_PORT=$(free_port)
     [ "$NGINX_PORT" != "$PROXY_PORT" ] || continue
     cat >"$work/nginx.conf" <<NGINX
 daemon off;
@@ -192,6 +194,15 @@ http {
             proxy_request_buffering off;
             proxy_pass http://demo_upstream;
         }
+    }
+
+    # Context: two relays in a chain, one more proxy in front of the one-hop proxy.
+    upstream onehop { server 127.0.0.1:$PROXY_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$TWOHOP_PORT;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location / { proxy_pass http://onehop; }
     }
 }
 NGINX
@@ -332,12 +343,14 @@ GROK_AUTO_WORKERS=$(grep -aoE 'workers=[0-9]+' "$work/server.log" | head -n1 | s
 [ -n "$GROK_AUTO_WORKERS" ] || GROK_AUTO_WORKERS=$(( $(nproc) > 1 ? $(nproc) / 2 : 1 ))   # auto = half the hardware threads
 direct="http://127.0.0.1:$NGINX_PORT/small"
 onehop="http://127.0.0.1:$PROXY_PORT/small"
+twohop="http://127.0.0.1:$TWOHOP_PORT/small"
 grok="http://127.0.0.1:$GROK_PORT/small"
 ghost="$NAME.localhost"
-warm "$direct"; warm "$onehop"; warm "$grok" "$ghost"
+warm "$direct"; warm "$onehop"; warm "$twohop"; warm "$grok" "$ghost"
 for c in 1 50 200; do
   run_wrk "direct-c$c" "$direct" "$c"
   run_wrk "onehop-c$c" "$onehop" "$c"
+  run_wrk "twohop-c$c" "$twohop" "$c"
   run_wrk "grok-c$c" "$grok" "$c" "$ghost"
   alive server && alive client || die "grok died during the c=$c run (see logs above)"
 done
@@ -449,12 +462,14 @@ dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | gre
   echo
   echo "grok / one-hop: above 1 is better for grok in req/s and MB/s, below 1 is better for grok in latency."
   echo
-  echo "| case | nginx direct | one-hop proxy | grok | grok / one-hop |"
-  echo "|---|---:|---:|---:|---:|"
+  echo "| case | nginx direct | one-hop proxy | two-hop chain | grok | grok / one-hop | grok / two-hop |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
   for c in 1 50 200; do
-    echo "| c=$c req/s | ${RPS[direct-c$c]} | ${RPS[onehop-c$c]} | ${RPS[grok-c$c]} | $(ratio "${RPS[grok-c$c]}" "${RPS[onehop-c$c]}") |"
-    echo "| c=$c p50 ms | ${P50[direct-c$c]} | ${P50[onehop-c$c]} | ${P50[grok-c$c]} | $(ratio "${P50[grok-c$c]}" "${P50[onehop-c$c]}") |"
-    echo "| c=$c p99 ms | ${P99[direct-c$c]} | ${P99[onehop-c$c]} | ${P99[grok-c$c]} | $(ratio "${P99[grok-c$c]}" "${P99[onehop-c$c]}") |"
+    for m in req/s p50 p99; do
+      case $m in req/s) declare -n V=RPS; label="req/s" ;; p50) declare -n V=P50; label="p50 ms" ;; p99) declare -n V=P99; label="p99 ms" ;; esac
+      echo "| c=$c $label | ${V[direct-c$c]} | ${V[onehop-c$c]} | ${V[twohop-c$c]} | ${V[grok-c$c]} | $(ratio "${V[grok-c$c]}" "${V[onehop-c$c]}") | $(ratio "${V[grok-c$c]}" "${V[twohop-c$c]}") |"
+      unset -n V
+    done
   done
   echo
   echo "## Transfers ($BIG, curl, MB/s = 10^6 bytes/s)"
@@ -486,7 +501,7 @@ dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | gre
   echo "| run | errors |"
   echo "|---|---|"
   for c in 1 50 200; do
-    for k in direct onehop grok; do echo "| $k c=$c | $(errcell "${ERRS[$k-c$c]}") |"; done
+    for k in direct onehop twohop grok; do echo "| $k c=$c | $(errcell "${ERRS[$k-c$c]}") |"; done
   done
   echo
   # grok prints one console line per exchange ("GET /small  200  0ms  13B"); anything else, or a status

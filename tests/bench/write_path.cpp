@@ -16,6 +16,9 @@
 // before OnWriteDone aborts the run), the write serializes the Batch (real
 // per-byte cost) and then occupies the stream for T_send of busy time on the
 // sink's own thread, and OnWriteDone arrives on that thread, as gRPC's does.
+// The loop runs in steady state for the whole cell: a finished request starts
+// the next one at once, and a timed round is the time the next m frames take
+// to complete, so no round pays for filling or draining the pipeline.
 //
 // Reported per cell: frames/s (items_per_second), payload bytes/s, p50/p99 of
 // enqueue -> write complete, frames per write, the mean time one write took,
@@ -230,6 +233,12 @@ class rig {
     for (int i = 0; i < c.workers; ++i) threads_.emplace_back([this] { ioc_.run(); });
   }
   ~rig() {
+    // Stop issuing, let the requests in flight finish, then stop the pool.
+    stopping_ = true;
+    {
+      std::unique_lock lk(done_mu_);
+      done_cv_.wait(lk, [&] { return completed_.load() == issued_.load(); });
+    }
     work_.reset();
     for (auto& t : threads_) t.join();
     sync_.reset();
@@ -237,21 +246,18 @@ class rig {
     batched_.reset();
   }
 
-  /// Runs `m` requests with c.in_flight of them outstanding; returns when
-  /// every frame has been written.
+  /// Returns once `m` more frames have been written. The first call starts
+  /// the closed loop (c.in_flight requests outstanding), which then keeps
+  /// running until the rig is destroyed.
   void round(uint64_t m) {
-    {
-      std::lock_guard lk(done_mu_);
-      done_ = false;
-    }
-    target_ = m;
-    issued_ = 0;
-    completed_ = 0;
-    uint64_t first = std::min<uint64_t>(m, static_cast<uint64_t>(c_.in_flight));
-    issued_ = first;
-    for (uint64_t i = 0; i < first; ++i) asio::post(ioc_, [this] { handle_request(); });
     std::unique_lock lk(done_mu_);
-    done_cv_.wait(lk, [&] { return done_; });
+    goal_ = completed_.load() + m;
+    if (!started_) {
+      started_ = true;
+      issued_ = static_cast<uint64_t>(c_.in_flight);
+      for (int i = 0; i < c_.in_flight; ++i) asio::post(ioc_, [this] { handle_request(); });
+    }
+    done_cv_.wait(lk, [&] { return completed_.load() >= goal_; });
   }
 
   fake_stream& stream() {
@@ -360,16 +366,15 @@ class rig {
     request_done(static_cast<uint64_t>(b.frames_size()));
   }
 
-  /// Closed loop: each finished request starts the next until `target_`.
+  /// Closed loop: each finished request starts the next one.
   void request_done(uint64_t n) {
-    for (uint64_t i = 0; i < n; ++i) {
-      if (issued_.fetch_add(1, std::memory_order_relaxed) < target_) {
-        asio::post(ioc_, [this] { handle_request(); });
-      }
+    if (!stopping_.load(std::memory_order_relaxed)) {
+      issued_.fetch_add(n, std::memory_order_relaxed);
+      for (uint64_t i = 0; i < n; ++i) asio::post(ioc_, [this] { handle_request(); });
     }
-    if (completed_.fetch_add(n, std::memory_order_acq_rel) + n == target_) {
+    auto now = completed_.fetch_add(n, std::memory_order_acq_rel) + n;
+    if (now >= goal_.load(std::memory_order_acquire) || stopping_.load(std::memory_order_relaxed)) {
       std::lock_guard lk(done_mu_);
-      done_ = true;
       done_cv_.notify_one();
     }
   }
@@ -383,10 +388,11 @@ class rig {
   std::unique_ptr<sync_stream> sync_;
   std::unique_ptr<single_stream> single_;
   std::unique_ptr<batched_stream> batched_;
-  std::atomic<uint64_t> target_{0}, issued_{0}, completed_{0};
+  std::atomic<uint64_t> goal_{UINT64_MAX}, issued_{0}, completed_{0};
+  std::atomic<bool> stopping_{false};
   std::mutex done_mu_;
   std::condition_variable done_cv_;
-  bool done_ = false;
+  bool started_ = false;  // done_mu_
 };
 
 uint64_t frames_per_round = 4096;
