@@ -189,6 +189,11 @@ void server::resize_workers(unsigned n) {
     for (unsigned i = n; i < current; ++i) asio::post(impl_->ioc, [] { retire_this_worker = true; });
   }
   if (n != current && current != 0) spdlog::info("worker pool: {} -> {} threads", current, n);
+  unsigned hw = std::thread::hardware_concurrency();
+  if (n != current && hw != 0 && n > hw)
+    spdlog::warn("worker pool: {} threads on {} hardware threads; past the core count more workers only add "
+                 "hand-offs and make grok-server slower (README: \"Does adding workers make grok faster?\")",
+                 n, hw);
   impl_->target_workers = n;
   impl_->state.worker_threads = n;
 }

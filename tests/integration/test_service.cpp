@@ -13,6 +13,7 @@
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -86,6 +87,25 @@ TEST_CASE("/metrics parses as Prometheus text and counts the exchanges made") {
   // Tokens never appear in what the admin endpoint shows.
   CHECK(text.find(s.opts.token) == std::string::npos);
   CHECK(tunnels.body.find(s.opts.token) == std::string::npos);
+}
+
+TEST_CASE("a worker pool larger than the hardware threads serves, and the log says it will be slower") {
+  unsigned hw = std::thread::hardware_concurrency();
+  REQUIRE(hw > 0);
+  const std::string warning = "threads on " + std::to_string(hw) + " hardware threads; past the core count";
+  {
+    stack::options o;
+    o.extra_server_yaml = "  worker_pool_size: " + std::to_string(hw + 1) + "\n";
+    stack s(o);
+    CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+    CHECK(s.server->wait_for_text("worker pool: " + std::to_string(hw + 1) + " " + warning, 5s));
+  }
+  {
+    stack s;  // auto (half the hardware threads): no warning
+    CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+    REQUIRE(s.server->wait_for_text("worker pool:", 5s));
+    for (const auto& l : s.server->lines()) CHECK(l.find(warning) == std::string::npos);
+  }
 }
 
 TEST_CASE("SIGHUP applies tokens and pool size while a download keeps running; revoked tokens are cut") {
