@@ -454,7 +454,7 @@ dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | gre
   echo "| CPU | $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo) |"
   echo "| kernel | $(uname -sr) |"
   echo "| load average at start → end | $load0 → $(cut -d' ' -f1-3 /proc/loadavg) |"
-  echo "| grok | $commit$dirty, binaries built $built; tunnel: plaintext gRPC on loopback${client_flags:+ (grok --insecure)}; grok-server pool for the main table: auto = $GROK_AUTO_WORKERS workers |"
+  echo "| grok | $commit$dirty, binaries built $built; tunnel: plaintext gRPC on loopback${client_flags:+ (grok --insecure)}; grok-server pool for the main table: auto = $GROK_AUTO_WORKERS worker$([ "$GROK_AUTO_WORKERS" = 1 ] || echo s) |"
   echo "| tools | $("$NGINX" -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), curl $(curl -V | awk 'NR==1 {print $2}') |"
   echo "| settings | DURATION=$DURATION BIG=$BIG, wrk -t1 (c=1) / -t2 (c≥50) --latency, /small = 13-byte body; ran ${elapsed}s |"
   echo
