@@ -9,6 +9,8 @@
 #include <future>
 #include <numeric>
 #include <random>
+#include <regex>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -62,6 +64,34 @@ TEST_CASE("methods round-trip byte-exact with headers and bodies") {
   CHECK(r.status == 200);
   CHECK(r.get("Content-Length") == "30");
   CHECK(c.read_some(200ms).empty());
+}
+
+TEST_CASE("grok prints one line per request, and a burst of concurrent requests loses none") {
+  stack s;
+  auto single = request(s.http_port, "GET", s.host(), "/status?code=404");
+  REQUIRE(single.status == 404);
+  // A lone request's line appears at once: METHOD TARGET  STATUS  TIMEms  BYTES.
+  REQUIRE(s.client->wait_for_line(std::regex(R"(^GET /status\?code=404  404  [0-9]+ms  [0-9.]+(B|KiB)$)"), 5s));
+
+  constexpr int threads = 10, each = 20;
+  std::vector<std::future<int>> ok;
+  for (int t = 0; t < threads; ++t)
+    ok.push_back(std::async(std::launch::async, [&, t] {
+      int n = 0;
+      for (int i = 0; i < each; ++i)
+        n += request(s.http_port, "GET", s.host(), "/?burst=" + std::to_string(t) + "-" + std::to_string(i)).status == 200;
+      return n;
+    }));
+  int answered = 0;
+  for (auto& f : ok) answered += f.get();
+  REQUIRE(answered == threads * each);
+  auto until = clock::now() + 5s;
+  while (s.client->count_lines_containing("GET /?burst=") < threads * each && clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  CHECK(s.client->count_lines_containing("GET /?burst=") == threads * each);
+  for (int t = 0; t < threads; ++t)
+    for (int i = 0; i < each; ++i)
+      CHECK(s.client->count_lines_containing("GET /?burst=" + std::to_string(t) + "-" + std::to_string(i) + "  200  ") == 1);
 }
 
 TEST_CASE("host routing is case-insensitive and ignores port and trailing dot") {
