@@ -76,16 +76,14 @@ class console_lines {
     {
       std::lock_guard lk(mu_);
       first = pending_.empty();
-      pending_ += line;
-      pending_ += '\n';
+      append_locked(line);
     }
     if (first) asio::post(ex, [this] { flush(); });
   }
   /// Writes `line` now, after anything gathered before it.
   void write(const std::string& line) {
     std::lock_guard lk(mu_);
-    pending_ += line;
-    pending_ += '\n';
+    append_locked(line);
     write_locked();
   }
   void flush() {
@@ -94,6 +92,10 @@ class console_lines {
   }
 
  private:
+  void append_locked(const std::string& line) {
+    pending_ += line;
+    pending_ += '\n';
+  }
   void write_locked() {
     if (pending_.empty()) return;
     std::fwrite(pending_.data(), 1, pending_.size(), stdout);
@@ -580,15 +582,12 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
 
   void log_line(const std::string& outcome) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started_).count();
-    if (head_.tcp()) {
-      auto what = outcome == "0" ? std::string("closed") : outcome;
-      console().gather(strand_.get_inner_executor(), "TCP " + head_.remote_addr() + "  " + what + "  " +
-                                                         std::to_string(ms) + "ms  in " + human_bytes(bytes_in_) +
-                                                         "  out " + human_bytes(bytes_out_));
-      return;
-    }
-    console().gather(strand_.get_inner_executor(), head_.method() + " " + head_.target() + "  " + outcome + "  " +
-                                                       std::to_string(ms) + "ms  " + human_bytes(bytes_out_));
+    auto line = head_.tcp() ? "TCP " + head_.remote_addr() + "  " + (outcome == "0" ? "closed" : outcome) + "  " +
+                                  std::to_string(ms) + "ms  in " + human_bytes(bytes_in_) + "  out " +
+                                  human_bytes(bytes_out_)
+                            : head_.method() + " " + head_.target() + "  " + outcome + "  " + std::to_string(ms) +
+                                  "ms  " + human_bytes(bytes_out_);
+    console().gather(strand_.get_inner_executor(), line);
   }
 
   void send(pb::Frame&& f, std::optional<pb::Frame>&& more = std::nullopt);
