@@ -152,7 +152,7 @@ void server::start() {
     creds = grpc::SslServerCredentials(ssl);
   }
   builder.AddListeningPort(grpc_addr, creds, &impl_->grpc_port);
-  builder.RegisterService(&impl_->service);
+  impl_->service.register_with(builder);
   // A batch holds at most one write budget of data plus control frames.
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.SetMaxSendMessageSize(8 << 20);
@@ -167,6 +167,7 @@ void server::start() {
   if (!impl_->grpc_server || impl_->grpc_port == 0)
     throw std::runtime_error("cannot listen for tunnel clients on " + grpc_addr);
 
+  impl_->service.start();
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->public_http->start();
   if (impl_->public_https) impl_->public_https->start();
@@ -270,8 +271,9 @@ void server::stop() {
   if (impl_->public_https) impl_->public_https->stop();
   if (impl_->admin) impl_->admin->stop();
   for (auto& t : impl_->state.tunnels()) t->shutdown("server shutting down");
-  // Shutdown waits for reactors to finish; they need the io_context running.
+  // Streams end when their tunnels call Finish on the worker pool: it runs until they have.
   impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  impl_->service.stop(std::chrono::seconds(5));
   impl_->work.reset();
   impl_->ioc.stop();
   for (auto& w : impl_->workers) w.thread.join();

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <pthread.h>
 #include <boost/asio/post.hpp>
 
 #include "grok/host.hpp"
@@ -49,31 +50,92 @@ std::string make_public_url(const server_config& cfg, uint16_t port, const std::
 
 }  // namespace
 
-class tunnel_reactor final : public grpc::ServerBidiReactor<pb::Batch, pb::Batch> {
+/// One tunnel stream. Its completions arrive on the service's poll thread
+/// (on_event); StartWrite and Finish come from the tunnel's strand, at most
+/// one write at a time and Finish once, after the last write came back.
+/// The object deletes itself when the call is over, every operation has
+/// come back and the tunnel has called Finish.
+class tunnel_call {
  public:
-  explicit tunnel_reactor(std::shared_ptr<tunnel> t) : t_(std::move(t)) {}
-  void start() {
-    t_->attach(this);
-    StartRead(&in_);
+  explicit tunnel_call(tunnel_service& svc) : svc_(svc), stream_(&ctx_) {
+    svc_.calls_.fetch_add(1, std::memory_order_relaxed);
+    ctx_.AsyncNotifyWhenDone(&ops_[done]);
+    svc_.async_.RequestConnect(&ctx_, &stream_, svc_.cq_.get(), svc_.cq_.get(), &ops_[accepted]);
   }
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      t_->post_read_closed();
-      return;
+  ~tunnel_call() { svc_.calls_.fetch_sub(1, std::memory_order_release); }
+
+  /// Poll thread: a completion from the queue.
+  static void on_completion(void* tag, bool ok) {
+    auto* o = static_cast<op*>(tag);
+    o->call->on_event(o->what, ok);
+  }
+
+  // Strand only.
+  void StartWrite(const pb::Batch* b) {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    stream_.Write(*b, &ops_[write]);
+  }
+  void Finish(const grpc::Status& s) {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    stream_.Finish(s, &ops_[finish]);
+    release();  // the tunnel's hold: it calls nothing more
+  }
+
+ private:
+  enum event { accepted, read, write, finish, done, events };
+  struct op {
+    tunnel_call* call;
+    event what;
+  };
+
+  void on_event(event e, bool ok) {
+    switch (e) {
+      case accepted:
+        if (!ok) {  // the server is shutting down; no call was started
+          delete this;
+          return;
+        }
+        new tunnel_call(svc_);  // waits for the next stream
+        t_ = std::make_shared<tunnel>(svc_.state_, ctx_.peer(), svc_.next_conn_.fetch_add(1));
+        refs_.store(3, std::memory_order_relaxed);  // the tunnel's hold, done, the read below
+        t_->attach(this);
+        stream_.Read(&in_, &ops_[read]);
+        return;
+      case read:
+        if (!ok) {
+          t_->post_read_closed();
+          break;
+        }
+        // Hand the batch off before re-arming the read, so frames keep their order.
+        t_->post_batch(std::make_shared<pb::Batch>(std::move(in_)));
+        in_.Clear();
+        stream_.Read(&in_, &ops_[read]);
+        return;
+      case write:
+        t_->post_write_done(ok);
+        break;
+      case finish:
+        break;
+      case done:
+        if (ctx_.IsCancelled()) t_->post_cancelled();
+        break;
+      case events:
+        return;
     }
-    // Hand the batch off before re-arming the read, so frames keep their order.
-    t_->post_batch(std::make_shared<pb::Batch>(std::move(in_)));
-    in_.Clear();
-    StartRead(&in_);
+    release();
   }
-  void OnWriteDone(bool ok) override { t_->post_write_done(ok); }
-  void OnCancel() override { t_->post_cancelled(); }
-  void OnDone() override {
+
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     t_->post_done();
     delete this;
   }
 
- private:
+  tunnel_service& svc_;
+  grpc::ServerContext ctx_;
+  grpc::ServerAsyncReaderWriter<pb::Batch, pb::Batch> stream_;
+  std::array<op, events> ops_{{{this, accepted}, {this, read}, {this, write}, {this, finish}, {this, done}}};
+  std::atomic<int> refs_{0};
   std::shared_ptr<tunnel> t_;
   pb::Batch in_;
 };
@@ -215,7 +277,7 @@ tunnel::tunnel(server_state& state, std::string peer, uint64_t conn_id)
       peer_(std::move(peer)),
       conn_id_(conn_id) {}
 
-void tunnel::attach(tunnel_reactor* r) {
+void tunnel::attach(tunnel_call* r) {
   asio::post(strand_, [self = shared_from_this(), r] {
     self->reactor_ = r;
     self->writer_.attach(r);
@@ -590,11 +652,50 @@ void tunnel::maybe_finish() {
   r->Finish(finish_status_);
 }
 
-grpc::ServerBidiReactor<pb::Batch, pb::Batch>* tunnel_service::Connect(grpc::CallbackServerContext* ctx) {
-  auto t = std::make_shared<tunnel>(state_, ctx->peer(), next_conn_.fetch_add(1));
-  auto* r = new tunnel_reactor(t);
-  r->start();
-  return r;
+// ---- tunnel_service -------------------------------------------------------
+
+void tunnel_service::register_with(grpc::ServerBuilder& builder) {
+  builder.RegisterService(&async_);
+  cq_ = builder.AddCompletionQueue();
+}
+
+void tunnel_service::start() {
+  new tunnel_call(*this);
+  poller_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "grpc-poll");
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_->Next(&tag, &ok)) tunnel_call::on_completion(tag, ok);
+  });
+}
+
+void tunnel_service::stop(std::chrono::milliseconds within) {
+  if (!poller_.joinable()) return;
+  auto deadline = clock::now() + within;
+  while (calls_.load(std::memory_order_acquire) > 0 && clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (auto left = calls_.load(std::memory_order_acquire); left > 0) {
+    // A stream still open would use the queue after its shutdown: leave both.
+    spdlog::error("{} tunnel stream(s) did not end within {}ms; leaving them to process exit", left,
+                  within.count());
+    poller_.detach();
+    (void)cq_.release();
+    return;
+  }
+  cq_->Shutdown();
+  poller_.join();
+}
+
+tunnel_service::~tunnel_service() {
+  if (poller_.joinable()) {
+    stop(std::chrono::milliseconds(0));
+  } else if (cq_) {  // never started: drain what the shutdown queues
+    cq_->Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_->Next(&tag, &ok)) {
+    }
+  }
 }
 
 }  // namespace grok::server_detail

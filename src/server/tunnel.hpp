@@ -1,6 +1,7 @@
 #pragma once
-// Server side of the tunnel: the gRPC reactor, the per-tunnel strand that
-// owns all tunnel state, and the registry of connected names.
+// Server side of the tunnel: the gRPC stream (async API, one poll thread),
+// the per-tunnel strand that owns all tunnel state, and the registry of
+// connected names.
 
 #include <grpcpp/grpcpp.h>
 
@@ -14,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <string>
 #include <map>
 #include <unordered_map>
@@ -152,7 +154,7 @@ class server_state {
   std::map<token_digest, unsigned> per_token_;  // keyed by token digest
 };
 
-class tunnel_reactor;
+class tunnel_call;
 class listener;
 
 class tunnel : public std::enable_shared_from_this<tunnel> {
@@ -188,13 +190,13 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   const std::string& token_label() const { return token_label_; }
   uint64_t conn_id() const { return conn_id_; }
 
-  // Called by the reactor (gRPC threads); each only posts to the strand.
+  // Called by the stream's tunnel_call (the poll thread); each only posts to the strand.
   void post_batch(std::shared_ptr<pb::Batch> b);
   void post_read_closed();
   void post_write_done(bool ok);
   void post_cancelled();
   void post_done();
-  void attach(tunnel_reactor* r);
+  void attach(tunnel_call* r);
 
  private:
   enum class phase { hello, open, closing, finished };
@@ -229,8 +231,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
 
   // strand only
   phase phase_ = phase::hello;
-  tunnel_reactor* reactor_ = nullptr;
-  frame_writer<tunnel_reactor> writer_;
+  tunnel_call* reactor_ = nullptr;
+  frame_writer<tunnel_call> writer_;
   bool finish_pending_ = false;
   grpc::Status finish_status_;
   bool registered_ = false;
@@ -250,14 +252,33 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   uint16_t tcp_port_ = 0;
 };
 
-class tunnel_service final : public pb::Tunnel::CallbackService {
+/// Accepts tunnel streams on gRPC's async API. One thread polls the
+/// completion queue: it reads every tunnel's batches and posts each to its
+/// tunnel's strand. Writes start on the strand itself (gRPC sends them
+/// inline); only their completions come back through this thread. One
+/// poller, rather than the callback API's two threads taking turns on
+/// gRPC's pollset, halves the thread wake-ups per request.
+class tunnel_service {
  public:
   explicit tunnel_service(server_state& state) : state_(state) {}
-  grpc::ServerBidiReactor<pb::Batch, pb::Batch>* Connect(grpc::CallbackServerContext* ctx) override;
+  ~tunnel_service();
+  /// Before the server is built.
+  void register_with(grpc::ServerBuilder& builder);
+  /// After the server is built and started: accept streams, start polling.
+  void start();
+  /// After grpc::Server::Shutdown: waits (bounded) until every stream has
+  /// ended, then shuts the queue down and joins the poller. The worker pool
+  /// must still run: a stream ends when its tunnel's strand calls Finish.
+  void stop(std::chrono::milliseconds within);
 
  private:
+  friend class tunnel_call;
   server_state& state_;
+  pb::Tunnel::AsyncService async_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread poller_;
   std::atomic<uint64_t> next_conn_{1};
+  std::atomic<int64_t> calls_{0};  ///< tunnel_call objects alive, the one awaiting a stream included
 };
 
 }  // namespace grok::server_detail
