@@ -11,8 +11,11 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <pthread.h>
 #include <sys/socket.h>
 
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -641,17 +644,39 @@ struct session_outcome {
   std::string message;
 };
 
-/// One gRPC stream to grok-server. All tunnel state lives on strand_.
-class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
-                       public std::enable_shared_from_this<tunnel_session> {
+/// One gRPC stream to grok-server on the async API. All tunnel state lives
+/// on strand_. Completions arrive on the client's one poll thread
+/// (on_completion), which hands each to the strand; writes start on the
+/// strand (gRPC sends them inline). The stream is over once every
+/// operation has come back and the strand has closed the session.
+class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
  public:
-  tunnel_session(asio::io_context& ioc, const client_options& opts, conn_pool& pool, const tcp::endpoint& local,
-                 std::function<void(session_outcome)> on_end)
-      : ioc_(ioc), strand_(asio::make_strand(ioc)), opts_(opts), pool_(pool), local_(local), on_end_(std::move(on_end)) {}
+  tunnel_session(asio::io_context& ioc, grpc::CompletionQueue& cq, const client_options& opts, conn_pool& pool,
+                 const tcp::endpoint& local, std::function<void(session_outcome)> on_end)
+      : ioc_(ioc), strand_(asio::make_strand(ioc)), cq_(cq), opts_(opts), pool_(pool), local_(local),
+        on_end_(std::move(on_end)) {}
+
+  /// Poll thread: a completion from the queue.
+  static void on_completion(void* tag, bool ok) {
+    auto* o = static_cast<op*>(tag);
+    o->session->on_event(o->what, ok);
+  }
+
+  /// Strand only (the frame_writer): one write at a time.
+  void StartWrite(const pb::Batch* b) {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    stream_->Write(*b, &ops_[write]);
+  }
 
   void start(pb::Tunnel::Stub& stub) {
-    self_ = shared_from_this();  // released in OnDone
-    stub.async()->Connect(&ctx_, this);
+    self_ = shared_from_this();  // released once the stream is over
+    // The call's headers wait for the Hello and leave in the same write; a
+    // separate start would hold the stream's one send slot until it came back.
+    ctx_.set_initial_metadata_corked(true);
+    stream_ = stub.PrepareAsyncConnect(&ctx_, &cq_);
+    refs_.store(2, std::memory_order_relaxed);  // the strand's hold, the first read
+    stream_->StartCall(nullptr);
+    stream_->Read(&in_, &ops_[read]);
     pb::Frame f;
     auto* h = f.mutable_hello();
     h->set_protocol_version(1);
@@ -664,9 +689,6 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
       self->writer_.attach(self.get());
       self->writer_.push(std::move(f));
     });
-    AddHold();  // writes start off the reaction threads; OnDone must wait for our release
-    StartRead(&in_);
-    StartCall();
   }
 
   void stop() {
@@ -689,27 +711,47 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
     asio::post(strand_, [self = shared_from_this(), id] { self->exchanges_.erase(id); });
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      asio::post(strand_, [self = shared_from_this()] { self->close(); });
-      return;
+ private:
+  enum event { read, write, finish, events };
+  struct op {
+    tunnel_session* session;
+    event what;
+  };
+
+  void on_event(event e, bool ok) {
+    switch (e) {
+      case read:
+        if (ok) {
+          auto b = std::make_shared<pb::Batch>(std::move(in_));
+          in_.Clear();
+          asio::post(strand_, [self = shared_from_this(), b] { self->handle_batch(*b); });
+          stream_->Read(&in_, &ops_[read]);
+          return;
+        }
+        asio::post(strand_, [self = shared_from_this()] { self->close(); });
+        refs_.fetch_add(1, std::memory_order_relaxed);
+        stream_->Finish(&status_, &ops_[finish]);  // nothing more to read: collect the status
+        break;
+      case write:
+        asio::post(strand_, [self = shared_from_this(), ok] {
+          self->writer_.on_write_done(ok);
+          if (!ok) self->close();
+        });
+        break;
+      case finish:
+      case events:
+        break;
     }
-    auto b = std::make_shared<pb::Batch>(std::move(in_));
-    in_.Clear();
-    asio::post(strand_, [self = shared_from_this(), b] { self->handle_batch(*b); });
-    StartRead(&in_);
+    release();
   }
-  void OnWriteDone(bool ok) override {
-    asio::post(strand_, [self = shared_from_this(), ok] {
-      self->writer_.on_write_done(ok);
-      if (!ok) self->close();
-    });
-  }
-  void OnDone(const grpc::Status& s) override {
-    asio::post(strand_, [self = shared_from_this(), s] {
+
+  /// Any thread: one operation (or the strand's hold) is over.
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    asio::post(strand_, [self = shared_from_this()] {
+      const auto& s = self->status_;
       if (!self->outcome_.refused && self->outcome_.message.empty())
         self->outcome_.message = s.ok() ? "server closed the tunnel" : s.error_message();
-      self->close();
       auto cb = std::move(self->on_end_);
       auto outcome = self->outcome_;
       self->self_.reset();
@@ -717,7 +759,6 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
     });
   }
 
- private:
   void handle_batch(pb::Batch& b) {
     for (auto& f : *b.mutable_frames()) {
       switch (f.kind_case()) {
@@ -774,17 +815,22 @@ class tunnel_session : public grpc::ClientBidiReactor<pb::Batch, pb::Batch>,
     writer_.detach();
     for (auto& [id, ex] : exchanges_) ex->cancel();
     exchanges_.clear();
-    RemoveHold();
+    release();  // the strand's hold: no more writes start
   }
 
   asio::io_context& ioc_;
   strand_t strand_;
+  grpc::CompletionQueue& cq_;
   const client_options& opts_;
   conn_pool& pool_;
   tcp::endpoint local_;
   std::function<void(session_outcome)> on_end_;
   std::shared_ptr<tunnel_session> self_;
   grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<pb::Batch, pb::Batch>> stream_;
+  std::array<op, events> ops_{{{this, read}, {this, write}, {this, finish}}};
+  std::atomic<int> refs_{0};
+  grpc::Status status_;  // set by the finish completion
   pb::Batch in_;
   // strand only
   frame_writer<tunnel_session> writer_;
@@ -807,6 +853,7 @@ struct client::impl {
   client_options opts;
   asio::io_context ioc;
   conn_pool pool;
+  grpc::CompletionQueue cq;  // the tunnel stream's completions; one thread polls it
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
@@ -858,6 +905,12 @@ int client::run() {
   auto work = asio::make_work_guard(impl_->ioc);
   std::vector<std::thread> threads;
   for (unsigned i = 0; i < std::max(1u, o.threads); ++i) threads.emplace_back([this] { impl_->ioc.run(); });
+  std::thread poller([this] {
+    pthread_setname_np(pthread_self(), "grpc-poll");
+    void* tag = nullptr;
+    bool ok = false;
+    while (impl_->cq.Next(&tag, &ok)) tunnel_session::on_completion(tag, ok);
+  });
 
   std::mt19937 rng(std::random_device{}());
   auto backoff = std::chrono::milliseconds(1000);
@@ -868,7 +921,7 @@ int client::run() {
     {
       std::unique_lock lk(impl_->mu);
       if (impl_->stopping) break;
-      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, o, impl_->pool, local, [this, &outcome](session_outcome r) {
+      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, impl_->pool, local, [this, &outcome](session_outcome r) {
         std::lock_guard lk2(impl_->mu);
         outcome = std::move(r);
         impl_->cv.notify_all();
@@ -905,6 +958,9 @@ int client::run() {
     }
     backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
   }
+  // Every session has ended (its outcome came back), so no operation is left on the queue.
+  impl_->cq.Shutdown();
+  poller.join();
   work.reset();
   impl_->pool.clear();
   impl_->ioc.stop();
