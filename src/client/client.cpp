@@ -733,10 +733,12 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
         stream_->Finish(&status_, &ops_[finish]);  // nothing more to read: collect the status
         break;
       case write:
-        asio::post(strand_, [self = shared_from_this(), ok] {
-          self->writer_.on_write_done(ok);
-          if (!ok) self->close();
-        });
+        if (writer_.write_finished(ok)) {  // else nothing on the strand waits for it
+          asio::post(strand_, [self = shared_from_this(), ok] {
+            self->writer_.on_write_done(ok);
+            if (!ok) self->close();
+          });
+        }
         break;
       case finish:
       case events:

@@ -112,7 +112,7 @@ class tunnel_call {
         stream_.Read(&in_, &ops_[read]);
         return;
       case write:
-        t_->post_write_done(ok);
+        t_->write_finished(ok);
         break;
       case finish:
         break;
@@ -305,7 +305,8 @@ void tunnel::post_read_closed() {
   });
 }
 
-void tunnel::post_write_done(bool ok) {
+void tunnel::write_finished(bool ok) {
+  if (!writer_.write_finished(ok)) return;  // nothing on the strand waits for it
   asio::post(strand_, [self = shared_from_this(), ok] {
     self->writer_.on_write_done(ok);
     self->update_gauges();
@@ -645,7 +646,7 @@ void tunnel::close(grpc::Status status, const std::string& why) {
 }
 
 void tunnel::maybe_finish() {
-  if (!finish_pending_ || reactor_ == nullptr || writer_.writing()) return;
+  if (!finish_pending_ || reactor_ == nullptr || writer_.await_write()) return;
   finish_pending_ = false;
   writer_.detach();
   auto* r = reactor_;

@@ -193,7 +193,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   // Called by the stream's tunnel_call (the poll thread); each only posts to the strand.
   void post_batch(std::shared_ptr<pb::Batch> b);
   void post_read_closed();
-  void post_write_done(bool ok);
+  void write_finished(bool ok);
   void post_cancelled();
   void post_done();
   void attach(tunnel_call* r);

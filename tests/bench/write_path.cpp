@@ -314,13 +314,11 @@ class rig {
       fake_stream::StartWrite(b);
     }
     void OnWriteDone(bool ok) override {
-      asio::post(owner.strand_, [this, ok] {
-        owner.completed_frames(*last);  // frame_writer keeps the batch until on_write_done
-        writer.on_write_done(ok);
-      });
+      owner.completed_frames(*last);  // the batch stays as it is until write_finished
+      if (writer.write_finished(ok)) asio::post(owner.strand_, [this, ok] { writer.on_write_done(ok); });
     }
     rig& owner;
-    const pb::Batch* last = nullptr;  // strand only
+    const pb::Batch* last = nullptr;  // set on the strand before each write
     grok::frame_writer<batched_stream> writer;
   };
 
@@ -360,7 +358,7 @@ class rig {
     }
   }
 
-  void completed_frames(const pb::Batch& b) {  // strand
+  void completed_frames(const pb::Batch& b) {  // the strand, or the sink thread for grok's writer
     auto t = now_ns();
     for (const auto& f : b.frames()) lat.add(t - static_cast<int64_t>(f.exchange_id()));
     request_done(static_cast<uint64_t>(b.frames_size()));
