@@ -40,8 +40,9 @@ class frame_writer {
     box_.clear();
   }
 
-  /// Strand only.
+  /// Strand only. A detached writer drops the frame: nothing would send it.
   void push(pb::Frame&& f) {
+    if (reactor_ == nullptr) return;
     box_.push(std::move(f));
     pump();
   }
@@ -51,8 +52,9 @@ class frame_writer {
   /// the handlers already queued on the strand join that write, so a burst
   /// of requests costs one write, not one each.
   bool push_deferred(pb::Frame&& f) {
+    if (reactor_ == nullptr) return false;
     box_.push(std::move(f));
-    if (flush_posted_ || reactor_ == nullptr || await_write()) return false;
+    if (flush_posted_ || await_write()) return false;
     flush_posted_ = true;
     return true;
   }
@@ -102,10 +104,11 @@ class frame_writer {
   };
 
   void pump() {
-    if (reactor_ == nullptr || box_.empty() || await_write()) return;
+    if (reactor_ == nullptr || box_.empty() || await_write()) return;  // a write in flight pumps when it ends
     batch_.Clear();
     box_.drain_into(batch_, max_batch_bytes_);
-    state_.store(state::writing, std::memory_order_release);
+    // Frames past the batch's budget stay queued: this write's end must start the next.
+    state_.store(box_.empty() ? state::writing : state::awaited, std::memory_order_release);
     reactor_->StartWrite(&batch_);  // batch_ stays untouched until the write finished
   }
 
