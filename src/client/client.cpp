@@ -137,14 +137,20 @@ struct local_conn {
 /// Keep-alive connections to the local service, handed between exchanges.
 class conn_pool {
  public:
-  /// An idle connection the local service has not closed meanwhile, or null.
-  std::unique_ptr<local_conn> take() {
+  /// An idle connection, or null. With `probe`, one the local service has
+  /// not closed meanwhile (one recv(MSG_PEEK) each). A request without a
+  /// body needs no probe: when its kept-alive connection turns out closed
+  /// before any response byte, the exchange retries it once on a fresh
+  /// connection (local_exchange::on_read_header). A request with a body
+  /// cannot be replayed, so it gets a probed connection.
+  std::unique_ptr<local_conn> take(bool probe) {
     std::lock_guard lk(mu_);
     while (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      char probe;
-      auto n = ::recv(c->stream.socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (!probe) return c;
+      char probe_byte;
+      auto n = ::recv(c->stream.socket().native_handle(), &probe_byte, 1, MSG_PEEK | MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
       // EOF, an error, or bytes nobody asked for: not reusable.
     }
@@ -380,6 +386,7 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
         retried_ = true;
         out_.clear();
         writing_ = false;
+        write_failed_ = false;
         connected_ = false;
         ++conn_gen_;  // completions of the abandoned connection are ignored
         conn_.reset();
@@ -787,7 +794,8 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
         case pb::Frame::kRequestHead: {
           auto id = f.exchange_id();
           if (!outcome_.accepted || exchanges_.contains(id)) break;
-          auto pooled = f.request_head().tcp() ? nullptr : pool_.take();
+          const auto& head = f.request_head();
+          auto pooled = head.tcp() ? nullptr : pool_.take(/*probe=*/!head.end_stream());
           auto ex = std::make_shared<local_exchange>(ioc_, shared_from_this(), id, std::move(*f.mutable_request_head()),
                                                      server_window_, opts_.initial_window, max_frame_, pool_, local_,
                                                      std::move(pooled));

@@ -49,6 +49,11 @@ constexpr std::size_t k_inspect_limit = 1024 * 1024;
 // read, so tests can tell exactly which requests reached the local service.
 bool g_log_requests = false;
 
+// --keep-alive-timeout MS: a connection that sends no request head for MS
+// milliseconds is closed, as Node's http server does after its
+// keepAliveTimeout (5 s by default); 0 keeps connections open.
+std::chrono::milliseconds g_keep_alive_timeout{0};
+
 template <class Fields>
 void log_request(http::request_header<Fields> const& head)
 {
@@ -295,12 +300,19 @@ private:
         // The limit is checked against Content-Length when the header
         // completes, so it must be lifted here, not on the body parser.
         header_parser_->body_limit(boost::none);
+        if (g_keep_alive_timeout.count() > 0)
+            stream_.expires_after(g_keep_alive_timeout);
         http::async_read_header(stream_, buffer_, *header_parser_,
                                 [self = shared_from_this()](error_code ec, std::size_t) { self->on_read_header(ec); });
     }
 
     void on_read_header(error_code ec)
     {
+        stream_.expires_never();
+        if (ec == beast::error::timeout) {
+            std::fputs("grok-demo-upstream: closed an idle connection\n", stderr);
+            return do_close();
+        }
         if (ec)
             return fail(ec, "read header");
 
@@ -943,7 +955,7 @@ struct options
 
 [[noreturn]] void usage(int code)
 {
-    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--log-requests]\n";
+    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--log-requests] [--keep-alive-timeout MS]\n";
     std::exit(code);
 }
 
@@ -960,7 +972,7 @@ options parse_args(int argc, char** argv)
         } else if (arg == "--log-requests") {
             g_log_requests = true;
             continue;
-        } else if (arg == "--port" || arg == "--host") {
+        } else if (arg == "--port" || arg == "--host" || arg == "--keep-alive-timeout") {
             if (i + 1 >= argc) {
                 std::cerr << "grok-demo-upstream: " << arg << " needs a value\n";
                 usage(2);
@@ -979,6 +991,14 @@ options parse_args(int argc, char** argv)
             opts.port = static_cast<std::uint16_t>(port);
         } else if (name == "--host") {
             opts.host = std::string(value);
+        } else if (name == "--keep-alive-timeout") {
+            unsigned ms = 0;
+            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
+            if (value.empty() || ec != std::errc{} || end != value.data() + value.size()) {
+                std::cerr << "grok-demo-upstream: invalid --keep-alive-timeout '" << value << "' (milliseconds)\n";
+                usage(2);
+            }
+            g_keep_alive_timeout = std::chrono::milliseconds(ms);
         } else {
             std::cerr << "grok-demo-upstream: unknown argument '" << arg << "'\n";
             usage(2);

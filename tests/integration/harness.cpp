@@ -219,6 +219,15 @@ size_t process::count_lines_containing(const std::string& text) {
                        [&](const std::string& l) { return l.find(text) != std::string::npos; });
 }
 
+bool process::wait_for_count(const std::string& text, size_t n, std::chrono::milliseconds timeout) {
+  auto count = [&] {
+    return static_cast<size_t>(std::count_if(lines_.begin(), lines_.end(),
+                                             [&](const std::string& l) { return l.find(text) != std::string::npos; }));
+  };
+  std::unique_lock lk(mu_);
+  return cv_.wait_for(lk, scaled(timeout), [&] { return eof_ || count() >= n; }) && count() >= n;
+}
+
 void process::signal(int sig) {
   if (pid_ > 0 && !status_) ::kill(pid_, sig);
 }

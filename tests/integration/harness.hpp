@@ -55,6 +55,8 @@ class process {
   bool wait_for_text(const std::string& text, std::chrono::milliseconds timeout);
   std::vector<std::string> lines();
   size_t count_lines_containing(const std::string& text);
+  /// Waits until at least `n` lines contain `text`; true if they did in time.
+  bool wait_for_count(const std::string& text, size_t n, std::chrono::milliseconds timeout);
   void signal(int sig);
   /// Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);

@@ -501,6 +501,34 @@ round_result mixed_round(const stack& s, int total, int threads, unsigned seed) 
 
 }  // namespace
 
+TEST_CASE("a local service that closes idle kept-alive connections: the next GET and POST still get 200") {
+  // Like Node's http server (keepAliveTimeout): grok's pooled connection is
+  // closed by the service while idle. A GET reuses it without a probe and is
+  // retried once on a fresh connection; a POST with a body gets a probed one.
+  stack::options o;
+  o.upstream_args = {"--keep-alive-timeout", "200"};
+  stack s(o);
+  const std::string closed = "closed an idle connection";
+  auto wait_idle_close = [&](size_t before) { return s.upstream->wait_for_count(closed, before + 1, 10s); };
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    auto before = s.upstream->count_lines_containing(closed);
+    auto r = request(s.http_port, "GET", s.host(), "/", "", {}, 10s);
+    REQUIRE(r.status == 200);
+    REQUIRE(wait_idle_close(before));  // the connection grok keeps is closed now
+    r = request(s.http_port, "GET", s.host(), "/", "", {}, 10s);
+    CHECK(r.status == 200);
+    CHECK(r.body == "Hello from grok-demo-upstream\n");
+    before = s.upstream->count_lines_containing(closed);
+    REQUIRE(wait_idle_close(before));
+    auto body = "round " + std::to_string(round) + " body";
+    r = request(s.http_port, "POST", s.host(), "/echo", body, {}, 10s);
+    CHECK(r.status == 200);
+    CHECK(r.body == body);
+  }
+  CHECK(s.client->count_lines_containing(" 502 ") == 0);
+}
+
 TEST_CASE("10 000 requests with random public-client disconnects leak neither exchanges nor memory") {
   stack::options o;
   // glibc raises its mmap threshold as large blocks are freed, after which
