@@ -57,12 +57,10 @@ std::string make_public_url(const server_config& cfg, uint16_t port, const std::
 /// come back and the tunnel has called Finish.
 class tunnel_call {
  public:
-  explicit tunnel_call(tunnel_service& svc) : svc_(svc), stream_(&ctx_) {
-    svc_.calls_.fetch_add(1, std::memory_order_relaxed);
+  explicit tunnel_call(tunnel_service& svc) : svc_(svc), counted_(svc.calls_), stream_(&ctx_) {
     ctx_.AsyncNotifyWhenDone(&ops_[done]);
     svc_.async_.RequestConnect(&ctx_, &stream_, svc_.cq_.get(), svc_.cq_.get(), &ops_[accepted]);
   }
-  ~tunnel_call() { svc_.calls_.fetch_sub(1, std::memory_order_release); }
 
   /// Poll thread: a completion from the queue.
   static void on_completion(void* tag, bool ok) {
@@ -131,7 +129,16 @@ class tunnel_call {
     delete this;
   }
 
+  /// Counts the call while it lives; declared first, so the count drops
+  /// only after the call's gRPC state (ctx_, stream_) is gone.
+  struct counted {
+    explicit counted(std::atomic<int64_t>& n) : n_(n) { n_.fetch_add(1, std::memory_order_relaxed); }
+    ~counted() { n_.fetch_sub(1, std::memory_order_release); }
+    std::atomic<int64_t>& n_;
+  };
+
   tunnel_service& svc_;
+  counted counted_;
   grpc::ServerContext ctx_;
   grpc::ServerAsyncReaderWriter<pb::Batch, pb::Batch> stream_;
   std::array<op, events> ops_{{{this, accepted}, {this, read}, {this, write}, {this, finish}, {this, done}}};
@@ -617,7 +624,8 @@ void tunnel::refuse(pb::Refused::Reason reason, const std::string& message) {
 
 void tunnel::close(grpc::Status status, const std::string& why) {
   if (phase_ == phase::closing || phase_ == phase::finished) {
-    // A cancel must not wait for a write that will never finish.
+    // A cancel drops what is queued; Finish still waits for the write in
+    // flight, which a cancelled stream completes at once.
     if (status.error_code() == grpc::StatusCode::CANCELLED && finish_pending_) {
       writer_.detach();
       maybe_finish();
@@ -670,18 +678,20 @@ void tunnel_service::start() {
   });
 }
 
-void tunnel_service::stop(std::chrono::milliseconds within) {
+void tunnel_service::stop(std::chrono::milliseconds report_after) {
   if (!poller_.joinable()) return;
-  auto deadline = clock::now() + within;
-  while (calls_.load(std::memory_order_acquire) > 0 && clock::now() < deadline)
+  // grpc::Server::Shutdown has cancelled every stream by now; each ends as
+  // soon as its tunnel's strand calls Finish. A stream still open would use
+  // the queue after its shutdown, so this waits for all of them, saying so
+  // when it takes longer than it should (a stuck worker).
+  auto next_report = clock::now() + report_after;
+  while (calls_.load(std::memory_order_acquire) > 0) {
+    if (clock::now() >= next_report) {
+      spdlog::error("{} tunnel stream(s) have not ended; still waiting for their tunnels to finish",
+                    calls_.load(std::memory_order_acquire));
+      next_report = clock::now() + report_after;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  if (auto left = calls_.load(std::memory_order_acquire); left > 0) {
-    // A stream still open would use the queue after its shutdown: leave both.
-    spdlog::error("{} tunnel stream(s) did not end within {}ms; leaving them to process exit", left,
-                  within.count());
-    poller_.detach();
-    (void)cq_.release();
-    return;
   }
   cq_->Shutdown();
   poller_.join();
@@ -689,7 +699,7 @@ void tunnel_service::stop(std::chrono::milliseconds within) {
 
 tunnel_service::~tunnel_service() {
   if (poller_.joinable()) {
-    stop(std::chrono::milliseconds(0));
+    stop(std::chrono::seconds(5));
   } else if (cq_) {  // never started: drain what the shutdown queues
     cq_->Shutdown();
     void* tag = nullptr;

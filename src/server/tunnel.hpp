@@ -190,7 +190,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   const std::string& token_label() const { return token_label_; }
   uint64_t conn_id() const { return conn_id_; }
 
-  // Called by the stream's tunnel_call (the poll thread); each only posts to the strand.
+  // Called by the stream's tunnel_call (the poll thread); each posts to the
+  // strand, except a write_finished() nothing on the strand waits for.
   void post_batch(std::shared_ptr<pb::Batch> b);
   void post_read_closed();
   void write_finished(bool ok);
@@ -266,10 +267,11 @@ class tunnel_service {
   void register_with(grpc::ServerBuilder& builder);
   /// After the server is built and started: accept streams, start polling.
   void start();
-  /// After grpc::Server::Shutdown: waits (bounded) until every stream has
-  /// ended, then shuts the queue down and joins the poller. The worker pool
-  /// must still run: a stream ends when its tunnel's strand calls Finish.
-  void stop(std::chrono::milliseconds within);
+  /// After grpc::Server::Shutdown: waits until every stream has ended (an
+  /// error is logged every `report_after` meanwhile), then shuts the queue
+  /// down and joins the poller. The worker pool must still run: a stream
+  /// ends when its tunnel's strand calls Finish.
+  void stop(std::chrono::milliseconds report_after);
 
  private:
   friend class tunnel_call;
