@@ -123,6 +123,16 @@ std::string human_bytes(uint64_t n) {
   return buf;
 }
 
+/// A request grok may send again on a fresh connection when a kept-alive
+/// one turns out closed before answering: no body, and a method that is
+/// idempotent (RFC 9110 9.2.2), so a service that did act on the first try
+/// is not made to act twice with a different outcome.
+bool replayable(const pb::RequestHead& h) {
+  if (!h.end_stream()) return false;
+  const auto& m = h.method();
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
 /// A connection to the local service. It stays on the strand it was opened
 /// on: the next exchange that takes it from the pool runs on that strand, so
 /// reuse costs no re-registration of the socket.
@@ -138,11 +148,11 @@ struct local_conn {
 class conn_pool {
  public:
   /// An idle connection, or null. With `probe`, one the local service has
-  /// not closed meanwhile (one recv(MSG_PEEK) each). A request without a
-  /// body needs no probe: when its kept-alive connection turns out closed
-  /// before any response byte, the exchange retries it once on a fresh
-  /// connection (local_exchange::on_read_header). A request with a body
-  /// cannot be replayed, so it gets a probed connection.
+  /// not closed meanwhile and sent nothing on (one recv(MSG_PEEK) each). A
+  /// replayable request needs no probe: when its kept-alive connection turns
+  /// out closed (or answers 408) before anything else, the exchange sends it
+  /// again on a fresh connection (local_exchange::on_read_header). Any other
+  /// request gets a probed connection.
   std::unique_ptr<local_conn> take(bool probe) {
     std::lock_guard lk(mu_);
     while (!idle_.empty()) {
@@ -377,20 +387,27 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
                             [self = shared_from_this()](error_code ec, size_t) { self->on_read_header(ec); });
   }
 
+  /// The first try went out on a kept-alive connection and may be sent again.
+  bool may_retry() const { return reused_ && !retried_ && bytes_in_ == 0 && replayable(head_); }
+
+  /// Sends the request again, once, on a fresh connection.
+  void retry() {
+    retried_ = true;
+    out_.clear();
+    writing_ = false;
+    write_failed_ = false;
+    connected_ = false;
+    ++conn_gen_;  // completions of the abandoned connection are ignored
+    conn_.reset();
+    do_connect();
+  }
+
   void on_read_header(error_code ec) {
     if (done_) return;
     if (ec) {
-      if (reused_ && !retried_ && bytes_in_ == 0 && head_.end_stream() &&
+      if (may_retry() &&
           (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)) {
-        // The pooled connection had been closed by the local service; try once on a fresh one.
-        retried_ = true;
-        out_.clear();
-        writing_ = false;
-        write_failed_ = false;
-        connected_ = false;
-        ++conn_gen_;  // completions of the abandoned connection are ignored
-        conn_.reset();
-        return do_connect();
+        return retry();  // the pooled connection had been closed by the local service
       }
       if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
         return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
@@ -401,6 +418,9 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
     if (status >= 100 && status < 200 && status != 101) {
       return do_read_header();  // interim responses (100 Continue, 103) stay local
     }
+    // Some servers answer 408 on a kept-alive connection as they close it for
+    // idleness: that answer was not to this request.
+    if (status == 408 && may_retry()) return retry();
     status_ = status;
     response_framing framing;
     framing.chunked = parser_->chunked();
@@ -693,6 +713,7 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
     h->set_initial_window(opts_.initial_window);
     h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
     asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
+      if (self->closed_) return;  // stopped before it started: the stream may be over already
       self->writer_.attach(self.get());
       self->writer_.push(std::move(f));
     });
@@ -795,7 +816,7 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
           auto id = f.exchange_id();
           if (!outcome_.accepted || exchanges_.contains(id)) break;
           const auto& head = f.request_head();
-          auto pooled = head.tcp() ? nullptr : pool_.take(/*probe=*/!head.end_stream());
+          auto pooled = head.tcp() ? nullptr : pool_.take(/*probe=*/!replayable(head));
           auto ex = std::make_shared<local_exchange>(ioc_, shared_from_this(), id, std::move(*f.mutable_request_head()),
                                                      server_window_, opts_.initial_window, max_frame_, pool_, local_,
                                                      std::move(pooled));

@@ -53,6 +53,8 @@ bool g_log_requests = false;
 // milliseconds is closed, as Node's http server does after its
 // keepAliveTimeout (5 s by default); 0 keeps connections open.
 std::chrono::milliseconds g_keep_alive_timeout{0};
+// --idle-408: send "408 Request Timeout" before such a close, as some servers do.
+bool g_idle_408 = false;
 
 template <class Fields>
 void log_request(http::request_header<Fields> const& head)
@@ -300,19 +302,29 @@ private:
         // The limit is checked against Content-Length when the header
         // completes, so it must be lifted here, not on the body parser.
         header_parser_->body_limit(boost::none);
-        if (g_keep_alive_timeout.count() > 0)
-            stream_.expires_after(g_keep_alive_timeout);
+        if (g_keep_alive_timeout.count() > 0 && buffer_.size() == 0) {
+            timer_.expires_after(g_keep_alive_timeout);
+            timer_.async_wait([self = shared_from_this()](error_code ec) {
+                if (ec || self->buffer_.size() > 0 || self->header_parser_->got_some())
+                    return;  // a request came in time
+                if (g_idle_408) {
+                    static constexpr std::string_view k_408 =
+                        "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+                    error_code ignored;
+                    net::write(self->stream_.socket(), net::buffer(k_408), ignored);
+                }
+                std::fputs("grok-demo-upstream: closed an idle connection\n", stderr);
+                self->do_close();
+            });
+        }
         http::async_read_header(stream_, buffer_, *header_parser_,
                                 [self = shared_from_this()](error_code ec, std::size_t) { self->on_read_header(ec); });
     }
 
     void on_read_header(error_code ec)
     {
-        stream_.expires_never();
-        if (ec == beast::error::timeout) {
-            std::fputs("grok-demo-upstream: closed an idle connection\n", stderr);
-            return do_close();
-        }
+        if (g_keep_alive_timeout.count() > 0)
+            timer_.cancel();
         if (ec)
             return fail(ec, "read header");
 
@@ -955,7 +967,7 @@ struct options
 
 [[noreturn]] void usage(int code)
 {
-    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--log-requests] [--keep-alive-timeout MS]\n";
+    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--log-requests] [--keep-alive-timeout MS [--idle-408]]\n";
     std::exit(code);
 }
 
@@ -971,6 +983,9 @@ options parse_args(int argc, char** argv)
             value = arg.substr(eq + 1);
         } else if (arg == "--log-requests") {
             g_log_requests = true;
+            continue;
+        } else if (arg == "--idle-408") {
+            g_idle_408 = true;
             continue;
         } else if (arg == "--port" || arg == "--host" || arg == "--keep-alive-timeout") {
             if (i + 1 >= argc) {
