@@ -295,25 +295,36 @@ to_ms() {  # wrk latency (123.45us, 1.23ms, 1.00s, 1.00m) -> milliseconds
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 hwm_mib() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
+role_pid() {  # ROLE: the PID of that process (the nginx worker is nginx's child), empty if none
+  if [ "$1" = nginx_worker ]; then pgrep -P "${pid[nginx]}" | head -n1 || true; else echo "${pid[$1]:-}"; fi
+}
 role_ticks() {  # ROLE: utime+stime clock ticks of that running process, 0 if there is none
   local p
-  if [ "$1" = nginx_worker ]; then p=$(pgrep -P "${pid[nginx]}" | head -n1 || true); else p=${pid[$1]:-}; fi
+  p=$(role_pid "$1")
   if [ -n "$p" ] && [ -r "/proc/$p/stat" ]; then cpu_ticks "$p"; else echo 0; fi
 }
+role_switches() {  # ROLE: context switches (voluntary + involuntary) of all its threads so far, 0 if none
+  local p
+  p=$(role_pid "$1")
+  [ -n "$p" ] && [ -d "/proc/$p/task" ] || { echo 0; return; }
+  cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {n += $2} END {print n + 0}'
+}
 
-# run_wrk KEY URL CONNS [HOST]: writes $work/wrk-KEY.txt; records req/s, p50, p99 (ms), errors, requests
-# and the CPU ticks grok-server (TS), grok (TC) and the nginx worker (TN) used during the run.
-declare -A RPS=() P50=() P99=() ERRS=() REQS=() TS=() TC=() TN=()
+# run_wrk KEY URL CONNS [HOST]: writes $work/wrk-KEY.txt; records req/s, p50, p99 (ms), errors, requests,
+# the CPU ticks grok-server (TS), grok (TC) and the nginx worker (TN) used during the run, and their
+# threads' context switches (XS, XC, XN).
+declare -A RPS=() P50=() P99=() ERRS=() REQS=() TS=() TC=() TN=() XS=() XC=() XN=()
 run_wrk() {
   local key=$1 url=$2 c=$3 host=${4:-} t=2 out="$work/wrk-$1.txt"
   [ "$c" -ge 2 ] || t=1
   local hdr=()
   [ -z "$host" ] || hdr=(-H "Host: $host")
-  local r before=() after=()
-  for r in server client nginx_worker; do before+=("$(role_ticks "$r")"); done
+  local r before=() after=() sw0=() sw1=()
+  for r in server client nginx_worker; do before+=("$(role_ticks "$r")"); sw0+=("$(role_switches "$r")"); done
   wrk -t "$t" -c "$c" -d "$DURATION" --timeout 5s --latency "${hdr[@]}" "$url" >"$out" 2>&1 || true
-  for r in server client nginx_worker; do after+=("$(role_ticks "$r")"); done
+  for r in server client nginx_worker; do after+=("$(role_ticks "$r")"); sw1+=("$(role_switches "$r")"); done
   TS[$key]=$((after[0] - before[0])); TC[$key]=$((after[1] - before[1])); TN[$key]=$((after[2] - before[2]))
+  XS[$key]=$((sw1[0] - sw0[0])); XC[$key]=$((sw1[1] - sw0[1])); XN[$key]=$((sw1[2] - sw0[2]))
   R_RPS=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
   R_P50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
   R_P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
@@ -443,6 +454,10 @@ md="$RESULTS/e2e-$stamp.md"
 png="$RESULTS/e2e-$stamp.png"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.2f×", a / b; else printf "—"}'; }
 errcell() { local e=$1; [ -n "$e" ] && echo "$e" || echo "none"; }
+per_req() { awk -v n="$1" -v r="$2" 'BEGIN {if (r + 0 > 0) printf "%.2f", n / r; else printf "—"}'; }
+us_per_req() {  # TICKS REQUESTS -> CPU microseconds per request
+  awk -v t="$1" -v r="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {if (r + 0 > 0) printf "%.0f", t / hz * 1e6 / r; else printf "—"}'
+}
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
 dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (modified)" || true)
 {
@@ -470,6 +485,19 @@ dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | gre
       echo "| c=$c $label | ${V[direct-c$c]} | ${V[onehop-c$c]} | ${V[twohop-c$c]} | ${V[grok-c$c]} | $(ratio "${V[grok-c$c]}" "${V[onehop-c$c]}") | $(ratio "${V[grok-c$c]}" "${V[twohop-c$c]}") |"
       unset -n V
     done
+  done
+  echo
+  echo "## Thread wake-ups and CPU per request (/small)"
+  echo
+  echo "Context switches (voluntary + involuntary, all threads, from /proc/PID/task/*/status) and user+system"
+  echo "CPU (/proc/PID/stat) per request during the runs above. In the one-hop row the nginx worker is the"
+  echo "proxy and the local service together; in the grok row it is the local service alone."
+  echo
+  echo "| case | one-hop nginx worker | grok-server | grok | nginx worker behind grok |"
+  echo "|---|---:|---:|---:|---:|"
+  for c in 1 50; do
+    echo "| c=$c switches / request | $(per_req "${XN[onehop-c$c]}" "${REQS[onehop-c$c]}") | $(per_req "${XS[grok-c$c]}" "${REQS[grok-c$c]}") | $(per_req "${XC[grok-c$c]}" "${REQS[grok-c$c]}") | $(per_req "${XN[grok-c$c]}" "${REQS[grok-c$c]}") |"
+    echo "| c=$c CPU µs / request | $(us_per_req "${TN[onehop-c$c]}" "${REQS[onehop-c$c]}") | $(us_per_req "${TS[grok-c$c]}" "${REQS[grok-c$c]}") | $(us_per_req "${TC[grok-c$c]}" "${REQS[grok-c$c]}") | $(us_per_req "${TN[grok-c$c]}" "${REQS[grok-c$c]}") |"
   done
   echo
   echo "## Transfers ($BIG, curl, MB/s = 10^6 bytes/s)"

@@ -314,8 +314,11 @@ class rig {
       fake_stream::StartWrite(b);
     }
     void OnWriteDone(bool ok) override {
-      owner.completed_frames(*last);  // the batch stays as it is until write_finished
+      // The batch stays as it is until write_finished; the strand may reuse it right after.
+      owner.record_latencies(*last);
+      auto n = static_cast<uint64_t>(last->frames_size());
       if (writer.write_finished(ok)) asio::post(owner.strand_, [this, ok] { writer.on_write_done(ok); });
+      owner.post_request_done(n);
     }
     rig& owner;
     const pb::Batch* last = nullptr;  // set on the strand before each write
@@ -358,10 +361,20 @@ class rig {
     }
   }
 
-  void completed_frames(const pb::Batch& b) {  // the strand, or the sink thread for grok's writer
+  void completed_frames(const pb::Batch& b) {  // strand
+    record_latencies(b);
+    request_done(static_cast<uint64_t>(b.frames_size()));
+  }
+
+  void record_latencies(const pb::Batch& b) {  // the strand, or the sink thread for grok's writer
     auto t = now_ns();
     for (const auto& f : b.frames()) lat.add(t - static_cast<int64_t>(f.exchange_id()));
-    request_done(static_cast<uint64_t>(b.frames_size()));
+  }
+
+  /// From the sink thread: the closed loop's refill runs on the pool, as
+  /// new requests would, so the sink only pays one post per write.
+  void post_request_done(uint64_t n) {
+    asio::post(ioc_, [this, n] { request_done(n); });
   }
 
   /// Closed loop: each finished request starts the next one.
