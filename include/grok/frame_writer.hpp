@@ -7,10 +7,9 @@
 //
 // A write's completion reaches the strand only when the strand waits for
 // it (frames queued meanwhile or left over past the write's data budget, or
-// a Finish pending). Otherwise the thread
-// that sees the completion marks the writer idle with one atomic step and
-// the strand is not woken: at low load that is one thread wake-up less
-// per request at each end.
+// a Finish pending). Otherwise the thread that sees the completion marks
+// the writer idle with one atomic step and the strand is not woken: at low
+// load that is one thread wake-up less per request at each end.
 
 #include <atomic>
 #include <cstdint>

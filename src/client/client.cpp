@@ -11,7 +11,6 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <pthread.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -28,6 +27,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "grok/completion_poller.hpp"
 #include "grok/credit.hpp"
 #include "grok/frame_writer.hpp"
 #include "grok/http_rules.hpp"
@@ -673,7 +673,7 @@ struct session_outcome {
 
 /// One gRPC stream to grok-server on the async API. All tunnel state lives
 /// on strand_. Completions arrive on the client's one poll thread
-/// (on_completion), which hands each to the strand; writes start on the
+/// (on_event), which hands each to the strand; writes start on the
 /// strand (gRPC sends them inline). The stream is over once every
 /// operation has come back and the strand has closed the session.
 class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
@@ -683,11 +683,7 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
       : ioc_(ioc), strand_(asio::make_strand(ioc)), cq_(cq), opts_(opts), pool_(pool), local_(local),
         on_end_(std::move(on_end)) {}
 
-  /// Poll thread: a completion from the queue.
-  static void on_completion(void* tag, bool ok) {
-    auto* o = static_cast<op*>(tag);
-    o->session->on_event(o->what, ok);
-  }
+  enum event { read, write, finish, events };
 
   /// Strand only (the frame_writer): one write at a time.
   void StartWrite(const pb::Batch* b) {
@@ -739,13 +735,7 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
     asio::post(strand_, [self = shared_from_this(), id] { self->exchanges_.erase(id); });
   }
 
- private:
-  enum event { read, write, finish, events };
-  struct op {
-    tunnel_session* session;
-    event what;
-  };
-
+  /// Poll thread: one of the stream's operations completed.
   void on_event(event e, bool ok) {
     switch (e) {
       case read:
@@ -775,6 +765,7 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
     release();
   }
 
+ private:
   /// Any thread: one operation (or the strand's hold) is over.
   void release() {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
@@ -859,7 +850,7 @@ class tunnel_session : public std::enable_shared_from_this<tunnel_session> {
   std::shared_ptr<tunnel_session> self_;
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<pb::Batch, pb::Batch>> stream_;
-  std::array<op, events> ops_{{{this, read}, {this, write}, {this, finish}}};
+  std::array<cq_tag<tunnel_session, event>, events> ops_{{{this, read}, {this, write}, {this, finish}}};
   std::atomic<int> refs_{0};
   grpc::Status status_;  // set by the finish completion
   pb::Batch in_;
@@ -936,12 +927,7 @@ int client::run() {
   auto work = asio::make_work_guard(impl_->ioc);
   std::vector<std::thread> threads;
   for (unsigned i = 0; i < std::max(1u, o.threads); ++i) threads.emplace_back([this] { impl_->ioc.run(); });
-  std::thread poller([this] {
-    pthread_setname_np(pthread_self(), "grpc-poll");
-    void* tag = nullptr;
-    bool ok = false;
-    while (impl_->cq.Next(&tag, &ok)) tunnel_session::on_completion(tag, ok);
-  });
+  auto poller = start_completion_poller<tunnel_session, tunnel_session::event>(impl_->cq);
 
   std::mt19937 rng(std::random_device{}());
   auto backoff = std::chrono::milliseconds(1000);

@@ -6,9 +6,9 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <pthread.h>
 #include <boost/asio/post.hpp>
 
+#include "grok/completion_poller.hpp"
 #include "grok/host.hpp"
 #include "tcp_tunnel.hpp"
 
@@ -62,11 +62,7 @@ class tunnel_call {
     svc_.async_.RequestConnect(&ctx_, &stream_, svc_.cq_.get(), svc_.cq_.get(), &ops_[accepted]);
   }
 
-  /// Poll thread: a completion from the queue.
-  static void on_completion(void* tag, bool ok) {
-    auto* o = static_cast<op*>(tag);
-    o->call->on_event(o->what, ok);
-  }
+  enum event { accepted, read, write, finish, done, events };
 
   // Strand only.
   void StartWrite(const pb::Batch* b) {
@@ -79,13 +75,7 @@ class tunnel_call {
     release();  // the tunnel's hold: it calls nothing more
   }
 
- private:
-  enum event { accepted, read, write, finish, done, events };
-  struct op {
-    tunnel_call* call;
-    event what;
-  };
-
+  /// Poll thread: one of this call's operations completed.
   void on_event(event e, bool ok) {
     switch (e) {
       case accepted:
@@ -123,6 +113,7 @@ class tunnel_call {
     release();
   }
 
+ private:
   void release() {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     t_->post_done();
@@ -141,7 +132,8 @@ class tunnel_call {
   counted counted_;
   grpc::ServerContext ctx_;
   grpc::ServerAsyncReaderWriter<pb::Batch, pb::Batch> stream_;
-  std::array<op, events> ops_{{{this, accepted}, {this, read}, {this, write}, {this, finish}, {this, done}}};
+  std::array<cq_tag<tunnel_call, event>, events> ops_{
+      {{this, accepted}, {this, read}, {this, write}, {this, finish}, {this, done}}};
   std::atomic<int> refs_{0};
   std::shared_ptr<tunnel> t_;
   pb::Batch in_;
@@ -670,12 +662,7 @@ void tunnel_service::register_with(grpc::ServerBuilder& builder) {
 
 void tunnel_service::start() {
   new tunnel_call(*this);
-  poller_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "grpc-poll");
-    void* tag = nullptr;
-    bool ok = false;
-    while (cq_->Next(&tag, &ok)) tunnel_call::on_completion(tag, ok);
-  });
+  poller_ = start_completion_poller<tunnel_call, tunnel_call::event>(*cq_);
 }
 
 void tunnel_service::stop(std::chrono::milliseconds report_after) {
