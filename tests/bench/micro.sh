@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Write-path micro-benchmark (tests/bench/write_path.cpp): mutex around each send vs a strand with one
 # frame per write vs grok's batching frame_writer, workers 1..16, 1 KiB and 64 KiB frames, three T_proc/T_send
-# mixes. Runs on this machine only (no network), about 8 minutes (each cell three times).
+# mixes. Runs on this machine only (no network), about 10 minutes (each cell three times).
 #
 #   bash tests/bench/micro.sh                    # full run
 #   MIN_TIME=0.1 SCENARIOS=cpu bash tests/bench/micro.sh   # quick look at one mix
