@@ -313,8 +313,10 @@ private:
                     error_code ignored;
                     net::write(self->stream_.socket(), net::buffer(k_408), ignored);
                 }
-                std::fputs("grok-demo-upstream: closed an idle connection\n", stderr);
                 self->do_close();
+                // Logged once the FIN is on its way, so a reader of the log
+                // that sends next does not race the close.
+                std::fputs("grok-demo-upstream: closed an idle connection\n", stderr);
             });
         }
         http::async_read_header(stream_, buffer_, *header_parser_,
