@@ -405,13 +405,10 @@ class local_exchange : public std::enable_shared_from_this<local_exchange> {
   void on_read_header(error_code ec) {
     if (done_) return;
     if (ec) {
-      if (may_retry() &&
-          (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)) {
-        return retry();  // the pooled connection had been closed by the local service
-      }
-      if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
-        return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
-      return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
+      if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != asio::error::connection_reset)
+        return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
+      if (may_retry()) return retry();  // the pooled connection had been closed by the local service
+      return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
     }
     auto& res = parser_->get();
     unsigned status = res.result_int();

@@ -201,11 +201,7 @@ std::optional<std::smatch> process::wait_for_line(const std::regex& re, std::chr
 }
 
 bool process::wait_for_text(const std::string& text, std::chrono::milliseconds timeout) {
-  std::unique_lock lk(mu_);
-  return cv_.wait_for(lk, scaled(timeout), [&] {
-    return eof_ || std::any_of(lines_.begin(), lines_.end(),
-                               [&](const std::string& l) { return l.find(text) != std::string::npos; });
-  }) && std::any_of(lines_.begin(), lines_.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  return wait_for_count(text, 1, timeout);
 }
 
 std::vector<std::string> process::lines() {
@@ -213,19 +209,20 @@ std::vector<std::string> process::lines() {
   return lines_;
 }
 
+size_t process::count_locked(const std::string& text) const {
+  return static_cast<size_t>(
+      std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; }));
+}
+
 size_t process::count_lines_containing(const std::string& text) {
   std::lock_guard lk(mu_);
-  return std::count_if(lines_.begin(), lines_.end(),
-                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  return count_locked(text);
 }
 
 bool process::wait_for_count(const std::string& text, size_t n, std::chrono::milliseconds timeout) {
-  auto count = [&] {
-    return static_cast<size_t>(std::count_if(lines_.begin(), lines_.end(),
-                                             [&](const std::string& l) { return l.find(text) != std::string::npos; }));
-  };
   std::unique_lock lk(mu_);
-  return cv_.wait_for(lk, scaled(timeout), [&] { return eof_ || count() >= n; }) && count() >= n;
+  cv_.wait_for(lk, scaled(timeout), [&] { return eof_ || count_locked(text) >= n; });
+  return count_locked(text) >= n;
 }
 
 void process::signal(int sig) {

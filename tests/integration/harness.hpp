@@ -70,6 +70,8 @@ class process {
  private:
   void reader();
   void check_sanitizer_report();
+  /// Lines containing `text`; mu_ held.
+  size_t count_locked(const std::string& text) const;
   std::string name_;
   bool report_checked_ = false;
   int pid_ = -1;
