@@ -79,9 +79,6 @@ std::optional<std::string> percent_decode(std::string_view s);
 /// Strict standard base64 (padding required); nullopt when malformed.
 std::optional<std::string> base64_decode(std::string_view in);
 
-/// Escapes & < > " ' for HTML text and attribute values.
-std::string html_escape(std::string_view s);
-
 /// Percent-encodes everything except RFC 3986 unreserved characters (for
 /// one path segment of a link).
 std::string url_encode_segment(std::string_view s);

@@ -26,11 +26,11 @@ class frame_writer {
   /// can do, so the cap bounds a tunnel's throughput when that round trip
   /// is slow (busy workers): at 256 KiB, four 64 KiB frames per write held
   /// CPU-bound pools of 8–16 workers to 0.8× of 2 workers (write_path
-  /// micro-benchmark). 1 MiB keeps one write well under the 8 MiB message
-  /// limit both ends set. The batch moves the queued payloads (bounded by
+  /// micro-benchmark). 1 MiB keeps one write well under the message limit
+  /// both ends set (frames.hpp). The batch moves the queued payloads (bounded by
   /// the exchanges' credit) rather than copying them; gRPC's serialized
   /// copy of a write in flight is the only extra, at most 1 MiB a tunnel.
-  explicit frame_writer(uint64_t max_batch_bytes = 1024 * 1024) : max_batch_bytes_(max_batch_bytes) {}
+  explicit frame_writer(uint64_t max_batch_bytes = max_batch_data_bytes) : max_batch_bytes_(max_batch_bytes) {}
 
   /// Strand only. The reactor must outlive every write it is given; call
   /// detach() before it may go away.
@@ -119,31 +119,5 @@ class frame_writer {
   std::atomic<state> state_{state::idle};
   bool flush_posted_ = false;
 };
-
-/// Frame constructors shared by both ends.
-inline pb::Frame make_window_update(uint64_t id, uint32_t increment) {
-  pb::Frame f;
-  f.set_exchange_id(id);
-  f.mutable_window_update()->set_increment(increment);
-  return f;
-}
-
-inline pb::Frame make_reset(uint64_t id, pb::Reset::Code code, std::string message) {
-  pb::Frame f;
-  f.set_exchange_id(id);
-  auto* r = f.mutable_reset();
-  r->set_code(code);
-  r->set_message(std::move(message));
-  return f;
-}
-
-inline pb::Frame make_data(uint64_t id, std::string&& payload, bool end_stream) {
-  pb::Frame f;
-  f.set_exchange_id(id);
-  auto* d = f.mutable_data();
-  d->set_payload(std::move(payload));
-  d->set_end_stream(end_stream);
-  return f;
-}
 
 }  // namespace grok

@@ -25,6 +25,8 @@ bool valid_header_value(std::string_view value);
 /// A status a proxy may relay: 100..599.
 inline bool valid_status(unsigned status) { return status >= 100 && status <= 599; }
 
+/// `s` with A-Z lower-cased (names, hosts, tokens: ASCII by their grammar).
+std::string ascii_lower(std::string_view s);
 /// Case-insensitive ASCII equality.
 bool iequals(std::string_view a, std::string_view b);
 

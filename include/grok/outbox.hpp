@@ -7,11 +7,9 @@
 #include <cstdint>
 #include <deque>
 
-#include "grok/tunnel/v1/tunnel.pb.h"
+#include "grok/frames.hpp"
 
 namespace grok {
-
-namespace pb = ::grok::tunnel::v1;
 
 class outbox {
  public:

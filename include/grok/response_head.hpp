@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "grok/outbox.hpp"
+#include "grok/frames.hpp"
 
 namespace grok {
 

@@ -25,8 +25,10 @@
 #include "grok/malloc_tuning.hpp"
 #include "grok/client.hpp"
 #include "grok/config.hpp"
+#include "grok/files.hpp"
 #include "grok/file_server.hpp"
 #include "grok/log.hpp"
+#include "config_cli.hpp"
 
 namespace {
 
@@ -37,162 +39,6 @@ std::string default_config_path() {
 }
 
 namespace fs = std::filesystem;
-
-[[noreturn]] void throw_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
-// The file a write lands in: a symlinked config (dotfile managers) is
-// updated at its target rather than replaced by a regular file.
-fs::path write_target(const std::string& config_path) {
-  fs::path p(config_path);
-  std::error_code ec;
-  if (fs::is_symlink(p, ec)) {
-    auto target = fs::weakly_canonical(p, ec);
-    if (!ec) return target;
-  }
-  return p;
-}
-
-// Creates the missing directories leading to `dir`, each mode 0700.
-void make_private_dirs(const fs::path& dir) {
-  fs::path cur;
-  for (const auto& part : dir) {
-    cur /= part;
-    if (::mkdir(cur.c_str(), 0700) == 0) {
-      if (::chmod(cur.c_str(), 0700) != 0) throw_errno("cannot set mode of " + cur.string());
-    } else if (errno != EEXIST) {
-      throw_errno("cannot create directory " + cur.string());
-    }
-  }
-}
-
-// Writes `text` to `path` with mode 0600 so that readers see either the old
-// or the new file, never a partial one: temp file in the same directory,
-// fsync, rename, fsync the directory.
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  fs::path dir = path.parent_path();
-  if (dir.empty()) dir = ".";
-  make_private_dirs(dir);
-  std::string tmp = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
-  int fd = ::mkstemp(tmp.data());
-  if (fd < 0) throw_errno("cannot create a temporary file in " + dir.string());
-  try {
-    if (::fchmod(fd, 0600) != 0) throw_errno("cannot set mode of " + tmp);
-    std::string_view rest(text);
-    while (!rest.empty()) {
-      ssize_t n = ::write(fd, rest.data(), rest.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw_errno("cannot write " + tmp);
-      }
-      rest.remove_prefix(static_cast<size_t>(n));
-    }
-    if (::fsync(fd) != 0) throw_errno("cannot write " + tmp);
-    int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) throw_errno("cannot write " + tmp);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("cannot replace " + path.string());
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);  // best effort: the rename itself has already happened
-    ::close(dfd);
-  }
-}
-
-// "****" plus the last 4 characters; short tokens are masked entirely so
-// that the hint never gives away most of the secret.
-std::string mask_token(const std::string& token) {
-  if (token.empty()) return "(not set)";
-  if (token.size() < 8) return "****";
-  return "****" + token.substr(token.size() - 4);
-}
-
-// Why `token` cannot be stored, or empty: the same rules as the file's
-// `token` key (gRPC metadata values are printable ASCII).
-std::string token_problem(const std::string& token) {
-  if (token.empty()) return "the token must not be empty";
-  for (char c : token) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x21 || u > 0x7e) return "the token must contain only printable ASCII characters, without whitespace";
-  }
-  return {};
-}
-
-enum class config_action { show, set_token, set_server };
-
-int run_config(config_action action, const std::string& config_path, std::string value) {
-  const char* cmd = action == config_action::show        ? "config show"
-                    : action == config_action::set_token ? "config set-token"
-                                                         : "config set-server";
-  // Check the argument first: a usage error is exit 2, like CLI11's own.
-  if (action == config_action::set_token) {
-    if (value == "-") {
-      if (!std::getline(std::cin, value)) {
-        std::cerr << "grok: " << cmd << ": no token on standard input\n";
-        return 2;
-      }
-      if (!value.empty() && value.back() == '\r') value.pop_back();
-    }
-    if (auto problem = token_problem(value); !problem.empty()) {
-      std::cerr << "grok: " << cmd << ": " << problem << "\n";
-      return 2;
-    }
-  } else if (action == config_action::set_server) {
-    try {
-      grok::check_server_address(value);
-    } catch (const std::invalid_argument& e) {
-      std::cerr << "grok: " << cmd << ": invalid address: " << e.what() << "\n";
-      return 2;
-    }
-  }
-
-  grok::client_config cfg;
-  bool exists = false;
-  try {
-    std::error_code ec;
-    exists = fs::exists(config_path, ec);
-    if (ec) throw std::runtime_error(config_path + ": cannot read: " + ec.message());
-    if (exists) cfg = grok::load_client_config(config_path);
-  } catch (const std::exception& e) {
-    std::cerr << "grok: " << e.what() << "\n";
-    if (action != config_action::show) std::cerr << "grok: " << cmd << ": file left unchanged\n";
-    return 1;
-  }
-
-  if (action == config_action::show) {
-    std::cout << "config:    " << config_path << (exists ? "" : " (not found; built-in defaults)") << "\n"
-              << "server:    " << cfg.server << "\n"
-              << "token:     " << mask_token(cfg.token) << "\n"
-              << "log_level: " << cfg.log_level << "\n";
-    return 0;
-  }
-
-  if (action == config_action::set_token)
-    cfg.token = value;
-  else
-    cfg.server = value;
-  try {
-    std::string text = grok::render_client_config(cfg);
-    // What we write must load back as exactly what we meant.
-    auto back = grok::parse_client_config(text, config_path);
-    if (back.server != cfg.server || back.token != cfg.token || back.log_level != cfg.log_level)
-      throw std::runtime_error("internal error: the rendered configuration does not read back unchanged");
-    write_file_atomically(write_target(config_path), text);
-  } catch (const std::exception& e) {
-    std::cerr << "grok: " << cmd << ": " << e.what() << "\n";
-    return 1;
-  }
-  if (action == config_action::set_token)
-    std::cout << "token " << mask_token(cfg.token) << " saved to " << config_path << "\n";
-  else
-    std::cout << "server " << cfg.server << " saved to " << config_path << "\n";
-  return 0;
-}
 
 }  // namespace
 
@@ -251,8 +97,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*config) {
-    auto action = *set_token ? config_action::set_token : *set_server ? config_action::set_server : config_action::show;
-    return run_config(action, config_path, config_value);
+    auto action = *set_token ? grok::config_action::set_token : *set_server ? grok::config_action::set_server : grok::config_action::show;
+    return grok::run_config(action, config_path, config_value);
   }
 
   // `grok serve`: check the folder and --auth before anything else (usage
@@ -302,12 +148,12 @@ int main(int argc, char** argv) {
   opts.token = token.empty() ? cfg.token : token;
   opts.insecure = insecure;
   if (!ca_file.empty()) {
-    std::ifstream in(ca_file);
-    if (!in) {
-      std::cerr << "grok: --ca: cannot read " << ca_file << "\n";
+    try {
+      opts.ca_pem = grok::read_file(ca_file);
+    } catch (const grok::file_error& e) {
+      std::cerr << "grok: --ca: " << e.what() << "\n";
       return 2;
     }
-    opts.ca_pem.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   try {
     grok::setup_logging(log_level.empty() ? cfg.log_level : log_level, "text", "grok");
@@ -317,7 +163,7 @@ int main(int argc, char** argv) {
   }
   spdlog::debug("configuration: {}; server {}, token {}",
                 std::filesystem::exists(config_path) ? config_path : config_path + " (not found; built-in defaults)",
-                opts.server, mask_token(opts.token));
+                opts.server, grok::mask_token(opts.token));
 
   sigset_t set;
   sigemptyset(&set);

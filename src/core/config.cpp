@@ -19,7 +19,9 @@
 #include <thread>
 #include <unordered_map>
 
+#include "grok/files.hpp"
 #include "grok/host.hpp"
+#include "grok/http_rules.hpp"
 
 namespace grok {
 namespace {
@@ -34,13 +36,6 @@ constexpr int64_t max_duration_ms = 8760LL * 3600 * 1000;
 const char* const log_levels = "trace, debug, info, warn, error, critical, off";
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-  return out;
-}
 
 // Digits only: yaml-cpp's own conversions accept hex, signs and spaces,
 // which would let "0x10" or "-1" slip through as something unintended.
@@ -80,7 +75,7 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 // Case and '-' vs '_' are the commonest slips, so they cost nothing here.
 std::string suggestion_form(std::string_view key) {
-  std::string s = lowered(key);
+  std::string s = ascii_lower(key);
   std::replace(s.begin(), s.end(), '-', '_');
   return s;
 }
@@ -612,11 +607,13 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   if (!cfg.tokens_file.empty()) {
     std::string path = path_beside(source, cfg.tokens_file);
     cfg.tokens_file = path;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) r.fail(tokens_file_line.value_or(-1), "auth.tokens_file", "cannot read '" + path + "': " + std::strerror(errno));
-    std::ostringstream text;
-    text << in.rdbuf();
-    for (auto& t : parse_tokens_file(text.str(), path)) {
+    std::string text;
+    try {
+      text = read_file(path);
+    } catch (const file_error& e) {
+      r.fail(tokens_file_line.value_or(-1), "auth.tokens_file", "cannot read '" + path + "': " + std::strerror(e.code));
+    }
+    for (auto& t : parse_tokens_file(text, path)) {
       if (find_token(cfg.token_table, t.digest) >= 0)
         r.fail(tokens_file_line.value_or(-1), "auth.tokens_file",
                path + ":" + std::to_string(t.line + 1) + ": '" + t.label + "' is the same token as one in auth.tokens");
@@ -694,25 +691,19 @@ client_config parse_client_config(const std::string& yaml_text, const std::strin
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw config_error(path + ": cannot read: " + std::strerror(errno));
-  std::string text;
-  char buf[8192];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  // fopen succeeds on a directory; the error only shows up on read.
-  int err = std::ferror(f) ? errno : 0;
-  std::fclose(f);
-  if (err) throw config_error(path + ": cannot read: " + std::strerror(err));
-  return text;
+std::string read_config_file(const std::string& path) {
+  try {
+    return read_file(path);
+  } catch (const file_error& e) {
+    throw config_error(e.what());
+  }
 }
 
 }  // namespace
 
-server_config load_server_config(const std::string& path) { return parse_server_config(read_file(path), path); }
+server_config load_server_config(const std::string& path) { return parse_server_config(read_config_file(path), path); }
 
-client_config load_client_config(const std::string& path) { return parse_client_config(read_file(path), path); }
+client_config load_client_config(const std::string& path) { return parse_client_config(read_config_file(path), path); }
 
 unsigned effective_worker_count(const server_config& cfg, const char* env_value) {
   unsigned n = cfg.worker_pool_size;

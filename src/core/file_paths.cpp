@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "grok/file_server.hpp"
+#include "grok/http_text.hpp"
 
 namespace grok {
 
@@ -302,22 +303,6 @@ bool basic_auth_ok(std::string_view authorization_header, const std::string& use
   auto pp = sha256_of(presented.substr(colon + 1)), ep = sha256_of(pass);
   int diff = CRYPTO_memcmp(pu.data(), eu.data(), pu.size()) | CRYPTO_memcmp(pp.data(), ep.data(), pp.size());
   return diff == 0;
-}
-
-std::string html_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 
 std::string url_encode_segment(std::string_view s) {

@@ -26,6 +26,13 @@ void for_each_token(std::string_view value, F&& f) {
 
 }  // namespace
 
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
@@ -43,10 +50,7 @@ bool is_hop_by_hop(std::string_view name) {
 std::vector<std::string> connection_tokens(std::string_view value) {
   std::vector<std::string> out;
   for_each_token(value, [&](std::string_view t) {
-    std::string s(t);
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-    out.push_back(std::move(s));
+    out.push_back(ascii_lower(t));
   });
   return out;
 }

@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "grok/http_text.hpp"
+
 namespace grok {
 namespace {
 
@@ -62,66 +64,6 @@ char journal_priority(spdlog::level::level_enum l) {
 }
 
 void append(spdlog::memory_buf_t& out, std::string_view s) { out.append(s.data(), s.data() + s.size()); }
-
-// Length of the well-formed UTF-8 sequence starting at s[i], or 0 if the
-// bytes there are not one (overlong forms, surrogates and values above
-// U+10FFFF included).
-size_t utf8_sequence_length(std::string_view s, size_t i) {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = b(i);
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k)
-    if (b(i + k) < 0x80 || b(i + k) > 0xbf) return 0;
-  return n;
-}
-
-// A JSON string literal: quotes, backslashes and control characters escaped
-// (controls as \u00XX); bytes that are not valid UTF-8 become U+FFFD so the
-// line always parses.
-void append_json_string(spdlog::memory_buf_t& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (c < 0x20 || c == 0x7f) {
-      append(out, "\\u00");
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 0xf]);
-      ++i;
-    } else if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (size_t n = utf8_sequence_length(s, i)) {
-      append(out, s.substr(i, n));
-      i += n;
-    } else {
-      append(out, "\\ufffd");
-      ++i;
-    }
-  }
-  out.push_back('"');
-}
 
 // <P>message; a multi-line message repeats the prefix on every line, since
 // journald splits the stream at newlines.

@@ -16,7 +16,9 @@
 #include <stdexcept>
 
 #include "grok/config.hpp"
+#include "grok/files.hpp"
 #include "grok/host.hpp"
+#include "grok/http_rules.hpp"
 
 namespace grok {
 
@@ -122,8 +124,7 @@ std::vector<token_entry> parse_tokens_file(const std::string& yaml_text, const s
         for (size_t j = 0; j < value.size(); ++j) {
           std::string np = path + "[" + std::to_string(j) + "]";
           auto n = scalar(source, value[j], np, "a name");
-          std::transform(n.begin(), n.end(), n.begin(),
-                         [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+          n = ascii_lower(n);
           if (!valid_tunnel_name(n)) fail(source, value[j].Mark().line, np, "'" + n + "' is not a valid tunnel name");
           auto [prev, fresh] = names.emplace(n, i);
           if (!fresh)
@@ -160,11 +161,11 @@ std::vector<token_entry> parse_tokens_file(const std::string& yaml_text, const s
 }
 
 std::vector<token_entry> load_tokens_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw config_error(path + ": cannot read: " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_tokens_file(ss.str(), path);
+  try {
+    return parse_tokens_file(read_file(path), path);
+  } catch (const file_error& e) {
+    throw config_error(e.what());
+  }
 }
 
 std::string generate_token() {

@@ -23,147 +23,12 @@
 #include "grok/config.hpp"
 #include "grok/log.hpp"
 #include "grok/server.hpp"
+#include "token_cli.hpp"
 
 namespace {
 
 /// sd_notify is a no-op without NOTIFY_SOCKET, so the same binary runs in the foreground unchanged.
 void notify(const char* state) { sd_notify(0, state); }
-
-/// The tokens file for `token` commands: --file, else auth.tokens_file of the
-/// configuration (read without the rest of the validation, so the first
-/// `token add` can create the file the configuration names).
-std::string tokens_file_path(const std::string& file_opt, const std::string& config_path) {
-  if (!file_opt.empty()) return file_opt;
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(config_path);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(config_path + ": " + e.what());
-  }
-  auto auth = root["auth"];
-  if (!auth || !auth.IsMap() || !auth["tokens_file"] || !auth["tokens_file"].IsScalar())
-    throw std::runtime_error(config_path + " sets no auth.tokens_file; set it (e.g. tokens_file: tokens.yaml) or pass --file");
-  return grok::path_beside(config_path, auth["tokens_file"].Scalar());
-}
-
-std::string read_text(const std::string& path, bool& exists) {
-  std::ifstream in(path, std::ios::binary);
-  exists = static_cast<bool>(in);
-  if (!in) {
-    if (errno != ENOENT) throw std::runtime_error(path + ": cannot read: " + std::strerror(errno));
-    return {};
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-/// Replaces `path` atomically, keeping its mode and group (a new file gets
-/// 0640 and the directory's group, like /etc/grok/grok-server.yaml).
-void write_atomically(const std::string& path, const std::string& text) {
-  struct stat st {};
-  mode_t mode = 0640;
-  gid_t gid = static_cast<gid_t>(-1);
-  if (::stat(path.c_str(), &st) == 0) {
-    mode = st.st_mode & 07777;
-    gid = st.st_gid;
-  } else {
-    auto slash = path.rfind('/');
-    std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
-    if (::stat(dir.c_str(), &st) == 0) gid = st.st_gid;
-  }
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) throw std::runtime_error(tmp + ": cannot write: " + std::strerror(errno));
-  ::fchmod(fd, mode);
-  if (gid != static_cast<gid_t>(-1) && ::fchown(fd, static_cast<uid_t>(-1), gid) != 0) {
-    // Not fatal: an unprivileged user writing their own file keeps their group.
-  }
-  const char* p = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    auto n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error(tmp + ": cannot write: " + std::strerror(err));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": cannot replace: " + std::strerror(err));
-  }
-}
-
-struct token_command {
-  std::string file;
-  std::string label;
-  std::vector<std::string> names;
-  unsigned max_tunnels = 0;
-  bool no_tcp = false;
-};
-
-int run_token_add(const token_command& cmd, const std::string& config_path) {
-  auto path = tokens_file_path(cmd.file, config_path);
-  bool exists = false;
-  auto text = read_text(path, exists);
-  grok::token_entry e;
-  e.label = cmd.label;
-  for (auto n : cmd.names) {
-    std::transform(n.begin(), n.end(), n.begin(),
-                   [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-    e.names.push_back(n);
-  }
-  e.max_tunnels = cmd.max_tunnels;
-  e.tcp = !cmd.no_tcp;
-  auto token = grok::generate_token();
-  e.digest = grok::sha256_digest(token);
-  write_atomically(path, grok::tokens_file_add(text, path, e));
-  std::cout << "Token for " << e.label << " (shown only now; the server keeps only its SHA-256):\n\n  " << token
-            << "\n\n";
-  if (!e.names.empty()) {
-    std::cout << "Reserved names:";
-    for (auto& n : e.names) std::cout << " " << n;
-    std::cout << "\n";
-  }
-  std::cout << (exists ? "Added to " : "Created ") << path
-            << ". Apply it with `systemctl reload grok-server` (or SIGHUP).\n"
-            << "On the client: grok config set-token " << token.substr(0, 9) << "...\n";
-  return 0;
-}
-
-int run_token_list(const token_command& cmd, const std::string& config_path) {
-  auto path = tokens_file_path(cmd.file, config_path);
-  bool exists = false;
-  auto text = read_text(path, exists);
-  if (!exists) throw std::runtime_error(path + ": no such file (grok-server token add LABEL creates it)");
-  auto entries = grok::parse_tokens_file(text, path);
-  std::cout << "LABEL\tSHA256\tNAMES\tMAX_TUNNELS\tTCP\n";
-  for (auto& e : entries) {
-    std::string names;
-    for (auto& n : e.names) names += (names.empty() ? "" : ",") + n;
-    std::cout << e.label << "\t" << grok::digest_hex(e.digest).substr(0, 12) << "…\t" << (names.empty() ? "-" : names)
-              << "\t" << (e.max_tunnels ? std::to_string(e.max_tunnels) : "default") << "\t"
-              << (e.tcp ? "yes" : "no") << "\n";
-  }
-  return 0;
-}
-
-int run_token_remove(const token_command& cmd, const std::string& config_path) {
-  auto path = tokens_file_path(cmd.file, config_path);
-  bool exists = false;
-  auto text = read_text(path, exists);
-  if (!exists) throw std::runtime_error(path + ": no such file");
-  write_atomically(path, grok::tokens_file_remove(text, path, cmd.label));
-  std::cout << "Removed " << cmd.label << " from " << path
-            << ". Apply it with `systemctl reload grok-server` (or SIGHUP): its tunnels are closed.\n";
-  return 0;
-}
 
 }  // namespace
 
@@ -176,7 +41,7 @@ int main(int argc, char** argv) {
   app.add_flag("--check-config", check_only, "validate the configuration file and exit (0 = valid)");
   app.set_version_flag("--version", "grok-server 0.1.0");
 
-  token_command tok;
+  grok::token_command tok;
   auto* token_cmd = app.add_subcommand("token", "manage the tokens file (auth.tokens_file)");
   token_cmd->require_subcommand(1);
   token_cmd->fallthrough();  // --config may follow the subcommand
@@ -199,9 +64,9 @@ int main(int argc, char** argv) {
 
   if (token_cmd->parsed()) {
     try {
-      if (add->parsed()) return run_token_add(tok, config_path);
-      if (list->parsed()) return run_token_list(tok, config_path);
-      return run_token_remove(tok, config_path);
+      if (add->parsed()) return grok::run_token_add(tok, config_path);
+      if (list->parsed()) return grok::run_token_list(tok, config_path);
+      return grok::run_token_remove(tok, config_path);
     } catch (const std::exception& e) {
       std::cerr << "grok-server token: " << e.what() << "\n";
       return 1;

@@ -14,8 +14,9 @@
 #include "grok/credit.hpp"
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
-#include "request_exchange.hpp"
-#include "request_head.hpp"
+#include "grok/http_text.hpp"
+#include "grok/response_relay.hpp"
+#include "grok/request_head.hpp"
 
 namespace grok::server_detail {
 
@@ -30,28 +31,6 @@ bool expected_disconnect(const error_code& ec) {
   return ec == asio::error::eof || ec == asio::error::operation_aborted ||
          ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
          ec == http::error::end_of_stream || ec == beast::error::timeout;
-}
-
-std::string error_page(unsigned status, std::string_view detail) {
-  std::string title = std::to_string(status) + " " + reason_phrase(status);
-  std::string body;
-  body.reserve(256 + detail.size());
-  body += "<!doctype html><html><head><meta charset=\"utf-8\"><title>";
-  body += title;
-  body += "</title></head><body><h1>";
-  body += title;
-  body += "</h1><p>";
-  for (char c : detail) {
-    switch (c) {
-      case '<': body += "&lt;"; break;
-      case '>': body += "&gt;"; break;
-      case '&': body += "&amp;"; break;
-      case '"': body += "&quot;"; break;
-      default: body += c;
-    }
-  }
-  body += "</p><hr><p>grok</p></body></html>\n";
-  return body;
 }
 
 /// One public connection; Stream is a plain beast::tcp_stream or a TLS stream over one.
@@ -140,7 +119,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     uint64_t bytes_in = 0;
 
     // response direction (tunnel -> public client); frames go through `relay`
-    std::optional<exchange_relay> relay;  // set once the RequestHead is sent
+    std::optional<response_relay> relay;  // set once the RequestHead is sent
     bool head_queued = false;  // a response head (ours or the tunnel's) is queued
     bool upgraded = false;
     bool resp_end = false;     // all response bytes are queued
@@ -283,7 +262,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
     ex_.last_upload = clock::now();
     arm_response_timer(cfg_->response_timeout);
-    exchange_relay::params rp;
+    response_relay::params rp;
     rp.id = ex_.id;
     rp.version = ex_.version;
     rp.is_head = ex_.is_head;
@@ -437,7 +416,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (id != ex_.id || ex_.finished || !ex_.relay) return;
     auto st = ex_.relay->on_frame(id, f, out_);
     ex_.resp_bytes = ex_.relay->response_bytes();
-    using kind = exchange_relay::step::kind;
+    using kind = response_relay::step::kind;
     switch (st.what) {
       case kind::ignored:
         return;
@@ -653,8 +632,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void reply_redirect(const std::string& location) {
     if (!valid_header_value(location)) return reply_and_close(400, "Invalid request target.");
     bool keep = ex_.keep_alive && parser_ && parser_->is_done();
-    std::string out = (ex_.version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ") + std::string("308 Permanent Redirect\r\nLocation: ") +
-                      location + "\r\nContent-Length: 0\r\n" + (keep ? "\r\n" : "Connection: close\r\n\r\n");
+    std::string out = status_line(ex_.version, 308) + "Location: " + location + "\r\nContent-Length: 0\r\n" +
+                      (keep ? "\r\n" : "Connection: close\r\n\r\n");
     ex_.status = 308;
     if (!keep) closing_after_write_ = true;
     queue_write(out_piece{std::move(out), {}, {}, 0});
@@ -671,8 +650,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
   void write_error(unsigned status, const std::string& detail, bool close_after) {
     auto body = error_page(status, detail);
-    std::string out = (ex_.version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ") + std::to_string(status) + " " +
-                      reason_phrase(status) + "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " +
+    std::string out = status_line(ex_.version, status) + "Content-Type: text/html; charset=utf-8\r\nContent-Length: " +
                       std::to_string(body.size()) + "\r\nCache-Control: no-store\r\n";
     out += close_after ? "Connection: close\r\n\r\n" : "\r\n";
     if (!ex_.is_head) out += body;

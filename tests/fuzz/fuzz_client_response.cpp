@@ -2,7 +2,7 @@
 // split at fuzzer-chosen points, go through Beast's response parser as the
 // client sets it up, then build_response_head and the body loop that cuts
 // Data frames by credit and max frame size. The frames must be well formed,
-// and the server's exchange_relay must accept them whenever the local
+// and the server's response_relay must accept them whenever the local
 // service's response itself was valid.
 //
 // Input: [flags][n splits][n x u16 split offsets][max frame u16][raw response bytes]
@@ -18,7 +18,7 @@
 #include "grok/credit.hpp"
 #include "grok/http_rules.hpp"
 #include "grok/response_head.hpp"
-#include "request_exchange.hpp"
+#include "grok/response_relay.hpp"
 
 namespace http = boost::beast::http;
 namespace pb = grok::pb;
@@ -192,24 +192,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // The server relays what a valid local response produced.
   if (!valid_status) return 0;
-  grok::exchange_relay::params p;
+  grok::response_relay::params p;
   p.id = 7;
   p.is_head = head_request;
   p.upgrade = upgrade_requested ? "websocket" : "";
   p.initial_window = window;
-  grok::exchange_relay relay(p);
+  grok::response_relay relay(p);
   relay.opened(window);
   std::deque<grok::out_piece> out;
   for (auto& f : frames) {
     bool is_head = f.has_response_head();
     auto st = relay.on_frame(7, f, out);
     if (is_head && head.status() == 101 && !upgrade_requested) {
-      FUZZ_CHECK(st.what == grok::exchange_relay::step::kind::protocol_error);  // 101 nobody asked for
+      FUZZ_CHECK(st.what == grok::response_relay::step::kind::protocol_error);  // 101 nobody asked for
       return 0;
     }
-    if (st.what != grok::exchange_relay::step::kind::progress) {
+    if (st.what != grok::response_relay::step::kind::progress) {
       std::fprintf(stderr, "relay rejected the client's frame: %s\n", st.reason.c_str());
-      FUZZ_CHECK(st.what == grok::exchange_relay::step::kind::progress);
+      FUZZ_CHECK(st.what == grok::response_relay::step::kind::progress);
     }
     // The server writes everything at once and returns the credit.
     uint64_t consumed = 0;

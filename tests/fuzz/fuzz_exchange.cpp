@@ -1,4 +1,4 @@
-// Fuzz target: the server's per-exchange state machine (exchange_relay) fed
+// Fuzz target: the server's per-exchange state machine (response_relay) fed
 // arbitrary frame sequences from a tunnel client, interleaved with writes
 // to the public client and request-body reads that spend credit.
 //
@@ -14,11 +14,11 @@
 
 #include "fuzz_util.hpp"
 #include "grok/http_rules.hpp"
-#include "request_exchange.hpp"
+#include "grok/response_relay.hpp"
 
 namespace http = boost::beast::http;
 namespace pb = grok::pb;
-using kind = grok::exchange_relay::step::kind;
+using kind = grok::response_relay::step::kind;
 
 namespace {
 
@@ -79,7 +79,7 @@ uint64_t body_bytes(const std::deque<grok::out_piece>& q) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   grok::fuzz::input in(data, size);
   uint8_t flags = in.byte();
-  grok::exchange_relay::params p;
+  grok::response_relay::params p;
   p.id = id;
   p.version = (flags & 1) ? 10 : 11;
   p.is_head = flags & 2;
@@ -87,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   p.keep_alive = !(flags & 8);
   p.initial_window = 1 + in.u16() % 65536;
   uint32_t send_window = in.u16();
-  grok::exchange_relay relay(p);
+  grok::response_relay relay(p);
   relay.opened(send_window);
 
   std::deque<grok::out_piece> out;

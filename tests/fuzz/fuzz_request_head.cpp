@@ -16,7 +16,7 @@
 #include "fuzz_util.hpp"
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
-#include "request_head.hpp"
+#include "grok/request_head.hpp"
 
 namespace http = boost::beast::http;
 using grok::fuzz::has_crlf_nul;

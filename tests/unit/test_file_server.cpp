@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "grok/file_server.hpp"
+#include "grok/http_text.hpp"
 
 namespace fs = std::filesystem;
 using namespace grok;

@@ -8,7 +8,7 @@
 
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
-#include "request_head.hpp"
+#include "grok/request_head.hpp"
 
 namespace http = boost::beast::http;
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "grok/ip_network.hpp"
-#include "grok/outbox.hpp"
+#include "grok/frames.hpp"
 
 namespace grok {
 

@@ -1,21 +1,17 @@
-#include "request_exchange.hpp"
+#include "grok/response_relay.hpp"
 
 #include <boost/beast/http/status.hpp>
 #include <cstdio>
 
 #include "grok/http_rules.hpp"
+#include "grok/http_text.hpp"
 
 namespace grok {
 
-std::string reason_phrase(unsigned status) {
-  auto r = boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
-  return r.empty() ? std::string("Unknown") : std::string(r);
-}
-
-exchange_relay::exchange_relay(params p)
+response_relay::response_relay(params p)
     : p_(std::move(p)), window_(p_.initial_window), keep_alive_(p_.keep_alive) {}
 
-exchange_relay::step exchange_relay::protocol_error(std::string what) {
+response_relay::step response_relay::protocol_error(std::string what) {
   closed_ = true;
   step s;
   s.what = step::kind::protocol_error;
@@ -23,7 +19,7 @@ exchange_relay::step exchange_relay::protocol_error(std::string what) {
   return s;
 }
 
-exchange_relay::step exchange_relay::on_frame(uint64_t id, pb::Frame& f, std::deque<out_piece>& out) {
+response_relay::step response_relay::on_frame(uint64_t id, pb::Frame& f, std::deque<out_piece>& out) {
   if (id != p_.id || closed_) return {};
   switch (f.kind_case()) {
     case pb::Frame::kResponseHead:
@@ -50,7 +46,7 @@ exchange_relay::step exchange_relay::on_frame(uint64_t id, pb::Frame& f, std::de
   }
 }
 
-exchange_relay::step exchange_relay::on_response_head(pb::ResponseHead& h, std::deque<out_piece>& out) {
+response_relay::step response_relay::on_response_head(pb::ResponseHead& h, std::deque<out_piece>& out) {
   if (head_received_) return protocol_error("duplicate response head");
   unsigned status = h.status();
   // What comes back from a tunnel client is untrusted: nothing it sends
@@ -113,7 +109,7 @@ exchange_relay::step exchange_relay::on_response_head(pb::ResponseHead& h, std::
   return s;
 }
 
-exchange_relay::step exchange_relay::on_data(pb::Data& d, std::deque<out_piece>& out) {
+response_relay::step response_relay::on_data(pb::Data& d, std::deque<out_piece>& out) {
   if (!head_received_ || resp_end_) return protocol_error("data outside a response body");
   auto n = d.payload().size();
   if (!window_.on_data(n)) return protocol_error("tunnel client overran its window");
@@ -141,14 +137,14 @@ exchange_relay::step exchange_relay::on_data(pb::Data& d, std::deque<out_piece>&
   return s;
 }
 
-exchange_relay::step exchange_relay::end_response(step s, std::deque<out_piece>& out) {
+response_relay::step response_relay::end_response(step s, std::deque<out_piece>& out) {
   resp_end_ = true;
   if (chunked_) out.push_back(out_piece{"0\r\n\r\n", {}, {}, 0});
   s.response_end = true;
   return s;
 }
 
-uint32_t exchange_relay::on_written(uint64_t n) {
+uint32_t response_relay::on_written(uint64_t n) {
   if (n == 0 || closed_) return 0;
   return window_.on_consumed(n);
 }

@@ -3,16 +3,16 @@
 #include <deque>
 #include <string>
 
-#include "request_exchange.hpp"
+#include "grok/response_relay.hpp"
 
 namespace pb = grok::pb;
-using grok::exchange_relay;
-using kind = exchange_relay::step::kind;
+using grok::response_relay;
+using kind = response_relay::step::kind;
 
 namespace {
 
-exchange_relay::params params(unsigned version = 11) {
-  exchange_relay::params p;
+response_relay::params params(unsigned version = 11) {
+  response_relay::params p;
   p.id = 5;
   p.version = version;
   p.initial_window = 1000;
@@ -50,7 +50,7 @@ std::string wire(std::deque<grok::out_piece>& out) {
 }  // namespace
 
 TEST_CASE("exchange relay: a Content-Length response is relayed as is") {
-  exchange_relay r(params());
+  response_relay r(params());
   std::deque<grok::out_piece> out;
   auto h = head(200, 5);
   auto st = r.on_frame(5, h, out);
@@ -67,7 +67,7 @@ TEST_CASE("exchange relay: a Content-Length response is relayed as is") {
 
 TEST_CASE("exchange relay: unknown length is chunked for HTTP/1.1 and close-delimited for HTTP/1.0") {
   {
-    exchange_relay r(params());
+    response_relay r(params());
     std::deque<grok::out_piece> out;
     auto h = head(200, -1);
     auto d1 = data(std::string(26, 'a'));
@@ -80,7 +80,7 @@ TEST_CASE("exchange relay: unknown length is chunked for HTTP/1.1 and close-deli
                            std::string(26, 'a') + "\r\n0\r\n\r\n");
   }
   {
-    exchange_relay r(params(10));
+    response_relay r(params(10));
     std::deque<grok::out_piece> out;
     auto h = head(200, -1);
     r.on_frame(5, h, out);
@@ -92,7 +92,7 @@ TEST_CASE("exchange relay: unknown length is chunked for HTTP/1.1 and close-deli
 TEST_CASE("exchange relay: what a tunnel client must not do") {
   std::deque<grok::out_piece> out;
   SUBCASE("header injection") {
-    exchange_relay r(params());
+    response_relay r(params());
     auto h = head(200, 0);
     auto* hd = h.mutable_response_head()->add_headers();
     hd->set_name("X-A");
@@ -104,13 +104,13 @@ TEST_CASE("exchange relay: what a tunnel client must not do") {
   }
   SUBCASE("a status outside 100..599, or an interim one") {
     for (unsigned s : {0u, 99u, 600u, 100u, 103u}) {
-      exchange_relay r(params());
+      response_relay r(params());
       auto h = head(s, 0);
       CHECK(r.on_frame(5, h, out).what == kind::protocol_error);
     }
   }
   SUBCASE("overrunning the window") {
-    exchange_relay r(params());
+    response_relay r(params());
     auto h = head(200, -1);
     auto d1 = data(std::string(600, 'x'));
     auto d2 = data(std::string(401, 'x'));
@@ -119,12 +119,12 @@ TEST_CASE("exchange relay: what a tunnel client must not do") {
     CHECK(r.on_frame(5, d2, out).what == kind::protocol_error);
   }
   SUBCASE("more or less body than Content-Length") {
-    exchange_relay r(params());
+    response_relay r(params());
     auto h = head(200, 3);
     auto d = data("abcd");
     r.on_frame(5, h, out);
     CHECK(r.on_frame(5, d, out).what == kind::protocol_error);
-    exchange_relay r2(params());
+    response_relay r2(params());
     auto h2 = head(200, 3);
     auto d2 = data("ab", true);
     r2.on_frame(5, h2, out);
@@ -133,16 +133,16 @@ TEST_CASE("exchange relay: what a tunnel client must not do") {
   SUBCASE("a head that ends the response while promising a body") {
     // Found by fuzz_exchange: relayed as is, the next response on the
     // connection would have been read as this one's body.
-    exchange_relay r(params());
+    response_relay r(params());
     auto h = head(200, 16777215, true);
     CHECK(r.on_frame(5, h, out).what == kind::protocol_error);
     CHECK(out.empty());
-    exchange_relay ok(params());
+    response_relay ok(params());
     auto h0 = head(200, 0, true);
     CHECK(ok.on_frame(5, h0, out).response_end);
   }
   SUBCASE("credit beyond 2^31") {
-    exchange_relay r(params());
+    response_relay r(params());
     r.opened(100);
     pb::Frame w;
     w.mutable_window_update()->set_increment(0x80000000u);
@@ -151,7 +151,7 @@ TEST_CASE("exchange relay: what a tunnel client must not do") {
 }
 
 TEST_CASE("exchange relay: other ids and closed exchanges are ignored") {
-  exchange_relay r(params());
+  response_relay r(params());
   std::deque<grok::out_piece> out;
   auto h = head(200, 0, true);
   CHECK(r.on_frame(6, h, out).what == kind::ignored);
@@ -162,7 +162,7 @@ TEST_CASE("exchange relay: other ids and closed exchanges are ignored") {
 }
 
 TEST_CASE("exchange relay: credit returns in quarter windows") {
-  exchange_relay r(params());
+  response_relay r(params());
   std::deque<grok::out_piece> out;
   auto h = head(200, -1);
   auto d = data(std::string(300, 'x'));

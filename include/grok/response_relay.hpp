@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "grok/credit.hpp"
-#include "grok/outbox.hpp"
+#include "grok/frames.hpp"
 
 namespace grok {
 
@@ -25,7 +25,7 @@ struct out_piece {
   uint32_t credit = 0;
 };
 
-class exchange_relay {
+class response_relay {
  public:
   struct params {
     uint64_t id = 0;
@@ -49,7 +49,7 @@ class exchange_relay {
     bool response_end = false;        ///< every response byte is queued
   };
 
-  explicit exchange_relay(params p);
+  explicit response_relay(params p);
 
   uint64_t id() const { return p_.id; }
   /// The tunnel took the exchange and grants `window` bytes of request body.
@@ -100,8 +100,5 @@ class exchange_relay {
   uint64_t resp_bytes_ = 0;
   unsigned status_ = 0;
 };
-
-/// "Not Found" for 404; "Unknown" for codes without a standard phrase.
-std::string reason_phrase(unsigned status);
 
 }  // namespace grok

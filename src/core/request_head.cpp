@@ -1,6 +1,6 @@
 #include <cstdint>
 
-#include "request_head.hpp"
+#include "grok/request_head.hpp"
 
 #include <algorithm>
 #include <iterator>
