@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 
 #include "grok/http_text.hpp"
+#include "tunnel.hpp"
 
 namespace grok::server_detail {
 
@@ -54,7 +55,7 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
     } else if (path == "/metrics") {
       type = "text/plain; version=0.0.4; charset=utf-8";
       metrics::gauges g;
-      auto tunnels = state_.tunnels();
+      auto tunnels = state_.names.tunnels();
       g.tunnels = tunnels.size();
       g.public_connections = state_.public_connections.load();
       g.exchanges_in_flight = state_.exchanges_in_flight.load();
@@ -67,7 +68,7 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       body = "[";
       auto now = clock::now();
       bool first = true;
-      for (auto& t : state_.tunnels()) {
+      for (auto& t : state_.names.tunnels()) {
         if (!first) body += ",";
         first = false;
         auto up = std::chrono::duration_cast<std::chrono::seconds>(now - t->connected_at()).count();

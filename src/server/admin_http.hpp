@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "listener.hpp"
-#include "tunnel.hpp"
+#include "server_state.hpp"
 
 namespace grok::server_detail {
 

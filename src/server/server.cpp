@@ -1,36 +1,26 @@
 #include "grok/server.hpp"
 
-#include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <fstream>
-#include <sstream>
 #include <list>
 #include <stdexcept>
 #include <thread>
 
 #include "admin_http.hpp"
 #include "grok/log.hpp"
-#include "public_http.hpp"
+#include "http_session.hpp"
 #include "tunnel.hpp"
+#include "tunnel_service.hpp"
 
 namespace grok {
 
 using namespace server_detail;
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot read");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 /// Loads the certificate chain and key; throws naming the file that failed.
 std::shared_ptr<asio::ssl::context> make_tls_context(const server_config& c) {
@@ -69,7 +59,6 @@ struct server::impl {
   asio::io_context ioc;
   server_state state;
   tunnel_service service;
-  std::unique_ptr<grpc::Server> grpc_server;
   std::shared_ptr<server_detail::listener> public_http;
   std::shared_ptr<server_detail::listener> public_https;
   std::shared_ptr<server_detail::listener> admin;
@@ -78,7 +67,7 @@ struct server::impl {
   unsigned target_workers = 0;
   uint16_t http_port = 0;
   uint16_t https_port = 0;
-  int grpc_port = 0;
+  uint16_t grpc_port = 0;
   uint16_t api_port = 0;
   bool stopped = false;
   std::atomic<int64_t> last_probe_ns{0};
@@ -143,31 +132,7 @@ void server::start() {
     impl_->api_port = impl_->admin->local_endpoint().port();
   }
 
-  grpc::ServerBuilder builder;
-  auto grpc_addr = c.grpc_address + ":" + std::to_string(c.grpc_port);
-  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
-  if (!c.tls_cert_file.empty() && c.tls_grpc) {
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({read_file(c.tls_key_file), read_file(c.tls_cert_file)});
-    creds = grpc::SslServerCredentials(ssl);
-  }
-  builder.AddListeningPort(grpc_addr, creds, &impl_->grpc_port);
-  impl_->service.register_with(builder);
-  // A batch holds at most one write budget of data plus control frames.
-  builder.SetMaxReceiveMessageSize(8 << 20);
-  builder.SetMaxSendMessageSize(8 << 20);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(c.heartbeat_interval.count()));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 5);
-  // A grok client opens one stream per connection; more from one peer are held back by HTTP/2.
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(c.max_streams_per_connection));
-  impl_->grpc_server = builder.BuildAndStart();
-  if (!impl_->grpc_server || impl_->grpc_port == 0)
-    throw std::runtime_error("cannot listen for tunnel clients on " + grpc_addr);
-
-  impl_->service.start();
+  impl_->grpc_port = impl_->service.start(c);
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->public_http->start();
   if (impl_->public_https) impl_->public_https->start();
@@ -235,7 +200,7 @@ std::string server::reload() {
   keep(&server_config::log_format, "logging.format");
   impl_->cfg = next;
   impl_->state.set_config(next);
-  for (auto& t : impl_->state.tunnels()) t->apply_config(next);
+  for (auto& t : impl_->state.names.tunnels()) t->apply_config(next);
   resize_workers(workers);
   impl_->state.reloads_ok++;
   spdlog::info("reloaded {}: {} token(s), response_timeout={}ms, max_exchanges={}, workers={}", impl_->config_path,
@@ -244,10 +209,10 @@ std::string server::reload() {
 }
 
 void server::drain() {
-  if (impl_->stopped || !impl_->grpc_server) return;
+  if (impl_->stopped || !impl_->service.started()) return;
   auto deadline = std::chrono::steady_clock::now() + impl_->cfg->drain_timeout;
   impl_->state.draining = true;
-  auto tunnels = impl_->state.tunnels();
+  auto tunnels = impl_->state.names.tunnels();
   for (auto& t : tunnels) t->go_away("server shutting down");
   auto in_flight = impl_->state.exchanges_in_flight.load();
   spdlog::info("draining: {} request(s) in flight, {} tunnel(s); waiting up to {}ms", in_flight, tunnels.size(),
@@ -264,16 +229,15 @@ void server::drain() {
 }
 
 void server::stop() {
-  if (impl_->stopped || !impl_->grpc_server) return;
+  if (impl_->stopped || !impl_->service.started()) return;
   impl_->stopped = true;
   spdlog::info("grok-server stopping");
   if (impl_->public_http) impl_->public_http->stop();
   if (impl_->public_https) impl_->public_https->stop();
   if (impl_->admin) impl_->admin->stop();
-  for (auto& t : impl_->state.tunnels()) t->shutdown("server shutting down");
+  for (auto& t : impl_->state.names.tunnels()) t->shutdown("server shutting down");
   // Streams end when their tunnels call Finish on the worker pool: it runs until they have.
-  impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  impl_->service.stop(std::chrono::seconds(5));
+  impl_->service.stop(std::chrono::seconds(5), std::chrono::seconds(5));
   impl_->work.reset();
   impl_->ioc.stop();
   for (auto& w : impl_->workers) w.thread.join();
@@ -290,7 +254,7 @@ bool server::responsive(std::chrono::milliseconds within) {
 }
 
 uint16_t server::http_port() const { return impl_->http_port; }
-uint16_t server::grpc_port() const { return static_cast<uint16_t>(impl_->grpc_port); }
+uint16_t server::grpc_port() const { return impl_->grpc_port; }
 uint16_t server::api_port() const { return impl_->api_port; }
 unsigned server::workers() const { return impl_->target_workers; }
 

@@ -7,6 +7,7 @@
 #include <deque>
 
 #include "grok/credit.hpp"
+#include "tunnel.hpp"
 
 namespace grok::server_detail {
 

@@ -5,9 +5,11 @@
 #include <memory>
 
 #include "listener.hpp"
-#include "tunnel.hpp"
+#include "server_state.hpp"
 
 namespace grok::server_detail {
+
+class tunnel;
 
 /// Binds the first free port of tunnels.tcp_port_start..tcp_port_end for
 /// `owner` and reserves it in `state` (release it with

@@ -1,43 +1,24 @@
 #pragma once
-// Server side of the tunnel: the gRPC stream (async API, one poll thread),
-// the per-tunnel strand that owns all tunnel state, and the registry of
-// connected names.
+// One tunnel on the server: the strand that owns its state (its exchanges,
+// its phase, the writer of its stream), and the interface the public side
+// talks to it through. The gRPC call behind it lives in tunnel_service.cpp;
+// nothing here includes gRPC.
 
-#include <grpcpp/grpcpp.h>
-
-#include <array>
 #include <atomic>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <thread>
 #include <string>
-#include <map>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
-#include "grok/config.hpp"
-#include "metrics.hpp"
-#include "request_limits.hpp"
 #include "grok/frame_writer.hpp"
-#include "grok/tunnel/v1/tunnel.grpc.pb.h"
-
-namespace boost::asio::ssl {
-class context;
-}
+#include "grok/frames.hpp"
+#include "server_state.hpp"
 
 namespace grok::server_detail {
-
-namespace asio = boost::asio;
-using clock = std::chrono::steady_clock;
-
-inline constexpr uint32_t protocol_version = 1;
 
 /// Frames for one exchange, delivered together.
 using frame_run = boost::container::small_vector<pb::Frame, 2>;
@@ -57,105 +38,27 @@ class exchange_sink {
   virtual void on_unavailable(uint64_t id, unsigned status, std::string reason) = 0;
 };
 
-class tunnel;
+class listener;
 
-/// Shared state every component sees.
-class server_state {
- public:
-  server_state(asio::io_context& ioc, std::shared_ptr<const server_config> cfg)
-      : ioc_(ioc) {
-    set_config(std::move(cfg));
-  }
-  asio::io_context& ioc() { return ioc_; }
-  std::shared_ptr<const server_config> config() const {
-    std::lock_guard lk(mu_);
-    return cfg_;
-  }
-  /// Also rebuilds the table of reserved names.
-  void set_config(std::shared_ptr<const server_config> c);
-
-  /// The TLS context new HTTPS connections use (replaced on reload).
-  std::shared_ptr<asio::ssl::context> tls_context() const {
-    std::lock_guard lk(mu_);
-    return tls_;
-  }
-  void set_tls_context(std::shared_ptr<asio::ssl::context> c) {
-    std::lock_guard lk(mu_);
-    tls_ = std::move(c);
-  }
-
-  enum class claim_result {
-    ok,
-    taken,     ///< a live tunnel holds it
-    reserved,  ///< the tokens file reserves it for another token
-    held,      ///< its last holder disconnected less than tunnels.name_grace ago and may reclaim it
-  };
-  /// Takes `name` for `t`, connected with token `owner`. With N claims at
-  /// once, exactly one wins.
-  claim_result claim(const std::string& name, const std::shared_ptr<tunnel>& t, const token_digest& owner);
-  /// Drops `name` if still held by `t`; the name answers 502, and only
-  /// `owner` may take it, until tunnels.name_grace expires.
-  void release(const std::string& name, const tunnel* t, const token_digest& owner);
-  /// The token that reserves `name`, if any.
-  std::optional<token_digest> reserved_by(const std::string& name) const;
-
-  /// Failed-authentication limit per source address (auth.max_failures per
-  /// auth.failure_window). `blocked` returns how long until the address may
-  /// try again, 0 when it may now.
-  std::chrono::milliseconds auth_blocked(const std::string& ip);
-  void auth_failed(const std::string& ip);
-  struct lookup {
-    std::shared_ptr<tunnel> t;
-    bool recently_offline = false;
-  };
-  lookup find(const std::string& name);
-  std::string random_free_name();
-  /// Counts a tunnel against its token's tunnels.max_per_token (0 = no limit);
-  /// false when the token already holds that many.
-  bool add_token_tunnel(const token_digest& token, unsigned limit);
-  void remove_token_tunnel(const token_digest& token);
-  /// Marks a TCP tunnel port taken; false if it already is.
-  bool reserve_tcp_port(uint16_t port);
-  void release_tcp_port(uint16_t port);
-  std::vector<std::shared_ptr<tunnel>> tunnels();
-  size_t tunnel_count();
-
-  /// The public HTTP port actually bound (differs from the config for port 0).
-  std::atomic<uint16_t> public_port{0};
-  std::atomic<int64_t> exchanges_in_flight{0};
-  std::atomic<int64_t> public_connections{0};
-  /// Set on SIGTERM: new public requests get 503, new tunnels are refused.
-  std::atomic<bool> draining{false};
-  std::atomic<unsigned> worker_threads{0};
-  std::atomic<uint64_t> reloads_ok{0};
-  std::atomic<uint64_t> reloads_failed{0};
-  server_detail::metrics stats;
-  /// Public connections per source IP (server.max_connections_per_ip).
-  ip_connection_limiter per_ip_connections;
-
- private:
-  asio::io_context& ioc_;
-  mutable std::mutex mu_;  // guards cfg_, names_, offline_
-  std::shared_ptr<const server_config> cfg_;
-  std::shared_ptr<asio::ssl::context> tls_;
-  std::unordered_map<std::string, std::shared_ptr<tunnel>> names_;
-  struct offline_name {
-    clock::time_point until;
-    token_digest owner;
-  };
-  std::unordered_map<std::string, offline_name> offline_;
-  std::unordered_map<std::string, token_digest> reserved_;
-  struct failures {
-    clock::time_point window_start;
-    unsigned count = 0;
-  };
-  std::unordered_map<std::string, failures> auth_failures_;
-  std::unordered_set<uint16_t> tcp_ports_;
-  std::map<token_digest, unsigned> per_token_;  // keyed by token digest
+/// How a tunnel's stream ends; the gRPC call maps each to its status code.
+enum class stream_end {
+  ok,                  ///< the client closed it
+  cancelled,           ///< the stream was cancelled (client gone, server stopping)
+  unavailable,         ///< the server is going away, or a write failed
+  deadline_exceeded,   ///< no Hello in time
+  resource_exhausted,  ///< the client does not read what is sent to it
+  permission_denied,   ///< refused
+  invalid_argument,    ///< the client broke the protocol
 };
 
-class tunnel_call;
-class listener;
+/// The stream a tunnel writes to: the gRPC call (tunnel_service.cpp). At
+/// most one write at a time; Finish once, after the last write came back.
+class tunnel_stream {
+ public:
+  virtual ~tunnel_stream() = default;
+  virtual void StartWrite(const pb::Batch* b) = 0;
+  virtual void Finish(stream_end how, const std::string& message) = 0;
+};
 
 class tunnel : public std::enable_shared_from_this<tunnel> {
  public:
@@ -190,14 +93,14 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   const std::string& token_label() const { return token_label_; }
   uint64_t conn_id() const { return conn_id_; }
 
-  // Called by the stream's tunnel_call (the poll thread); each posts to the
+  // Called by the stream's gRPC call (the poll thread); each posts to the
   // strand, except a write_finished() nothing on the strand waits for.
   void post_batch(std::shared_ptr<pb::Batch> b);
   void post_read_closed();
   void write_finished(bool ok);
   void post_cancelled();
   void post_done();
-  void attach(tunnel_call* r);
+  void attach(tunnel_stream* s);
 
  private:
   enum class phase { hello, open, closing, finished };
@@ -206,9 +109,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void start_hello_timer();
   void handle_batch(pb::Batch& b);
   void handle_hello(const pb::Hello& h);
-  void refuse(pb::Refused::Reason reason, const std::string& message);
-  void refuse_name(const std::string& message);
-  void close(grpc::Status status, const std::string& why);
+  void refuse(const refusal& r);
+  void close(stream_end how, const std::string& message, const std::string& why);
   void maybe_finish();
   void update_gauges();
   /// Strand only: queues a frame for the next write (see frame_writer::push_deferred).
@@ -232,10 +134,11 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
 
   // strand only
   phase phase_ = phase::hello;
-  tunnel_call* reactor_ = nullptr;
-  frame_writer<tunnel_call> writer_;
+  tunnel_stream* stream_ = nullptr;
+  frame_writer<tunnel_stream> writer_;
   bool finish_pending_ = false;
-  grpc::Status finish_status_;
+  stream_end finish_how_ = stream_end::ok;
+  std::string finish_message_;
   bool registered_ = false;
   bool token_counted_ = false;  // included in server_state's per-token count
   uint32_t client_window_ = 0;
@@ -251,36 +154,6 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   std::unordered_map<uint64_t, size_t> group_index_;
   std::shared_ptr<listener> tcp_;  // TCP tunnels only
   uint16_t tcp_port_ = 0;
-};
-
-/// Accepts tunnel streams on gRPC's async API. One thread polls the
-/// completion queue: it reads every tunnel's batches and posts each to its
-/// tunnel's strand. Writes start on the strand itself (gRPC sends them
-/// inline); only their completions come back through this thread. One
-/// poller, rather than the callback API's two threads taking turns on
-/// gRPC's pollset, halves the thread wake-ups per request.
-class tunnel_service {
- public:
-  explicit tunnel_service(server_state& state) : state_(state) {}
-  ~tunnel_service();
-  /// Before the server is built.
-  void register_with(grpc::ServerBuilder& builder);
-  /// After the server is built and started: accept streams, start polling.
-  void start();
-  /// After grpc::Server::Shutdown: waits until every stream has ended (an
-  /// error is logged every `report_after` meanwhile), then shuts the queue
-  /// down and joins the poller. The worker pool must still run: a stream
-  /// ends when its tunnel's strand calls Finish.
-  void stop(std::chrono::milliseconds report_after);
-
- private:
-  friend class tunnel_call;
-  server_state& state_;
-  pb::Tunnel::AsyncService async_;
-  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
-  std::thread poller_;
-  std::atomic<uint64_t> next_conn_{1};
-  std::atomic<int64_t> calls_{0};  ///< tunnel_call objects alive, the one awaiting a stream included
 };
 
 }  // namespace grok::server_detail

@@ -1,4 +1,4 @@
-#include "public_http.hpp"
+#include "http_session.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -15,8 +15,9 @@
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
 #include "grok/http_text.hpp"
-#include "grok/response_relay.hpp"
 #include "grok/request_head.hpp"
+#include "grok/response_relay.hpp"
+#include "tunnel.hpp"
 
 namespace grok::server_detail {
 
@@ -245,7 +246,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     }
     auto name = tunnel_name_for_host(host, cfg_->domain);
     if (!name) return reply_error(404, "No tunnel is served at " + host + ".");
-    auto found = state_.find(*name);
+    auto found = state_.names.find(*name);
     if (found.t && found.t->is_tcp()) found.t.reset();  // a TCP tunnel's name serves no HTTP
     if (!found.t) {
       if (found.recently_offline) return reply_error(502, "Tunnel " + host + " is offline.");

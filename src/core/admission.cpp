@@ -1,0 +1,126 @@
+#include "grok/admission.hpp"
+
+#include <algorithm>
+
+#include "grok/host.hpp"
+#include "grok/http_rules.hpp"
+
+namespace grok {
+
+namespace {
+
+const token_entry* lookup_token(const server_config& cfg, const token_digest& d) {
+  int i = find_token(cfg.token_table, d);
+  return i < 0 ? nullptr : &cfg.token_table[static_cast<size_t>(i)];
+}
+
+refusal make_refusal(pb::Refused::Reason reason, std::string message) {
+  return refusal{reason, std::move(message), false};
+}
+
+}  // namespace
+
+std::variant<admission, refusal> admit_hello(const pb::Hello& h, const server_config& cfg, bool draining,
+                                             std::chrono::milliseconds auth_wait) {
+  if (h.protocol_version() != protocol_version)
+    return make_refusal(pb::Refused::UNSUPPORTED_VERSION, "protocol version " + std::to_string(h.protocol_version()) +
+                                                              " is not supported; this server speaks " +
+                                                              std::to_string(protocol_version));
+  if (draining) return make_refusal(pb::Refused::LIMIT, "the server is shutting down; try again shortly");
+  if (auth_wait.count() > 0)
+    return make_refusal(pb::Refused::LIMIT, "too many failed attempts from this address; try again in " +
+                                                std::to_string((auth_wait.count() + 999) / 1000) + "s");
+  admission a;
+  a.token = sha256_digest(h.token());
+  const token_entry* entry = lookup_token(cfg, a.token);
+  if (!entry && cfg.auth_required()) return refusal{pb::Refused::BAD_TOKEN, "invalid token", true};
+  if (entry) a.token_label = entry->label;
+  a.limit_from_entry = entry && entry->max_tunnels != 0;
+  a.tunnel_limit = a.limit_from_entry ? entry->max_tunnels : cfg.max_per_token;
+  a.name = ascii_lower(h.name());
+  if (!a.name.empty() && !valid_tunnel_name(a.name))
+    return make_refusal(pb::Refused::BAD_NAME, "'" + h.name() + "' is not a valid name: use 1-63 of a-z, 0-9 and '-'");
+  a.tcp = h.protocol() == pb::Hello::TCP;
+  // With any token accepted (no entry), a non-empty auth.tcp_tokens still limits TCP.
+  bool tcp_allowed = entry ? entry->tcp : cfg.tcp_token_table.empty() || find_token(cfg.tcp_token_table, a.token) >= 0;
+  if (a.tcp && !tcp_allowed) return make_refusal(pb::Refused::BAD_TOKEN, "this token may not open TCP tunnels");
+  a.client_window =
+      h.initial_window() == 0 ? cfg.initial_window : std::clamp<uint32_t>(h.initial_window(), 1024, 16u << 20);
+  return a;
+}
+
+refusal refuse_token_limit(const admission& a) {
+  return make_refusal(pb::Refused::LIMIT, "this token already holds " + std::to_string(a.tunnel_limit) +
+                                              " tunnel(s), its limit" +
+                                              (a.limit_from_entry ? " (max_tunnels in the tokens file)"
+                                                                  : " (tunnels.max_per_token)"));
+}
+
+refusal refuse_claim(claim_result r, const std::string& name, const server_config& cfg) {
+  switch (r) {
+    case claim_result::taken:
+      return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name + "' is already in use by another tunnel");
+    case claim_result::reserved:
+      return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name + "' is reserved for another token");
+    case claim_result::held:
+    case claim_result::ok:
+      break;
+  }
+  auto grace = std::chrono::duration_cast<std::chrono::seconds>(cfg.name_grace).count();
+  return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name +
+                                                   "' was in use moments ago; only its owner may take it for up to " +
+                                                   std::to_string(grace) + "s (tunnels.name_grace)");
+}
+
+refusal refuse_tcp_port(const server_config& cfg) {
+  if (cfg.tcp_port_start == 0) return make_refusal(pb::Refused::LIMIT, "TCP tunnels are turned off on this server");
+  return make_refusal(pb::Refused::LIMIT, "no free TCP port in " + std::to_string(cfg.tcp_port_start) + ".." +
+                                              std::to_string(cfg.tcp_port_end));
+}
+
+std::optional<refusal> recheck_after_reload(const server_config& cfg, const token_digest& token, const std::string& name,
+                                            const std::optional<token_digest>& name_reserved_for, bool tcp) {
+  const token_entry* t = lookup_token(cfg, token);
+  if (!t && cfg.auth_required()) return make_refusal(pb::Refused::BAD_TOKEN, "token revoked");
+  if (name_reserved_for && *name_reserved_for != token)
+    return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name + "' is now reserved for another token");
+  if (tcp && t && !t->tcp) return make_refusal(pb::Refused::BAD_TOKEN, "this token may no longer open TCP tunnels");
+  return std::nullopt;
+}
+
+void auth_failure_limiter::configure(unsigned max_failures, std::chrono::milliseconds window) {
+  std::lock_guard lk(mu_);
+  max_ = max_failures;
+  window_ = window;
+}
+
+std::chrono::milliseconds auth_failure_limiter::blocked(const std::string& ip) {
+  std::lock_guard lk(mu_);
+  if (max_ == 0) return std::chrono::milliseconds(0);
+  auto it = failures_.find(ip);
+  if (it == failures_.end() || it->second.count < max_) return std::chrono::milliseconds(0);
+  auto until = it->second.start + window_;
+  auto now = now_();
+  if (until <= now) {
+    failures_.erase(it);
+    return std::chrono::milliseconds(0);
+  }
+  return std::chrono::ceil<std::chrono::milliseconds>(until - now);
+}
+
+void auth_failure_limiter::failed(const std::string& ip) {
+  std::lock_guard lk(mu_);
+  if (max_ == 0) return;
+  auto now = now_();
+  // Bounded: past 65 536 addresses, forget the windows that have ended; if
+  // every one is still live, start over rather than grow.
+  if (failures_.size() >= 65536) {
+    std::erase_if(failures_, [&](const auto& kv) { return kv.second.start + window_ <= now; });
+    if (failures_.size() >= 65536) failures_.clear();
+  }
+  auto& f = failures_[ip];
+  if (f.count == 0 || f.start + window_ <= now) f = window_count{now, 0};
+  ++f.count;
+}
+
+}  // namespace grok

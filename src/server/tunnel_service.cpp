@@ -1,0 +1,206 @@
+#include "tunnel_service.hpp"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+#include "grok/completion_poller.hpp"
+#include "grok/files.hpp"
+#include "grok/tunnel/v1/tunnel.grpc.pb.h"
+#include "tunnel.hpp"
+
+namespace grok::server_detail {
+
+namespace {
+
+grpc::StatusCode status_code(stream_end how) {
+  switch (how) {
+    case stream_end::ok: return grpc::StatusCode::OK;
+    case stream_end::cancelled: return grpc::StatusCode::CANCELLED;
+    case stream_end::unavailable: return grpc::StatusCode::UNAVAILABLE;
+    case stream_end::deadline_exceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case stream_end::resource_exhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case stream_end::permission_denied: return grpc::StatusCode::PERMISSION_DENIED;
+    case stream_end::invalid_argument: return grpc::StatusCode::INVALID_ARGUMENT;
+  }
+  return grpc::StatusCode::UNKNOWN;
+}
+
+}  // namespace
+
+/// Accepts tunnel streams on gRPC's async API. One thread polls the
+/// completion queue: it reads every tunnel's batches and posts each to its
+/// tunnel's strand. Writes start on the strand itself (gRPC sends them
+/// inline); only their completions come back through this thread. One
+/// poller, rather than the callback API's two threads taking turns on
+/// gRPC's pollset, halves the thread wake-ups per request.
+struct tunnel_service::impl {
+  explicit impl(server_state& s) : state(s) {}
+  server_state& state;
+  pb::Tunnel::AsyncService async;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq;
+  std::unique_ptr<grpc::Server> server;
+  std::thread poller;
+  std::atomic<uint64_t> next_conn{1};
+  std::atomic<int64_t> calls{0};  ///< tunnel_call objects alive, the one awaiting a stream included
+};
+
+/// One tunnel stream. Its completions arrive on the service's poll thread
+/// (on_event); StartWrite and Finish come from the tunnel's strand, at most
+/// one write at a time and Finish once, after the last write came back.
+/// The object deletes itself when the call is over, every operation has
+/// come back and the tunnel has called Finish.
+class tunnel_call final : public tunnel_stream {
+ public:
+  explicit tunnel_call(tunnel_service::impl& svc) : svc_(svc), counted_(svc.calls), stream_(&ctx_) {
+    ctx_.AsyncNotifyWhenDone(&ops_[done]);
+    svc_.async.RequestConnect(&ctx_, &stream_, svc_.cq.get(), svc_.cq.get(), &ops_[accepted]);
+  }
+
+  enum event { accepted, read, write, finish, done, events };
+
+  // Strand only.
+  void StartWrite(const pb::Batch* b) override {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    stream_.Write(*b, &ops_[write]);
+  }
+  void Finish(stream_end how, const std::string& message) override {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    stream_.Finish(grpc::Status(status_code(how), message), &ops_[finish]);
+    release();  // the tunnel's hold: it calls nothing more
+  }
+
+  /// Poll thread: one of this call's operations completed.
+  void on_event(event e, bool ok) {
+    switch (e) {
+      case accepted:
+        if (!ok) {  // the server is shutting down; no call was started
+          delete this;
+          return;
+        }
+        new tunnel_call(svc_);  // waits for the next stream
+        t_ = std::make_shared<tunnel>(svc_.state, ctx_.peer(), svc_.next_conn.fetch_add(1));
+        refs_.store(3, std::memory_order_relaxed);  // the tunnel's hold, done, the read below
+        t_->attach(this);
+        stream_.Read(&in_, &ops_[read]);
+        return;
+      case read:
+        if (!ok) {
+          t_->post_read_closed();
+          break;
+        }
+        // Hand the batch off before re-arming the read, so frames keep their order.
+        t_->post_batch(std::make_shared<pb::Batch>(std::move(in_)));
+        in_.Clear();
+        stream_.Read(&in_, &ops_[read]);
+        return;
+      case write:
+        t_->write_finished(ok);
+        break;
+      case finish:
+        break;
+      case done:
+        if (ctx_.IsCancelled()) t_->post_cancelled();
+        break;
+      case events:
+        return;
+    }
+    release();
+  }
+
+ private:
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    t_->post_done();
+    delete this;
+  }
+
+  /// Counts the call while it lives; declared first, so the count drops
+  /// only after the call's gRPC state (ctx_, stream_) is gone.
+  struct counted {
+    explicit counted(std::atomic<int64_t>& n) : n_(n) { n_.fetch_add(1, std::memory_order_relaxed); }
+    ~counted() { n_.fetch_sub(1, std::memory_order_release); }
+    std::atomic<int64_t>& n_;
+  };
+
+  tunnel_service::impl& svc_;
+  counted counted_;
+  grpc::ServerContext ctx_;
+  grpc::ServerAsyncReaderWriter<pb::Batch, pb::Batch> stream_;
+  std::array<cq_tag<tunnel_call, event>, events> ops_{
+      {{this, accepted}, {this, read}, {this, write}, {this, finish}, {this, done}}};
+  std::atomic<int> refs_{0};
+  std::shared_ptr<tunnel> t_;
+  pb::Batch in_;
+};
+
+tunnel_service::tunnel_service(server_state& state) : impl_(std::make_unique<impl>(state)) {}
+
+uint16_t tunnel_service::start(const server_config& c) {
+  grpc::ServerBuilder builder;
+  auto address = c.grpc_address + ":" + std::to_string(c.grpc_port);
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!c.tls_cert_file.empty() && c.tls_grpc) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({read_file(c.tls_key_file), read_file(c.tls_cert_file)});
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  int port = 0;
+  builder.AddListeningPort(address, creds, &port);
+  builder.RegisterService(&impl_->async);
+  impl_->cq = builder.AddCompletionQueue();
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  builder.SetMaxSendMessageSize(max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(c.heartbeat_interval.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 5);
+  // A grok client opens one stream per connection; more from one peer are held back by HTTP/2.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(c.max_streams_per_connection));
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server || port == 0) throw std::runtime_error("cannot listen for tunnel clients on " + address);
+  new tunnel_call(*impl_);
+  impl_->poller = start_completion_poller<tunnel_call, tunnel_call::event>(*impl_->cq);
+  return static_cast<uint16_t>(port);
+}
+
+bool tunnel_service::started() const { return impl_->server != nullptr; }
+
+void tunnel_service::stop(std::chrono::milliseconds grace, std::chrono::milliseconds report_after) {
+  if (!impl_->poller.joinable()) return;
+  impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
+  // Shutdown has cancelled every stream by now; each ends as soon as its
+  // tunnel's strand calls Finish. A stream still open would use the queue
+  // after its shutdown, so this waits for all of them, saying so when it
+  // takes longer than it should (a stuck worker).
+  auto next_report = clock::now() + report_after;
+  while (impl_->calls.load(std::memory_order_acquire) > 0) {
+    if (clock::now() >= next_report) {
+      spdlog::error("{} tunnel stream(s) have not ended; still waiting for their tunnels to finish",
+                    impl_->calls.load(std::memory_order_acquire));
+      next_report = clock::now() + report_after;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  impl_->cq->Shutdown();
+  impl_->poller.join();
+}
+
+tunnel_service::~tunnel_service() {
+  if (impl_->poller.joinable()) {
+    stop(std::chrono::seconds(5), std::chrono::seconds(5));
+  } else if (impl_->cq) {  // never started: drain what the shutdown queues
+    impl_->cq->Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (impl_->cq->Next(&tag, &ok)) {
+    }
+  }
+}
+
+}  // namespace grok::server_detail
