@@ -1,0 +1,513 @@
+#include "local_exchange.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "console.hpp"
+#include "grok/credit.hpp"
+#include "grok/http_rules.hpp"
+#include "grok/response_head.hpp"
+
+namespace grok::client_detail {
+
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+/// One public request replayed against the local service. Lives on its own strand.
+class local_exchange_impl final : public local_exchange, public std::enable_shared_from_this<local_exchange_impl> {
+ public:
+  /// `pooled` is a kept-alive connection to use (may be null); the exchange runs on its strand.
+  local_exchange_impl(asio::io_context& ioc, std::shared_ptr<exchange_host> session, uint64_t id, pb::RequestHead head,
+                      uint32_t send_window, uint32_t recv_window_size, uint32_t max_frame, local_pool& pool,
+                      const tcp::endpoint& local, std::unique_ptr<local_conn> pooled)
+      : strand_(pooled ? pooled->strand : asio::make_strand(ioc)),
+        session_(std::move(session)),
+        pooled_(std::move(pooled)),
+        id_(id),
+        head_(std::move(head)),
+        credit_(send_window),
+        window_(recv_window_size),
+        max_frame_(max_frame),
+        pool_(pool),
+        local_(local),
+        started_(clock::now()) {}
+
+  void start() {
+    upgraded_ = head_.tcp();  // a TCP connection is raw bytes from the start
+    chunked_ = !upgraded_ && head_.content_length() < 0;
+    req_done_ = head_.end_stream();
+    asio::post(strand_, [self = shared_from_this()] { self->do_connect(); });
+  }
+  void on_frame(pb::Frame&& f) override {
+    asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable { self->handle_frame(f); });
+  }
+  void cancel() override {
+    asio::post(strand_, [self = shared_from_this()] { self->abort(); });
+  }
+
+ private:
+  void do_connect() {
+    if (done_) return;
+    if (pooled_) {
+      conn_ = std::move(pooled_);
+      reused_ = true;
+      return on_connected();
+    }
+    reused_ = false;
+    conn_ = std::make_unique<local_conn>(strand_);
+    conn_->stream.expires_after(std::chrono::seconds(10));
+    conn_->stream.async_connect(local_, [self = shared_from_this()](error_code ec) {
+      if (ec) return self->fail(pb::Reset::UPSTREAM_REFUSED, "cannot connect to local service: " + ec.message());
+      self->conn_->stream.socket().set_option(tcp::no_delay(true), ec);
+      self->on_connected();
+    });
+  }
+
+  void on_connected() {
+    if (done_) return;
+    if (head_.tcp()) {
+      // Raw bytes both ways from the start; end_stream is a half-close.
+      connected_ = true;
+      if (out_.empty())
+        after_writes();  // the public side may have half-closed already
+      else
+        do_write();
+      return do_read_raw();
+    }
+    spdlog::debug("req={} {} {} -> local service{}", id_, head_.method(), head_.target(),
+                  reused_ ? " (kept-alive connection)" : "");
+    std::string out;
+    out.reserve(512);
+    out += head_.method();
+    out += ' ';
+    out += head_.target().empty() ? "/" : head_.target();
+    out += " HTTP/1.1\r\n";
+    for (const auto& h : head_.headers()) {
+      out += h.name();
+      out += ": ";
+      out += h.value();
+      out += "\r\n";
+    }
+    if (!head_.upgrade().empty()) {
+      out += "Connection: Upgrade\r\nUpgrade: ";
+      out += head_.upgrade();
+      out += "\r\n";
+    }
+    auto cl = head_.content_length();
+    if (chunked_) {
+      out += "Transfer-Encoding: chunked\r\n";
+    } else if (cl > 0 || head_.method() == "POST" || head_.method() == "PUT" || head_.method() == "PATCH") {
+      out += "Content-Length: " + std::to_string(cl) + "\r\n";
+    }
+    out += "\r\n";
+    // Body frames may have arrived while connecting; the head goes before them.
+    out_.push_front({std::move(out), 0});
+    connected_ = true;
+    do_write();
+    do_read_header();
+  }
+
+  // ---- request bytes (tunnel -> local service) ------------------------------
+
+  void handle_frame(pb::Frame& f) {
+    if (done_) return;
+    switch (f.kind_case()) {
+      case pb::Frame::kData: {
+        auto& d = *f.mutable_data();
+        auto n = d.payload().size();
+        if (!window_.on_data(n)) return fail(pb::Reset::PROTOCOL_ERROR, "server overran the window");
+        bytes_in_ += n;
+        if (n > 0) {
+          if (chunked_ && !upgraded_) {
+            char hex[24];
+            int len = std::snprintf(hex, sizeof hex, "%zx\r\n", n);
+            queue_write(std::string(hex, static_cast<size_t>(len)), 0);
+            queue_write(std::move(*d.mutable_payload()), static_cast<uint32_t>(n));
+            queue_write("\r\n", 0);
+          } else {
+            queue_write(std::move(*d.mutable_payload()), static_cast<uint32_t>(n));
+          }
+        }
+        if (d.end_stream()) {
+          if (upgraded_) {
+            raw_out_end_ = true;
+          } else {
+            if (chunked_) queue_write("0\r\n\r\n", 0);
+            req_done_ = true;
+          }
+          if (!writing_ && connected_) after_writes();
+        }
+        return;
+      }
+      case pb::Frame::kWindowUpdate:
+        if (!credit_.grant(f.window_update().increment())) return fail(pb::Reset::PROTOCOL_ERROR, "window overflow");
+        if (waiting_credit_) {
+          waiting_credit_ = false;
+          if (upgraded_) do_read_raw();
+          else do_read_body();
+        }
+        return;
+      case pb::Frame::kReset:
+        reset_by_server_ = true;
+        spdlog::debug("req={}: server reset: {}", id_, f.reset().message());
+        return abort();
+      default:
+        return;
+    }
+  }
+
+  void queue_write(std::string&& bytes, uint32_t credit) {
+    out_.push_back({std::move(bytes), credit});
+    do_write();
+  }
+
+  void do_write() {
+    if (writing_ || out_.empty() || !connected_) return;
+    writing_ = true;
+    bufs_.clear();
+    size_t pieces = std::min<size_t>(out_.size(), 64);
+    for (size_t i = 0; i < pieces; ++i) bufs_.emplace_back(out_[i].first.data(), out_[i].first.size());
+    conn_->stream.expires_never();
+    asio::async_write(conn_->stream, bufs_, [self = shared_from_this(), pieces, gen = conn_gen_](error_code ec, size_t) {
+      if (gen == self->conn_gen_) self->on_write(ec, pieces);
+    });
+  }
+
+  void on_write(error_code ec, size_t pieces) {
+    writing_ = false;
+    uint64_t consumed = 0;
+    for (size_t i = 0; i < pieces && !out_.empty(); ++i) {
+      consumed += out_.front().second;
+      out_.pop_front();
+    }
+    if (done_) return;
+    if (ec) {
+      // The response may already be on its way (an early error answer); let the reader decide.
+      write_failed_ = true;
+      out_.clear();
+      if (resp_done_) return finish();
+      return;
+    }
+    if (consumed > 0) {
+      if (auto inc = window_.on_consumed(consumed)) send(make_window_update(id_, inc));
+    }
+    if (!out_.empty()) return do_write();
+    after_writes();
+  }
+
+  void after_writes() {
+    if (upgraded_ && raw_out_end_ && !shut_out_) {
+      shut_out_ = true;
+      error_code ignored;
+      conn_->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    maybe_finish();
+  }
+
+  // ---- response (local service -> tunnel) -----------------------------------
+
+  void do_read_header() {
+    parser_.emplace();
+    parser_->header_limit(64 * 1024);
+    parser_->body_limit(boost::none);
+    if (head_.method() == "HEAD") parser_->skip(true);
+    // A local service that never answers is cut by the server's response timeout.
+    conn_->stream.expires_never();
+    http::async_read_header(conn_->stream, conn_->buffer, *parser_,
+                            [self = shared_from_this()](error_code ec, size_t) { self->on_read_header(ec); });
+  }
+
+  /// The first try went out on a kept-alive connection and may be sent again.
+  bool may_retry() const { return reused_ && !retried_ && bytes_in_ == 0 && replayable(head_); }
+
+  /// Sends the request again, once, on a fresh connection.
+  void retry() {
+    retried_ = true;
+    out_.clear();
+    writing_ = false;
+    write_failed_ = false;
+    connected_ = false;
+    ++conn_gen_;  // completions of the abandoned connection are ignored
+    conn_.reset();
+    do_connect();
+  }
+
+  void on_read_header(error_code ec) {
+    if (done_) return;
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != asio::error::connection_reset)
+        return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
+      if (may_retry()) return retry();  // the pooled connection had been closed by the local service
+      return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
+    }
+    auto& res = parser_->get();
+    unsigned status = res.result_int();
+    if (status >= 100 && status < 200 && status != 101) {
+      return do_read_header();  // interim responses (100 Continue, 103) stay local
+    }
+    // Some servers answer 408 on a kept-alive connection as they close it for
+    // idleness: that answer was not to this request.
+    if (status == 408 && may_retry()) return retry();
+    status_ = status;
+    response_framing framing;
+    framing.chunked = parser_->chunked();
+    framing.content_length = parser_->content_length();
+    framing.done = parser_->is_done();
+    framing.keep_alive = res.keep_alive();
+    auto built = build_response_head(res, framing, id_, !head_.upgrade().empty());
+    if (built.upgraded) {
+      upgraded_ = true;
+      send(std::move(built.frame));
+      return do_read_raw();
+    }
+    keep_alive_ = built.keep_alive;
+    // Body bytes that came in with the head leave in the same batch: one
+    // tunnel write for a small response, not two.
+    std::optional<pb::Frame> first;
+    if (!framing.done && conn_->buffer.size() > 0) {
+      error_code pec;
+      first = take_buffered_body(pec);
+      if (pec) return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, pec.message());
+    }
+    send(std::move(built.frame), std::move(first));
+    if (parser_->is_done()) return on_response_done();
+    do_read_body();
+  }
+
+  /// Parses the body bytes already in the connection's buffer (no read) into
+  /// a Data frame, within the credit; nullopt when there are none to send.
+  std::optional<pb::Frame> take_buffered_body(error_code& ec) {
+    auto want = credit_.allowance(max_frame_);
+    if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, *left);
+    if (want == 0) return std::nullopt;
+    body_buf_.resize(want);
+    auto& body = parser_->get().body();
+    body.data = body_buf_.data();
+    body.size = want;
+    while (conn_->buffer.size() > 0 && body.size > 0 && !parser_->is_done()) {
+      auto used = parser_->put(conn_->buffer.data(), ec);
+      conn_->buffer.consume(used);
+      if (ec == http::error::need_more || ec == http::error::need_buffer) {
+        ec = {};
+        if (used == 0) break;
+      } else if (ec) {
+        return std::nullopt;
+      }
+    }
+    size_t got = want - body.size;
+    bool done = parser_->is_done();
+    if (got == 0 && !done) return std::nullopt;
+    return body_frame(got, done);
+  }
+
+  /// The first `got` bytes of body_buf_ as a Data frame, their credit spent.
+  pb::Frame body_frame(size_t got, bool done) {
+    credit_.spend(got);
+    bytes_out_ += got;
+    body_buf_.resize(got);
+    auto f = make_data(id_, std::move(body_buf_), done);
+    body_buf_ = std::string();
+    return f;
+  }
+
+  void do_read_body() {
+    if (done_ || reading_ || resp_done_) return;
+    auto want = credit_.allowance(max_frame_);
+    // A small body gets a small buffer: no 64 KiB allocation for 13 bytes.
+    if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, std::max<uint64_t>(*left, 1));
+    if (want == 0) {
+      waiting_credit_ = true;
+      return;
+    }
+    reading_ = true;
+    body_buf_.resize(want);
+    parser_->get().body().data = body_buf_.data();
+    parser_->get().body().size = want;
+    http::async_read_some(conn_->stream, conn_->buffer, *parser_,
+                          [self = shared_from_this()](error_code ec, size_t) { self->on_read_body(ec); });
+  }
+
+  void on_read_body(error_code ec) {
+    reading_ = false;
+    if (done_) return;
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return fail(pb::Reset::UPSTREAM_RESET, "local service ended the body early: " + ec.message());
+    size_t got = body_buf_.size() - parser_->get().body().size;
+    bool done = parser_->is_done();
+    if (got > 0 || done) send(body_frame(got, done));
+    if (done) return on_response_done();
+    do_read_body();
+  }
+
+  void do_read_raw() {
+    if (done_ || reading_ || raw_in_end_) return;
+    auto want = credit_.allowance(max_frame_);
+    if (want == 0) {
+      waiting_credit_ = true;
+      return;
+    }
+    if (conn_->buffer.size() > 0) {
+      auto n = std::min<size_t>(want, conn_->buffer.size());
+      std::string chunk(static_cast<const char*>(conn_->buffer.data().data()), n);
+      conn_->buffer.consume(n);
+      credit_.spend(n);
+      bytes_out_ += n;
+      send(make_data(id_, std::move(chunk), false));
+      return do_read_raw();
+    }
+    reading_ = true;
+    body_buf_.resize(want);
+    conn_->stream.expires_never();
+    conn_->stream.async_read_some(asio::buffer(body_buf_), [self = shared_from_this()](error_code ec, size_t n) {
+      self->reading_ = false;
+      if (self->done_) return;
+      if (ec == asio::error::eof) {
+        self->raw_in_end_ = true;
+        self->send(make_data(self->id_, std::string(), true));
+        return self->maybe_finish();
+      }
+      if (ec) return self->fail(pb::Reset::UPSTREAM_RESET, "local service reset the connection");
+      self->credit_.spend(n);
+      self->bytes_out_ += n;
+      self->body_buf_.resize(n);
+      self->send(make_data(self->id_, std::move(self->body_buf_), false));
+      self->body_buf_ = std::string();
+      self->do_read_raw();
+    });
+  }
+
+  void on_response_done() {
+    resp_done_ = true;
+    maybe_finish();
+  }
+
+  // ---- endings ----------------------------------------------------------------
+
+  void maybe_finish() {
+    if (done_) return;
+    if (upgraded_) {
+      if (raw_in_end_ && raw_out_end_ && !writing_ && out_.empty()) finish();
+      return;
+    }
+    // The exchange is over once the response is; a request body the local
+    // service did not wait for is dropped with the connection.
+    if (resp_done_ && (write_failed_ || (req_done_ && !writing_ && out_.empty()))) finish();
+    else if (resp_done_ && !req_done_) finish();
+  }
+
+  void finish() {
+    if (done_) return;
+    done_ = true;
+    bool reusable = keep_alive_ && !upgraded_ && req_done_ && !write_failed_ && out_.empty() && !writing_ &&
+                    conn_ && conn_->buffer.size() == 0 && conn_->stream.socket().is_open();
+    if (reusable) {
+      pool_.put(std::move(conn_));
+    } else if (conn_) {
+      error_code ignored;
+      conn_->stream.socket().close(ignored);
+    }
+    log_line(std::to_string(status_));
+    release();
+  }
+
+  void fail(pb::Reset::Code code, const std::string& why) {
+    if (done_) return;
+    done_ = true;
+    if (!reset_by_server_) send(make_reset(id_, code, why));
+    if (conn_) {
+      error_code ignored;
+      conn_->stream.socket().close(ignored);
+    }
+    log_line(status_ ? std::to_string(status_) + " (" + why + ")" : "502 (" + why + ")");
+    release();
+  }
+
+  void abort() {
+    if (done_) return;
+    done_ = true;
+    if (conn_) {
+      // A reset, not a FIN: the local service must not take a cut request
+      // body for a whole one, or keep working on a request nobody awaits.
+      error_code ignored;
+      conn_->stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      conn_->stream.socket().close(ignored);
+    }
+    if (!reset_by_server_) log_line("cancelled (tunnel closed)");
+    else log_line(status_ ? std::to_string(status_) + " (cancelled by the public client)" : "cancelled by the public client");
+    release();
+  }
+
+  void log_line(const std::string& outcome) {
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started_);
+    console().gather(strand_.get_inner_executor(), exchange_line(head_, outcome, took, bytes_in_, bytes_out_));
+  }
+
+  void send(pb::Frame&& f, std::optional<pb::Frame>&& more = std::nullopt) {
+    session_->send(std::move(f), std::move(more));
+  }
+  void release() { session_->release(id_); }
+
+  strand_t strand_;
+  std::shared_ptr<exchange_host> session_;
+  uint64_t id_;
+  pb::RequestHead head_;
+  send_credit credit_;
+  recv_window window_;
+  uint32_t max_frame_;
+  local_pool& pool_;
+  std::unique_ptr<local_conn> pooled_;
+  tcp::endpoint local_;
+  clock::time_point started_;
+  std::unique_ptr<local_conn> conn_;
+  std::optional<http::response_parser<http::buffer_body>> parser_;
+  std::string body_buf_;
+  std::deque<std::pair<std::string, uint32_t>> out_;
+  std::vector<asio::const_buffer> bufs_;
+  unsigned status_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+  bool chunked_ = false;
+  bool req_done_ = false;
+  bool resp_done_ = false;
+  bool writing_ = false;
+  bool write_failed_ = false;
+  bool reading_ = false;
+  bool waiting_credit_ = false;
+  bool keep_alive_ = true;
+  bool upgraded_ = false;
+  bool raw_in_end_ = false;
+  bool raw_out_end_ = false;
+  bool shut_out_ = false;
+  bool reused_ = false;
+  bool connected_ = false;
+  uint32_t conn_gen_ = 0;
+  bool retried_ = false;
+  bool reset_by_server_ = false;
+  bool done_ = false;
+};
+
+}  // namespace
+
+std::shared_ptr<local_exchange> start_local_exchange(asio::io_context& ioc, std::shared_ptr<exchange_host> host,
+                                                     uint64_t id, pb::RequestHead head, uint32_t send_window,
+                                                     uint32_t recv_window, uint32_t max_frame, local_pool& pool,
+                                                     const tcp::endpoint& local, std::unique_ptr<local_conn> pooled) {
+  auto ex = std::make_shared<local_exchange_impl>(ioc, std::move(host), id, std::move(head), send_window, recv_window,
+                                                  max_frame, pool, local, std::move(pooled));
+  ex->start();
+  return ex;
+}
+
+}  // namespace grok::client_detail

@@ -1,0 +1,68 @@
+#pragma once
+// Kept-alive connections to the local service, handed between exchanges.
+
+#include <sys/socket.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <cerrno>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace grok::client_detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using strand_t = asio::strand<asio::io_context::executor_type>;
+
+/// A connection to the local service. It stays on the strand it was opened
+/// on: the next exchange that takes it from the pool runs on that strand, so
+/// reuse costs no re-registration of the socket.
+struct local_conn {
+  // Beast reads min(capacity, 64 KiB) at a time: an unreserved buffer means 512-byte reads.
+  explicit local_conn(const strand_t& ex) : strand(ex), stream(ex) { buffer.reserve(64 * 1024); }
+  strand_t strand;
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+};
+
+/// Keep-alive connections to the local service, handed between exchanges.
+class local_pool {
+ public:
+  /// An idle connection, or null. With `probe`, one the local service has
+  /// not closed meanwhile and sent nothing on (one recv(MSG_PEEK) each). A
+  /// replayable request needs no probe: when its kept-alive connection turns
+  /// out closed (or answers 408) before anything else, the exchange sends it
+  /// again on a fresh connection (local_exchange::on_read_header). Any other
+  /// request gets a probed connection.
+  std::unique_ptr<local_conn> take(bool probe) {
+    std::lock_guard lk(mu_);
+    while (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      if (!probe) return c;
+      char probe_byte;
+      auto n = ::recv(c->stream.socket().native_handle(), &probe_byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
+      // EOF, an error, or bytes nobody asked for: not reusable.
+    }
+    return nullptr;
+  }
+  void put(std::unique_ptr<local_conn> c) {
+    std::lock_guard lk(mu_);
+    if (idle_.size() < 64) idle_.push_back(std::move(c));
+  }
+  void clear() {
+    std::lock_guard lk(mu_);
+    idle_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<local_conn>> idle_;
+};
+
+}  // namespace grok::client_detail

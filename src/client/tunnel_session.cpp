@@ -1,0 +1,134 @@
+#include "tunnel_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "console.hpp"
+
+namespace grok::client_detail {
+
+void tunnel_session::start(pb::Tunnel::Stub& stub) {
+  self_ = shared_from_this();  // released once the stream is over
+  // The call's headers wait for the Hello and leave in the same write; a
+  // separate start would hold the stream's one send slot until it came back.
+  ctx_.set_initial_metadata_corked(true);
+  stream_ = stub.PrepareAsyncConnect(&ctx_, &cq_);
+  refs_.store(2, std::memory_order_relaxed);  // the strand's hold, the first read
+  stream_->StartCall(nullptr);
+  stream_->Read(&in_, &ops_[read]);
+  pb::Frame f;
+  auto* h = f.mutable_hello();
+  h->set_protocol_version(protocol_version);
+  h->set_token(opts_.token);
+  h->set_name(opts_.subdomain);
+  h->set_client_version("grok 0.1.0");
+  h->set_initial_window(opts_.initial_window);
+  h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
+  asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
+    if (self->closed_) return;  // stopped before it started: the stream may be over already
+    self->writer_.attach(self.get());
+    self->writer_.push(std::move(f));
+  });
+}
+
+void tunnel_session::on_event(event e, bool ok) {
+  switch (e) {
+    case read:
+      if (ok) {
+        auto b = std::make_shared<pb::Batch>(std::move(in_));
+        in_.Clear();
+        asio::post(strand_, [self = shared_from_this(), b] { self->handle_batch(*b); });
+        stream_->Read(&in_, &ops_[read]);
+        return;
+      }
+      asio::post(strand_, [self = shared_from_this()] { self->close(); });
+      refs_.fetch_add(1, std::memory_order_relaxed);
+      stream_->Finish(&status_, &ops_[finish]);  // nothing more to read: collect the status
+      break;
+    case write:
+      if (writer_.write_finished(ok)) {  // else nothing on the strand waits for it
+        asio::post(strand_, [self = shared_from_this(), ok] {
+          self->writer_.on_write_done(ok);
+          if (!ok) self->close();
+        });
+      }
+      break;
+    case finish:
+    case events:
+      break;
+  }
+  release();
+}
+
+void tunnel_session::release() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  asio::post(strand_, [self = shared_from_this()] {
+    const auto& s = self->status_;
+    if (!self->outcome_.refused && self->outcome_.message.empty())
+      self->outcome_.message = s.ok() ? "server closed the tunnel" : s.error_message();
+    auto cb = std::move(self->on_end_);
+    auto outcome = self->outcome_;
+    self->self_.reset();
+    if (cb) cb(outcome);
+  });
+}
+
+void tunnel_session::handle_batch(pb::Batch& b) {
+  for (auto& f : *b.mutable_frames()) {
+    switch (f.kind_case()) {
+      case pb::Frame::kAccepted: {
+        const auto& a = f.accepted();
+        outcome_.accepted = true;
+        server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
+        max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
+        console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
+                opts_.local_host + ":" + std::to_string(opts_.local_port));
+        break;
+      }
+      case pb::Frame::kRefused:
+        outcome_.refused = true;
+        outcome_.fatal = f.refused().reason() == pb::Refused::BAD_TOKEN ||
+                         f.refused().reason() == pb::Refused::BAD_NAME ||
+                         f.refused().reason() == pb::Refused::UNSUPPORTED_VERSION;
+        outcome_.message = f.refused().message();
+        break;
+      case pb::Frame::kGoAway:
+        outcome_.going_away = true;
+        outcome_.message = "server is going away: " + f.go_away().message();
+        break;
+      case pb::Frame::kRequestHead: {
+        auto id = f.exchange_id();
+        if (!outcome_.accepted || exchanges_.contains(id)) break;
+        const auto& head = f.request_head();
+        auto pooled = head.tcp() ? nullptr : pool_.take(/*probe=*/!replayable(head));
+        exchanges_.emplace(id, start_local_exchange(ioc_, shared_from_this(), id,
+                                                    std::move(*f.mutable_request_head()), server_window_,
+                                                    opts_.initial_window, max_frame_, pool_, local_,
+                                                    std::move(pooled)));
+        break;
+      }
+      case pb::Frame::kData:
+      case pb::Frame::kWindowUpdate:
+      case pb::Frame::kReset: {
+        auto it = exchanges_.find(f.exchange_id());
+        if (it == exchanges_.end()) break;  // finished: late frames are expected
+        auto ex = it->second;
+        if (f.has_reset()) exchanges_.erase(it);
+        ex->on_frame(std::move(f));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+void tunnel_session::close() {
+  if (closed_) return;
+  closed_ = true;
+  writer_.detach();
+  for (auto& [id, ex] : exchanges_) ex->cancel();
+  exchanges_.clear();
+  release();  // the strand's hold: no more writes start
+}
+
+}  // namespace grok::client_detail
