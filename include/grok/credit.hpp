@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace grok {
 
@@ -60,6 +62,16 @@ class recv_window {
   uint32_t window_;
   uint64_t outstanding_ = 0;
   uint64_t unreturned_ = 0;
+};
+
+/// One queued write to a socket: a framing prefix, a payload moved out of a
+/// Data frame, a framing suffix, and the credit the payload returns to the
+/// sender once written.
+struct out_piece {
+  std::string head;
+  std::string body;
+  std::string_view tail;
+  uint32_t credit = 0;
 };
 
 }  // namespace grok

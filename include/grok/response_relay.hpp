@@ -15,16 +15,6 @@
 
 namespace grok {
 
-/// One queued write to the public socket: a framing prefix, a payload
-/// moved out of a Data frame, a framing suffix, and the credit the payload
-/// returns to the tunnel client once written.
-struct out_piece {
-  std::string head;
-  std::string body;
-  std::string_view tail;
-  uint32_t credit = 0;
-};
-
 class response_relay {
  public:
   struct params {

@@ -4,6 +4,7 @@
 // single byte ranges. Every connection lives on its own strand.
 
 #include "grok/file_server.hpp"
+#include "io_errors.hpp"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -44,12 +45,6 @@ struct settings {
   std::optional<std::pair<std::string, std::string>> auth;
 };
 
-bool is_routine(error_code ec) {
-  return ec == net::error::eof || ec == http::error::end_of_stream || ec == http::error::partial_message ||
-         ec == net::error::connection_reset || ec == net::error::broken_pipe || ec == net::error::operation_aborted ||
-         ec == beast::error::timeout || ec == net::error::not_connected;
-}
-
 // "/a//b" -> "/a/b": a Location must never start with "//" (that would be
 // a protocol-relative URL pointing at another host).
 std::string collapse_slashes(std::string_view s) {
@@ -85,7 +80,7 @@ class session : public std::enable_shared_from_this<session> {
   void on_read(error_code ec) {
     if (ec) {
       if (ec == http::error::header_limit) return reply_error(431, "Request header fields too large\n", false);
-      if (is_routine(ec)) return close();
+      if (expected_disconnect(ec)) return close();
       spdlog::debug("serve: bad request: {}", ec.message());
       return reply_error(400, "Bad request\n", false);
     }
@@ -308,7 +303,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void fail(error_code ec, const char* what) {
-    if (!is_routine(ec)) spdlog::debug("serve: {}: {}", what, ec.message());
+    if (!expected_disconnect(ec)) spdlog::debug("serve: {}: {}", what, ec.message());
     close();
   }
 

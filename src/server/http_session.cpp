@@ -7,9 +7,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <type_traits>
-#include <deque>
 #include <optional>
+#include <type_traits>
+#include <utility>
 
 #include "grok/credit.hpp"
 #include "grok/host.hpp"
@@ -17,6 +17,8 @@
 #include "grok/http_text.hpp"
 #include "grok/request_head.hpp"
 #include "grok/response_relay.hpp"
+#include "byte_pump.hpp"
+#include "io_errors.hpp"
 #include "tunnel.hpp"
 
 namespace grok::server_detail {
@@ -27,12 +29,6 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
 namespace {
-
-bool expected_disconnect(const error_code& ec) {
-  return ec == asio::error::eof || ec == asio::error::operation_aborted ||
-         ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-         ec == http::error::end_of_stream || ec == beast::error::timeout;
-}
 
 /// One public connection; Stream is a plain beast::tcp_stream or a TLS stream over one.
 template <class Stream>
@@ -91,17 +87,47 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
   void on_unavailable(uint64_t id, unsigned status, std::string reason) override {
     asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, status, reason = std::move(reason)] {
-      if (id != self->ex_.id || self->ex_.finished) return;
-      self->ex_.tunnel_done = true;
+      if (id != self->ex_.id || self->ex_.finished()) return;
+      self->ex_.tunnel_gone = true;
       self->fail_exchange(status, reason);
     });
   }
 
  private:
+  /// The request direction of an exchange (public client -> tunnel).
+  enum class upload {
+    waiting,     ///< a body is coming, but the tunnel has not taken the exchange yet
+    body,        ///< reading the request body into Data frames
+    raw,         ///< upgraded: relaying raw bytes from the public client
+    discarding,  ///< the response is complete: the rest of the body is read and dropped (bounded)
+    done,        ///< every request byte was read, or the public client half-closed
+  };
+  /// The response direction (tunnel -> public client).
+  enum class download {
+    awaiting_head,  ///< nothing of the response is queued yet
+    streaming,      ///< a head (the tunnel's, or an error of ours) is queued; more may follow
+    complete,       ///< every response byte is queued
+  };
+  /// The one read of the public socket an exchange may have in flight.
+  enum class reader { idle, reading, waiting_credit };
+  enum class stage {
+    routing,   ///< the head is being checked; no tunnel has the exchange
+    open,      ///< the tunnel has it (counted in exchanges_in_flight)
+    finished,  ///< logged and counted; late events are ignored
+  };
+
   /// State of the exchange in progress; reset for each request.
   struct exchange {
-    uint64_t id = 0;
-    clock::time_point last_upload;  // the last request bytes sent on (for response_timeout)
+    uint64_t id = 0;  ///< 0 until a tunnel takes the exchange
+    stage at = stage::routing;
+    upload up = upload::waiting;
+    download down = download::awaiting_head;
+    reader read = reader::idle;
+    bool upgraded = false;     ///< a 101 was relayed: raw bytes both ways
+    bool tunnel_gone = false;  ///< the tunnel dropped the exchange (reset or gone): send it nothing more
+
+    clock::time_point started;
+    clock::time_point last_upload;  ///< the last request bytes sent on (for response_timeout)
     std::string method;
     std::string target;
     std::string host;
@@ -110,29 +136,20 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     bool is_head = false;
     bool keep_alive = true;
     bool expect_continue = false;
-    clock::time_point started;
-
-    // request direction (public client -> tunnel)
-    bool opened = false;
-    bool req_done = false;
-    bool reading = false;
-    bool waiting_credit = false;
     uint64_t bytes_in = 0;
-
-    // response direction (tunnel -> public client); frames go through `relay`
-    std::optional<response_relay> relay;  // set once the RequestHead is sent
-    bool head_queued = false;  // a response head (ours or the tunnel's) is queued
-    bool upgraded = false;
-    bool resp_end = false;     // all response bytes are queued
-    bool raw_in_done = false;  // upgraded: public client half-closed
+    uint64_t discarded = 0;
+    std::optional<response_relay> relay;  ///< set once the RequestHead is sent
     uint64_t resp_bytes = 0;
     unsigned status = 0;
 
-    bool discard_body = false; // response complete: the rest of the upload is read and dropped
-    uint64_t discarded = 0;
-    bool counted = false;      // included in exchanges_in_flight
-    bool tunnel_done = false;  // the tunnel dropped the exchange (reset or gone)
-    bool finished = false;
+    bool finished() const { return at == stage::finished; }
+  };
+
+  /// What the connection does once everything queued is written.
+  enum class then {
+    carry_on,   ///< the exchange decides (maybe_finish)
+    read_head,  ///< an error was answered on a kept-alive connection: read the next request
+    close,      ///< the answer ends the connection
   };
 
   // ---- request head --------------------------------------------------------
@@ -202,8 +219,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       }
       return close();
     }
-    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
-      return close();
+    if (peer_closed(ec)) return close();
     if (ec == http::error::header_limit) return reply_and_close(431, "The request head is too large.");
     if (ec == http::error::body_limit) return reply_and_close(413, "The request body is too large.");
     if (ec) {
@@ -259,7 +275,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     frame.set_exchange_id(ex_.id);
     ex_.upgrade = std::move(ok.upgrade);
     ex_.expect_continue = ok.expect_continue;
-    ex_.req_done = ok.req_done;
+    ex_.up = ok.req_done ? upload::done : upload::waiting;
 
     ex_.last_upload = clock::now();
     arm_response_timer(cfg_->response_timeout);
@@ -271,16 +287,16 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     rp.upgrade = ex_.upgrade;
     rp.initial_window = cfg_->initial_window;
     ex_.relay.emplace(std::move(rp));
-    ex_.counted = true;
+    ex_.at = stage::open;
     state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->open(this->shared_from_this(), std::move(frame));
   }
 
   void handle_opened(uint64_t id, uint32_t window) {
-    if (id != ex_.id || ex_.finished) return;
-    ex_.opened = true;
+    if (id != ex_.id || ex_.finished()) return;
     ex_.relay->opened(window);
-    if (ex_.req_done) return;
+    if (ex_.up != upload::waiting) return;  // no body
+    ex_.up = upload::body;
     grow_buffer();
     if (ex_.expect_continue && ex_.version >= 11) {
       // The tunnel took the exchange, so ask for the body ourselves.
@@ -292,16 +308,18 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   // ---- request body (public client -> tunnel) -------------------------------
 
   void do_read_body() {
-    if (ex_.req_done || ex_.reading || ex_.finished || !ex_.opened) return;
+    if ((ex_.up != upload::body && ex_.up != upload::discarding) || ex_.read == reader::reading || ex_.finished())
+      return;
     // Discarded bytes go nowhere, so they need no credit.
-    auto want = ex_.discard_body ? uint64_t{cfg_->max_frame_size} : ex_.relay->credit().allowance(cfg_->max_frame_size);
+    auto want = ex_.up == upload::discarding ? uint64_t{cfg_->max_frame_size}
+                                             : ex_.relay->credit().allowance(cfg_->max_frame_size);
     if (want == 0) {
-      ex_.waiting_credit = true;
+      ex_.read = reader::waiting_credit;
       return;
     }
     // A small body gets a small buffer: no 64 KiB allocation for a few bytes.
     if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, std::max<uint64_t>(*left, 1));
-    ex_.reading = true;
+    ex_.read = reader::reading;
     body_buf_.resize(want);
     parser_->get().body().data = body_buf_.data();
     parser_->get().body().size = want;
@@ -313,8 +331,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   void on_read_body(error_code ec, uint64_t id) {
-    ex_.reading = false;
-    if (id != ex_.id || ex_.finished) return;
+    ex_.read = reader::idle;
+    if (id != ex_.id || ex_.finished()) return;
     if (ec == http::error::need_buffer) ec = {};
     if (ec == http::error::body_limit) {
       cancel_upstream("request body too large");
@@ -337,10 +355,10 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     }
     size_t got = body_buf_.size() - parser_->get().body().size;
     bool done = parser_->is_done();
-    if (ex_.discard_body) {
+    if (ex_.up == upload::discarding) {
       ex_.discarded += got;
       if (done) {
-        ex_.req_done = true;
+        ex_.up = upload::done;
         return maybe_finish();
       }
       if (ex_.discarded > discard_limit) {
@@ -358,7 +376,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       body_buf_ = std::string();
     }
     if (done) {
-      ex_.req_done = true;
+      ex_.up = upload::done;
       return maybe_finish();
     }
     do_read_body();
@@ -367,23 +385,22 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   // ---- upgraded connections: raw bytes from the public client ----------------
 
   void do_read_raw() {
-    if (ex_.raw_in_done || ex_.reading || ex_.finished) return;
+    if (ex_.up != upload::raw || ex_.read == reader::reading || ex_.finished()) return;
     auto want = ex_.relay->credit().allowance(cfg_->max_frame_size);
     if (want == 0) {
-      ex_.waiting_credit = true;
+      ex_.read = reader::waiting_credit;
       return;
     }
     if (buffer_.size() > 0) {
       // Bytes the client sent right behind the upgrade request go first.
-      auto n = std::min<size_t>(want, buffer_.size());
-      std::string chunk(static_cast<const char*>(buffer_.data().data()), n);
-      buffer_.consume(n);
+      auto chunk = take_buffered(buffer_, want);
+      auto n = chunk.size();
       ex_.relay->credit().spend(n);
       ex_.bytes_in += n;
       tunnel_->send(make_data(ex_.id, std::move(chunk), false));
       return do_read_raw();
     }
-    ex_.reading = true;
+    ex_.read = reader::reading;
     body_buf_.resize(want);
     lowest().expires_never();
     stream_.async_read_some(asio::buffer(body_buf_), [self = this->shared_from_this(), id = ex_.id](error_code ec, size_t n) {
@@ -392,10 +409,10 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   void on_read_raw(error_code ec, size_t n, uint64_t id) {
-    ex_.reading = false;
-    if (id != ex_.id || ex_.finished) return;
+    ex_.read = reader::idle;
+    if (id != ex_.id || ex_.finished()) return;
     if (ec == asio::error::eof) {
-      ex_.raw_in_done = true;
+      ex_.up = upload::done;
       tunnel_->send(make_data(id, std::string(), true));
       return maybe_finish();
     }
@@ -414,8 +431,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   // ---- frames from the tunnel ----------------------------------------------
 
   void handle_frame(uint64_t id, pb::Frame& f) {
-    if (id != ex_.id || ex_.finished || !ex_.relay) return;
-    auto st = ex_.relay->on_frame(id, f, out_);
+    if (id != ex_.id || ex_.finished() || !ex_.relay) return;
+    auto st = ex_.relay->on_frame(id, f, out_.pieces());
     ex_.resp_bytes = ex_.relay->response_bytes();
     using kind = response_relay::step::kind;
     switch (st.what) {
@@ -424,20 +441,20 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       case kind::protocol_error:
         return protocol_error(st.reason);
       case kind::reset:
-        ex_.tunnel_done = true;
+        ex_.tunnel_gone = true;
         return handle_reset(st.reset_code, st.reset_message);
       case kind::progress:
         break;
     }
     if (st.head) {
       response_timer_.cancel();
-      ex_.head_queued = true;
+      ex_.down = download::streaming;
       ex_.status = ex_.relay->status();
       ex_.keep_alive = ex_.relay->keep_alive();
     }
-    if (st.credit_granted && ex_.waiting_credit) {
-      ex_.waiting_credit = false;
-      if (ex_.upgraded)
+    if (st.credit_granted && ex_.read == reader::waiting_credit) {
+      ex_.read = reader::idle;
+      if (ex_.up == upload::raw)
         do_read_raw();
       else
         do_read_body();
@@ -445,12 +462,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     do_write();
     if (st.start_raw) {
       ex_.upgraded = true;
+      ex_.up = upload::raw;
       grow_buffer();
       do_read_raw();  // raw bytes spend the request-direction credit
     }
     if (st.response_end) {
-      ex_.resp_end = true;
-      if (!writing_) maybe_finish();
+      ex_.down = download::complete;
+      if (!out_.writing()) maybe_finish();
     }
   }
 
@@ -472,70 +490,61 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   // ---- writes to the public client ------------------------------------------
 
   void queue_write(out_piece&& p) {
-    out_.push_back(std::move(p));
+    out_.push(std::move(p));
     do_write();
   }
 
   void do_write() {
-    if (writing_ || hold_writes_ || out_.empty()) return;
-    writing_ = true;
-    write_bufs_.clear();
-    size_t pieces = std::min<size_t>(out_.size(), 64);
-    for (size_t i = 0; i < pieces; ++i) {
-      auto& p = out_[i];
-      if (!p.head.empty()) write_bufs_.emplace_back(p.head.data(), p.head.size());
-      if (!p.body.empty()) write_bufs_.emplace_back(p.body.data(), p.body.size());
-      if (!p.tail.empty()) write_bufs_.emplace_back(p.tail.data(), p.tail.size());
-    }
+    if (hold_writes_ || out_.writing() || out_.empty()) return;
     lowest().expires_after(cfg_->idle_timeout);
-    asio::async_write(stream_, write_bufs_, [self = this->shared_from_this(), pieces](error_code ec, size_t) {
-      self->on_write(ec, pieces);
-    });
+    out_.start(stream_, [self = this->shared_from_this()](error_code ec) { self->on_write(ec); });
   }
 
-  void on_write(error_code ec, size_t pieces) {
-    writing_ = false;
-    uint64_t consumed = 0;
-    for (size_t i = 0; i < pieces && !out_.empty(); ++i) {
-      consumed += out_.front().credit;
-      out_.pop_front();
-    }
+  void on_write(error_code ec) {
+    uint64_t consumed = out_.written();
     if (ec) {
       if (!expected_disconnect(ec))
         spdlog::debug("conn={}: write to public client failed: {}", conn_id_, ec.message());
-      if (!ex_.finished && ex_.id != 0) cancel_upstream("public client went away");
+      if (!ex_.finished() && ex_.id != 0) cancel_upstream("public client went away");
       return abort_exchange();
     }
-    if (consumed > 0 && !ex_.finished && ex_.relay && !ex_.tunnel_done) {
+    if (consumed > 0 && !ex_.finished() && ex_.relay && !ex_.tunnel_gone) {
       if (auto inc = ex_.relay->on_written(consumed)) tunnel_->send(make_window_update(ex_.id, inc));
     }
     if (!out_.empty()) return do_write();
-    if (closing_after_write_) return close();
-    if (pending_next_) {
-      pending_next_ = false;
-      return do_read_header();
+    switch (std::exchange(then_, then::carry_on)) {
+      case then::close:
+        return close();
+      case then::read_head:
+        return do_read_header();
+      case then::carry_on:
+        return maybe_finish();
     }
-    maybe_finish();
+  }
+
+  /// After what is queued is written: `next`, unless the connection is to close anyway.
+  void then_after_write(then next) {
+    if (then_ != then::close) then_ = next;
   }
 
   // ---- endings ---------------------------------------------------------------
 
   void maybe_finish() {
-    if (ex_.finished || writing_ || !out_.empty() || !ex_.resp_end) return;
+    if (ex_.finished() || !out_.idle() || ex_.down != download::complete) return;
     if (ex_.upgraded) {
-      if (!ex_.raw_in_done) {
+      if (ex_.up != upload::done) {
         // The local side closed: half-close towards the public client.
         error_code ignored;
         lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
         return;
       }
-    } else if (!ex_.req_done) {
+    } else if (ex_.up != upload::done) {
       // The local service answered before the whole upload arrived. Read and
       // drop the rest (bounded) so the connection, and any requests pipelined
       // behind the body, stay usable; a larger remainder closes it.
-      if (!ex_.discard_body) {
-        ex_.discard_body = true;
-        ex_.waiting_credit = false;
+      if (ex_.up != upload::discarding) {
+        ex_.up = upload::discarding;
+        if (ex_.read == reader::waiting_credit) ex_.read = reader::idle;
         do_read_body();
       }
       return;
@@ -546,15 +555,15 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   void finish_exchange() {
-    if (ex_.finished) return;
-    ex_.finished = true;
+    if (ex_.finished()) return;
+    bool was_open = ex_.at == stage::open;
+    ex_.at = stage::finished;
     if (ex_.relay) ex_.relay->close();
     response_timer_.cancel();
     if (tunnel_ && ex_.id != 0) tunnel_->close_exchange(ex_.id);
     auto took = clock::now() - ex_.started;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
-    if (ex_.counted) {
-      ex_.counted = false;
+    if (was_open) {
       state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
       state_.stats.record_exchange(tunnel_->name(), ex_.status, took, ex_.bytes_in, ex_.resp_bytes);
     }
@@ -568,40 +577,39 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   void arm_response_timer(clock::duration after) {
     response_timer_.expires_after(after);
     response_timer_.async_wait([self = this->shared_from_this(), id = ex_.id](error_code ec) {
-      if (ec || id != self->ex_.id || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished) return;
+      if (ec || id != self->ex_.id || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished()) return;
       auto due = self->ex_.last_upload + self->cfg_->response_timeout;
       if (due > clock::now()) return self->arm_response_timer(due - clock::now());
       spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->tunnel_->name(), self->conn_id_,
                    id, self->cfg_->response_timeout.count());
       self->tunnel_->send(make_reset(id, pb::Reset::UPSTREAM_TIMEOUT, "no response in time"));
-      self->ex_.tunnel_done = true;
+      self->ex_.tunnel_gone = true;
       self->fail_exchange(504, "The local service did not respond in time.");
     });
   }
 
   void cancel_upstream(const char* why) {
-    if (tunnel_ && ex_.id != 0 && !ex_.tunnel_done && !ex_.finished) {
+    if (tunnel_ && ex_.id != 0 && !ex_.tunnel_gone && !ex_.finished()) {
       tunnel_->send(make_reset(ex_.id, pb::Reset::CANCELLED, why));
-      ex_.tunnel_done = true;
+      ex_.tunnel_gone = true;
     }
   }
 
   void protocol_error(const std::string& what) {
     spdlog::warn("tunnel={} conn={} req={}: bad response from tunnel client: {}", tunnel_ ? tunnel_->name() : "-",
                  conn_id_, ex_.id, what);
-    if (tunnel_ && !ex_.tunnel_done) tunnel_->send(make_reset(ex_.id, pb::Reset::PROTOCOL_ERROR, what));
-    ex_.tunnel_done = true;
+    if (tunnel_ && !ex_.tunnel_gone) tunnel_->send(make_reset(ex_.id, pb::Reset::PROTOCOL_ERROR, what));
+    ex_.tunnel_gone = true;
     fail_exchange(502, "The tunnel client sent an invalid response.");
   }
 
   /// Answers `status` if nothing of the response went out yet, else cuts the
   /// connection so the public client never takes a truncated body as whole.
   void fail_exchange(unsigned status, const std::string& detail) {
-    if (ex_.finished) return;
-    if (ex_.head_queued) return abort_exchange();
+    if (ex_.finished()) return;
+    if (ex_.down != download::awaiting_head) return abort_exchange();
     ex_.status = status;
-    ex_.head_queued = true;
-    ex_.resp_end = true;
+    ex_.down = download::complete;
     response_timer_.cancel();
     finish_exchange();
     write_error(status, detail, true);
@@ -611,7 +619,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     finish_exchange();
     if (hold_writes_ && !out_.empty()) {
       // Mid-run: what the run's earlier frames queued goes out first, then the cut.
-      closing_after_write_ = true;
+      then_after_write(then::close);
       return;
     }
     close();
@@ -625,8 +633,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
                  ex_.host);
     write_error(status, detail, !keep);
     if (keep) {
-      ex_.finished = true;
-      pending_next_ = true;
+      ex_.at = stage::finished;
+      then_after_write(then::read_head);
     }
   }
 
@@ -636,11 +644,11 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     std::string out = status_line(ex_.version, 308) + "Location: " + location + "\r\nContent-Length: 0\r\n" +
                       (keep ? "\r\n" : "Connection: close\r\n\r\n");
     ex_.status = 308;
-    if (!keep) closing_after_write_ = true;
+    if (!keep) then_after_write(then::close);
     queue_write(out_piece{std::move(out), {}, {}, 0});
     if (keep) {
-      ex_.finished = true;
-      pending_next_ = true;
+      ex_.at = stage::finished;
+      then_after_write(then::read_head);
     }
   }
 
@@ -655,7 +663,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
                       std::to_string(body.size()) + "\r\nCache-Control: no-store\r\n";
     out += close_after ? "Connection: close\r\n\r\n" : "\r\n";
     if (!ex_.is_head) out += body;
-    if (close_after) closing_after_write_ = true;
+    if (close_after) then_after_write(then::close);
     queue_write(out_piece{std::move(out), {}, {}, 0});
   }
 
@@ -664,7 +672,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     closed_ = true;
     response_timer_.cancel();
     head_timer_.cancel();
-    if (!ex_.finished && ex_.id != 0) {
+    if (!ex_.finished() && ex_.id != 0) {
       cancel_upstream("public connection closed");
       finish_exchange();
     }
@@ -690,13 +698,10 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   std::shared_ptr<tunnel> tunnel_;
   exchange ex_;
   std::string body_buf_;
-  std::deque<out_piece> out_;
-  std::vector<asio::const_buffer> write_bufs_;
-  bool writing_ = false;
+  write_queue out_;
+  then then_ = then::carry_on;
   bool hold_writes_ = false;  // frames of one run are being handled: write once after them
-  bool closing_after_write_ = false;
   bool closed_ = false;
-  bool pending_next_ = false;
   uint64_t requests_ = 0;
   uint64_t head_bytes_ = 0;  // bytes of the current request head parsed so far
 };
