@@ -15,6 +15,8 @@
 #include "grok/credit.hpp"
 #include "grok/http_rules.hpp"
 #include "grok/response_head.hpp"
+#include "byte_pump.hpp"
+#include "io_errors.hpp"
 
 namespace grok::client_detail {
 
@@ -47,7 +49,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   void start() {
     upgraded_ = head_.tcp();  // a TCP connection is raw bytes from the start
     chunked_ = !upgraded_ && head_.content_length() < 0;
-    req_done_ = head_.end_stream();
+    up_ = upgraded_ ? upload::raw : head_.end_stream() ? upload::ended : upload::body;
     asio::post(strand_, [self = shared_from_this()] { self->do_connect(); });
   }
   void on_frame(pb::Frame&& f) override {
@@ -58,8 +60,26 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
  private:
+  enum class link { connecting, open };
+  /// Request bytes (tunnel -> local service).
+  enum class upload {
+    body,    ///< request body frames are still coming
+    raw,     ///< upgraded: raw bytes from the public side are still coming
+    ended,   ///< every request byte arrived (they may still be being written)
+    shut,    ///< upgraded: the half-close was passed on to the local service
+    failed,  ///< a write to the local service failed: nothing more is written
+  };
+  /// Response bytes (local service -> tunnel).
+  enum class download {
+    head,   ///< waiting for the response head
+    body,   ///< the head was sent on; body (or, upgraded, raw) bytes follow
+    ended,  ///< the whole response was sent on, or the local service half-closed
+  };
+  /// The one read of the local connection in flight, if any.
+  enum class reader { idle, reading, waiting_credit };
+
   void do_connect() {
-    if (done_) return;
+    if (finished_) return;
     if (pooled_) {
       conn_ = std::move(pooled_);
       reused_ = true;
@@ -76,10 +96,10 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void on_connected() {
-    if (done_) return;
+    if (finished_) return;
     if (head_.tcp()) {
       // Raw bytes both ways from the start; end_stream is a half-close.
-      connected_ = true;
+      link_ = link::open;
       if (out_.empty())
         after_writes();  // the public side may have half-closed already
       else
@@ -113,8 +133,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     }
     out += "\r\n";
     // Body frames may have arrived while connecting; the head goes before them.
-    out_.push_front({std::move(out), 0});
-    connected_ = true;
+    out_.push_front({std::move(out), {}, {}, 0});
+    link_ = link::open;
     do_write();
     do_read_header();
   }
@@ -122,39 +142,35 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   // ---- request bytes (tunnel -> local service) ------------------------------
 
   void handle_frame(pb::Frame& f) {
-    if (done_) return;
+    if (finished_) return;
     switch (f.kind_case()) {
       case pb::Frame::kData: {
         auto& d = *f.mutable_data();
         auto n = d.payload().size();
         if (!window_.on_data(n)) return fail(pb::Reset::PROTOCOL_ERROR, "server overran the window");
         bytes_in_ += n;
+        if (up_ != upload::body && up_ != upload::raw) return;  // failed, or bytes past the end
         if (n > 0) {
-          if (chunked_ && !upgraded_) {
+          out_piece p{{}, std::move(*d.mutable_payload()), {}, static_cast<uint32_t>(n)};
+          if (up_ == upload::body && chunked_) {
             char hex[24];
             int len = std::snprintf(hex, sizeof hex, "%zx\r\n", n);
-            queue_write(std::string(hex, static_cast<size_t>(len)), 0);
-            queue_write(std::move(*d.mutable_payload()), static_cast<uint32_t>(n));
-            queue_write("\r\n", 0);
-          } else {
-            queue_write(std::move(*d.mutable_payload()), static_cast<uint32_t>(n));
+            p.head.assign(hex, static_cast<size_t>(len));
+            p.tail = "\r\n";
           }
+          queue_write(std::move(p));
         }
         if (d.end_stream()) {
-          if (upgraded_) {
-            raw_out_end_ = true;
-          } else {
-            if (chunked_) queue_write("0\r\n\r\n", 0);
-            req_done_ = true;
-          }
-          if (!writing_ && connected_) after_writes();
+          if (up_ == upload::body && chunked_) queue_write(out_piece{"0\r\n\r\n", {}, {}, 0});
+          up_ = upload::ended;  // for a raw stream: a half-close, sent on once the bytes before it are written
+          if (out_.idle() && link_ == link::open) after_writes();
         }
         return;
       }
       case pb::Frame::kWindowUpdate:
         if (!credit_.grant(f.window_update().increment())) return fail(pb::Reset::PROTOCOL_ERROR, "window overflow");
-        if (waiting_credit_) {
-          waiting_credit_ = false;
+        if (read_ == reader::waiting_credit) {
+          read_ = reader::idle;
           if (upgraded_) do_read_raw();
           else do_read_body();
         }
@@ -168,36 +184,27 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     }
   }
 
-  void queue_write(std::string&& bytes, uint32_t credit) {
-    out_.push_back({std::move(bytes), credit});
+  void queue_write(out_piece&& p) {
+    out_.push(std::move(p));
     do_write();
   }
 
   void do_write() {
-    if (writing_ || out_.empty() || !connected_) return;
-    writing_ = true;
-    bufs_.clear();
-    size_t pieces = std::min<size_t>(out_.size(), 64);
-    for (size_t i = 0; i < pieces; ++i) bufs_.emplace_back(out_[i].first.data(), out_[i].first.size());
+    if (link_ != link::open) return;
     conn_->stream.expires_never();
-    asio::async_write(conn_->stream, bufs_, [self = shared_from_this(), pieces, gen = conn_gen_](error_code ec, size_t) {
-      if (gen == self->conn_gen_) self->on_write(ec, pieces);
+    out_.start(conn_->stream, [self = shared_from_this(), gen = conn_gen_](error_code ec) {
+      if (gen == self->conn_gen_) self->on_write(ec);
     });
   }
 
-  void on_write(error_code ec, size_t pieces) {
-    writing_ = false;
-    uint64_t consumed = 0;
-    for (size_t i = 0; i < pieces && !out_.empty(); ++i) {
-      consumed += out_.front().second;
-      out_.pop_front();
-    }
-    if (done_) return;
+  void on_write(error_code ec) {
+    uint64_t consumed = out_.written();
+    if (finished_) return;
     if (ec) {
       // The response may already be on its way (an early error answer); let the reader decide.
-      write_failed_ = true;
-      out_.clear();
-      if (resp_done_) return finish();
+      up_ = upload::failed;
+      out_.reset();
+      if (down_ == download::ended) return finish();
       return;
     }
     if (consumed > 0) {
@@ -208,8 +215,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void after_writes() {
-    if (upgraded_ && raw_out_end_ && !shut_out_) {
-      shut_out_ = true;
+    if (upgraded_ && up_ == upload::ended) {
+      up_ = upload::shut;
       error_code ignored;
       conn_->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
@@ -235,20 +242,18 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   /// Sends the request again, once, on a fresh connection.
   void retry() {
     retried_ = true;
-    out_.clear();
-    writing_ = false;
-    write_failed_ = false;
-    connected_ = false;
+    out_.reset();
+    up_ = upload::ended;  // a replayable request has no body
+    link_ = link::connecting;
     ++conn_gen_;  // completions of the abandoned connection are ignored
     conn_.reset();
     do_connect();
   }
 
   void on_read_header(error_code ec) {
-    if (done_) return;
+    if (finished_) return;
     if (ec) {
-      if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != asio::error::connection_reset)
-        return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
+      if (!peer_closed(ec)) return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
       if (may_retry()) return retry();  // the pooled connection had been closed by the local service
       return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
     }
@@ -261,6 +266,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     // idleness: that answer was not to this request.
     if (status == 408 && may_retry()) return retry();
     status_ = status;
+    down_ = download::body;  // raw bytes after a 101
     response_framing framing;
     framing.chunked = parser_->chunked();
     framing.content_length = parser_->content_length();
@@ -269,6 +275,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     auto built = build_response_head(res, framing, id_, !head_.upgrade().empty());
     if (built.upgraded) {
       upgraded_ = true;
+      if (up_ != upload::failed) up_ = upload::raw;
       send(std::move(built.frame));
       return do_read_raw();
     }
@@ -323,15 +330,15 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void do_read_body() {
-    if (done_ || reading_ || resp_done_) return;
+    if (finished_ || read_ == reader::reading || down_ == download::ended) return;
     auto want = credit_.allowance(max_frame_);
     // A small body gets a small buffer: no 64 KiB allocation for 13 bytes.
     if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, std::max<uint64_t>(*left, 1));
     if (want == 0) {
-      waiting_credit_ = true;
+      read_ = reader::waiting_credit;
       return;
     }
-    reading_ = true;
+    read_ = reader::reading;
     body_buf_.resize(want);
     parser_->get().body().data = body_buf_.data();
     parser_->get().body().size = want;
@@ -340,8 +347,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void on_read_body(error_code ec) {
-    reading_ = false;
-    if (done_) return;
+    read_ = reader::idle;
+    if (finished_) return;
     if (ec == http::error::need_buffer) ec = {};
     if (ec) return fail(pb::Reset::UPSTREAM_RESET, "local service ended the body early: " + ec.message());
     size_t got = body_buf_.size() - parser_->get().body().size;
@@ -352,29 +359,28 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void do_read_raw() {
-    if (done_ || reading_ || raw_in_end_) return;
+    if (finished_ || read_ == reader::reading || down_ == download::ended) return;
     auto want = credit_.allowance(max_frame_);
     if (want == 0) {
-      waiting_credit_ = true;
+      read_ = reader::waiting_credit;
       return;
     }
     if (conn_->buffer.size() > 0) {
-      auto n = std::min<size_t>(want, conn_->buffer.size());
-      std::string chunk(static_cast<const char*>(conn_->buffer.data().data()), n);
-      conn_->buffer.consume(n);
+      auto chunk = take_buffered(conn_->buffer, want);
+      auto n = chunk.size();
       credit_.spend(n);
       bytes_out_ += n;
       send(make_data(id_, std::move(chunk), false));
       return do_read_raw();
     }
-    reading_ = true;
+    read_ = reader::reading;
     body_buf_.resize(want);
     conn_->stream.expires_never();
     conn_->stream.async_read_some(asio::buffer(body_buf_), [self = shared_from_this()](error_code ec, size_t n) {
-      self->reading_ = false;
-      if (self->done_) return;
+      self->read_ = reader::idle;
+      if (self->finished_) return;
       if (ec == asio::error::eof) {
-        self->raw_in_end_ = true;
+        self->down_ = download::ended;
         self->send(make_data(self->id_, std::string(), true));
         return self->maybe_finish();
       }
@@ -389,29 +395,28 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void on_response_done() {
-    resp_done_ = true;
+    down_ = download::ended;
     maybe_finish();
   }
 
   // ---- endings ----------------------------------------------------------------
 
   void maybe_finish() {
-    if (done_) return;
+    if (finished_ || down_ != download::ended) return;
     if (upgraded_) {
-      if (raw_in_end_ && raw_out_end_ && !writing_ && out_.empty()) finish();
+      if (up_ != upload::raw && out_.idle()) finish();
       return;
     }
     // The exchange is over once the response is; a request body the local
     // service did not wait for is dropped with the connection.
-    if (resp_done_ && (write_failed_ || (req_done_ && !writing_ && out_.empty()))) finish();
-    else if (resp_done_ && !req_done_) finish();
+    if (up_ != upload::ended || out_.idle()) finish();
   }
 
   void finish() {
-    if (done_) return;
-    done_ = true;
-    bool reusable = keep_alive_ && !upgraded_ && req_done_ && !write_failed_ && out_.empty() && !writing_ &&
-                    conn_ && conn_->buffer.size() == 0 && conn_->stream.socket().is_open();
+    if (finished_) return;
+    finished_ = true;
+    bool reusable = keep_alive_ && !upgraded_ && up_ == upload::ended && out_.idle() && conn_ &&
+                    conn_->buffer.size() == 0 && conn_->stream.socket().is_open();
     if (reusable) {
       pool_.put(std::move(conn_));
     } else if (conn_) {
@@ -423,8 +428,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void fail(pb::Reset::Code code, const std::string& why) {
-    if (done_) return;
-    done_ = true;
+    if (finished_) return;
+    finished_ = true;
     if (!reset_by_server_) send(make_reset(id_, code, why));
     if (conn_) {
       error_code ignored;
@@ -435,8 +440,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   }
 
   void abort() {
-    if (done_) return;
-    done_ = true;
+    if (finished_) return;
+    finished_ = true;
     if (conn_) {
       // A reset, not a FIN: the local service must not take a cut request
       // body for a whole one, or keep working on a request nobody awaits.
@@ -473,29 +478,22 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   std::unique_ptr<local_conn> conn_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
   std::string body_buf_;
-  std::deque<std::pair<std::string, uint32_t>> out_;
-  std::vector<asio::const_buffer> bufs_;
+  write_queue out_;
   unsigned status_ = 0;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
-  bool chunked_ = false;
-  bool req_done_ = false;
-  bool resp_done_ = false;
-  bool writing_ = false;
-  bool write_failed_ = false;
-  bool reading_ = false;
-  bool waiting_credit_ = false;
-  bool keep_alive_ = true;
-  bool upgraded_ = false;
-  bool raw_in_end_ = false;
-  bool raw_out_end_ = false;
-  bool shut_out_ = false;
-  bool reused_ = false;
-  bool connected_ = false;
-  uint32_t conn_gen_ = 0;
-  bool retried_ = false;
+  link link_ = link::connecting;
+  upload up_ = upload::body;
+  download down_ = download::head;
+  reader read_ = reader::idle;
+  uint32_t conn_gen_ = 0;   ///< counts connections: completions of an abandoned one are ignored
+  bool chunked_ = false;    ///< the request body goes to the local service chunked
+  bool upgraded_ = false;   ///< raw bytes both ways (a TCP tunnel, or after a 101)
+  bool keep_alive_ = true;  ///< the local service keeps the connection after this response
+  bool reused_ = false;     ///< the connection came from the keep-alive pool
+  bool retried_ = false;    ///< the request was sent again on a fresh connection
   bool reset_by_server_ = false;
-  bool done_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace
