@@ -4,8 +4,8 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-#include <deque>
 
+#include "byte_pump.hpp"
 #include "grok/credit.hpp"
 #include "tunnel.hpp"
 
@@ -38,8 +38,7 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
       h->set_tcp(true);
       h->set_remote_addr(self->remote_);
       h->set_content_length(-1);
-      self->state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);
-      self->counted_ = true;
+      self->state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);  // until finish()
       self->tunnel_->open(self, std::move(f));
     });
   }
@@ -57,26 +56,36 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
   }
   void on_unavailable(uint64_t, unsigned, std::string reason) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), reason = std::move(reason)] {
-      self->tunnel_done_ = true;
+      self->tunnel_gone_ = true;
       self->finish(reason);
     });
   }
 
  private:
+  /// Visitor -> tunnel.
+  enum class upload { open, ended };
+  /// Tunnel -> visitor.
+  enum class download {
+    open,   ///< Data frames are still coming
+    ended,  ///< end_stream arrived; the half-close waits for the bytes before it
+    shut,   ///< the half-close was passed on to the visitor
+  };
+  enum class reader { idle, reading, waiting_credit };
+
   void do_read() {
-    if (done_ || reading_ || in_done_) return;
+    if (finished_ || read_ != reader::idle || up_ == upload::ended) return;
     auto want = credit_.allowance(cfg_->max_frame_size);
     if (want == 0) {
-      waiting_credit_ = true;
+      read_ = reader::waiting_credit;
       return;
     }
-    reading_ = true;
+    read_ = reader::reading;
     buf_.resize(want);
     socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](error_code ec, size_t n) {
-      self->reading_ = false;
-      if (self->done_) return;
+      self->read_ = reader::idle;
+      if (self->finished_) return;
       if (ec == asio::error::eof) {
-        self->in_done_ = true;  // half-close travels as end_stream
+        self->up_ = upload::ended;  // half-close travels as end_stream
         self->tunnel_->send(make_data(self->id_, std::string(), true));
         return self->maybe_finish();
       }
@@ -91,69 +100,66 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
   }
 
   void handle_frame(pb::Frame& f) {
-    if (done_) return;
+    if (finished_) return;
     if (f.has_data()) {
       auto& d = *f.mutable_data();
-      if (!window_.on_data(d.payload().size())) return finish("tunnel client overran its window");
-      bytes_out_ += d.payload().size();
-      if (!d.payload().empty()) out_.push_back(std::move(*d.mutable_payload()));
-      if (d.end_stream()) out_end_ = true;
+      auto n = d.payload().size();
+      if (!window_.on_data(n)) return finish("tunnel client overran its window");
+      if (down_ != download::open) return;  // bytes past end_stream
+      bytes_out_ += n;
+      if (n > 0) out_.push(out_piece{{}, std::move(*d.mutable_payload()), {}, static_cast<uint32_t>(n)});
+      if (d.end_stream()) down_ = download::ended;
       return do_write();
     }
     if (f.has_window_update()) {
       if (!credit_.grant(f.window_update().increment())) return finish("window overflow");
-      if (waiting_credit_) {
-        waiting_credit_ = false;
+      if (read_ == reader::waiting_credit) {
+        read_ = reader::idle;
         do_read();
       }
       return;
     }
     if (f.has_reset()) {
-      tunnel_done_ = true;
+      tunnel_gone_ = true;
       return finish(f.reset().message());
     }
   }
 
   void do_write() {
-    if (writing_ || done_) return;
+    if (finished_ || out_.writing()) return;
     if (out_.empty()) {
-      if (out_end_ && !shut_) {
-        shut_ = true;
+      if (down_ == download::ended) {
+        down_ = download::shut;
         error_code ignored;
         socket_.shutdown(tcp::socket::shutdown_send, ignored);
         maybe_finish();
       }
       return;
     }
-    writing_ = true;
-    asio::async_write(socket_, asio::buffer(out_.front()), [self = shared_from_this()](error_code ec, size_t n) {
-      self->writing_ = false;
-      if (self->done_) return;
+    out_.start(socket_, [self = shared_from_this()](error_code ec) {
+      auto written = self->out_.written();
+      if (self->finished_) return;
       if (ec) return self->finish("public connection reset");
-      self->out_.pop_front();
-      if (auto inc = self->window_.on_consumed(n)) self->tunnel_->send(make_window_update(self->id_, inc));
+      if (auto inc = self->window_.on_consumed(written)) self->tunnel_->send(make_window_update(self->id_, inc));
       self->do_write();
     });
   }
 
   void maybe_finish() {
-    if (in_done_ && shut_) finish("closed");
+    if (up_ == upload::ended && down_ == download::shut) finish("closed");
   }
 
   void finish(const std::string& why) {
-    if (done_) return;
-    done_ = true;
-    if (!tunnel_done_ && !(in_done_ && shut_))
-      tunnel_->send(make_reset(id_, pb::Reset::CANCELLED, why));
+    if (finished_) return;
+    finished_ = true;
+    bool closed_both_ways = up_ == upload::ended && down_ == download::shut;
+    if (!tunnel_gone_ && !closed_both_ways) tunnel_->send(make_reset(id_, pb::Reset::CANCELLED, why));
     tunnel_->close_exchange(id_);
     error_code ignored;
     socket_.close(ignored);
     auto took = clock::now() - started_;
-    if (counted_) {
-      counted_ = false;
-      state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
-      state_.stats.record_exchange(tunnel_->name(), 0, took, bytes_in_, bytes_out_);
-    }
+    state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    state_.stats.record_exchange(tunnel_->name(), 0, took, bytes_in_, bytes_out_);
     spdlog::info("tunnel={} tcp remote={} req={}: {} in={}B out={}B {}ms", tunnel_->name(), remote_, id_, why,
                  bytes_in_, bytes_out_, std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
   }
@@ -168,18 +174,14 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
   send_credit credit_;
   recv_window window_;
   std::string buf_;
-  std::deque<std::string> out_;
+  write_queue out_;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
-  bool reading_ = false;
-  bool writing_ = false;
-  bool waiting_credit_ = false;
-  bool in_done_ = false;
-  bool out_end_ = false;
-  bool shut_ = false;
-  bool tunnel_done_ = false;
-  bool counted_ = false;
-  bool done_ = false;
+  upload up_ = upload::open;
+  download down_ = download::open;
+  reader read_ = reader::idle;
+  bool tunnel_gone_ = false;  ///< the tunnel dropped the exchange: send it nothing more
+  bool finished_ = false;
 };
 
 }  // namespace
