@@ -12,7 +12,7 @@ void tunnel_session::start(pb::Tunnel::Stub& stub) {
   // separate start would hold the stream's one send slot until it came back.
   ctx_.set_initial_metadata_corked(true);
   stream_ = stub.PrepareAsyncConnect(&ctx_, &cq_);
-  refs_.store(2, std::memory_order_relaxed);  // the strand's hold, the first read
+  set_holds(2);  // the strand's hold, the first read
   stream_->StartCall(nullptr);
   stream_->Read(&in_, &ops_[read]);
   pb::Frame f;
@@ -34,14 +34,13 @@ void tunnel_session::on_event(event e, bool ok) {
   switch (e) {
     case read:
       if (ok) {
-        auto b = std::make_shared<pb::Batch>(std::move(in_));
-        in_.Clear();
-        asio::post(strand_, [self = shared_from_this(), b] { self->handle_batch(*b); });
-        stream_->Read(&in_, &ops_[read]);
+        on_read(*stream_, &ops_[read], [this](std::shared_ptr<pb::Batch> b) {
+          asio::post(strand_, [self = shared_from_this(), b = std::move(b)] { self->handle_batch(*b); });
+        });
         return;
       }
       asio::post(strand_, [self = shared_from_this()] { self->close(); });
-      refs_.fetch_add(1, std::memory_order_relaxed);
+      add_hold();
       stream_->Finish(&status_, &ops_[finish]);  // nothing more to read: collect the status
       break;
     case write:
@@ -60,7 +59,7 @@ void tunnel_session::on_event(event e, bool ok) {
 }
 
 void tunnel_session::release() {
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (!drop_hold()) return;
   asio::post(strand_, [self = shared_from_this()] {
     const auto& s = self->status_;
     if (!self->outcome_.refused && self->outcome_.message.empty())

@@ -22,6 +22,7 @@
 #include "grok/frame_writer.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
 #include "local_exchange.hpp"
+#include "stream_call.hpp"
 
 namespace grok::client_detail {
 
@@ -41,7 +42,9 @@ struct session_outcome {
 /// (on_event), which hands each to the strand; writes start on the
 /// strand (gRPC sends them inline). The stream is over once every
 /// operation has come back and the strand has closed the session.
-class tunnel_session final : public exchange_host, public std::enable_shared_from_this<tunnel_session> {
+class tunnel_session final : public exchange_host,
+                             public stream_call_base,
+                             public std::enable_shared_from_this<tunnel_session> {
  public:
   tunnel_session(asio::io_context& ioc, grpc::CompletionQueue& cq, const client_options& opts, local_pool& pool,
                  const tcp::endpoint& local, std::function<void(session_outcome)> on_end)
@@ -51,10 +54,7 @@ class tunnel_session final : public exchange_host, public std::enable_shared_fro
   enum event { read, write, finish, events };
 
   /// Strand only (the frame_writer): one write at a time.
-  void StartWrite(const pb::Batch* b) {
-    refs_.fetch_add(1, std::memory_order_relaxed);
-    stream_->Write(*b, &ops_[write]);
-  }
+  void StartWrite(const pb::Batch* b) { start_write(*stream_, *b, &ops_[write]); }
 
   /// Opens the stream; the Hello leaves with its headers.
   void start(pb::Tunnel::Stub& stub);
@@ -103,9 +103,7 @@ class tunnel_session final : public exchange_host, public std::enable_shared_fro
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<pb::Batch, pb::Batch>> stream_;
   std::array<cq_tag<tunnel_session, event>, events> ops_{{{this, read}, {this, write}, {this, finish}}};
-  std::atomic<int> refs_{0};
   grpc::Status status_;  // set by the finish completion
-  pb::Batch in_;
   // strand only
   frame_writer<tunnel_session> writer_;
   std::unordered_map<uint64_t, std::shared_ptr<local_exchange>> exchanges_;

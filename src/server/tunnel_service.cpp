@@ -11,6 +11,7 @@
 #include "grok/completion_poller.hpp"
 #include "grok/files.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
+#include "stream_call.hpp"
 #include "tunnel.hpp"
 
 namespace grok::server_detail {
@@ -54,7 +55,7 @@ struct tunnel_service::impl {
 /// one write at a time and Finish once, after the last write came back.
 /// The object deletes itself when the call is over, every operation has
 /// come back and the tunnel has called Finish.
-class tunnel_call final : public tunnel_stream {
+class tunnel_call final : public tunnel_stream, public stream_call_base {
  public:
   explicit tunnel_call(tunnel_service::impl& svc) : svc_(svc), counted_(svc.calls), stream_(&ctx_) {
     ctx_.AsyncNotifyWhenDone(&ops_[done]);
@@ -64,12 +65,9 @@ class tunnel_call final : public tunnel_stream {
   enum event { accepted, read, write, finish, done, events };
 
   // Strand only.
-  void StartWrite(const pb::Batch* b) override {
-    refs_.fetch_add(1, std::memory_order_relaxed);
-    stream_.Write(*b, &ops_[write]);
-  }
+  void StartWrite(const pb::Batch* b) override { start_write(stream_, *b, &ops_[write]); }
   void Finish(stream_end how, const std::string& message) override {
-    refs_.fetch_add(1, std::memory_order_relaxed);
+    add_hold();
     stream_.Finish(grpc::Status(status_code(how), message), &ops_[finish]);
     release();  // the tunnel's hold: it calls nothing more
   }
@@ -84,7 +82,7 @@ class tunnel_call final : public tunnel_stream {
         }
         new tunnel_call(svc_);  // waits for the next stream
         t_ = std::make_shared<tunnel>(svc_.state, ctx_.peer(), svc_.next_conn.fetch_add(1));
-        refs_.store(3, std::memory_order_relaxed);  // the tunnel's hold, done, the read below
+        set_holds(3);  // the tunnel's hold, done, the read below
         t_->attach(this);
         stream_.Read(&in_, &ops_[read]);
         return;
@@ -93,10 +91,7 @@ class tunnel_call final : public tunnel_stream {
           t_->post_read_closed();
           break;
         }
-        // Hand the batch off before re-arming the read, so frames keep their order.
-        t_->post_batch(std::make_shared<pb::Batch>(std::move(in_)));
-        in_.Clear();
-        stream_.Read(&in_, &ops_[read]);
+        on_read(stream_, &ops_[read], [this](std::shared_ptr<pb::Batch> b) { t_->post_batch(std::move(b)); });
         return;
       case write:
         t_->write_finished(ok);
@@ -114,7 +109,7 @@ class tunnel_call final : public tunnel_stream {
 
  private:
   void release() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (!drop_hold()) return;
     t_->post_done();
     delete this;
   }
@@ -133,9 +128,7 @@ class tunnel_call final : public tunnel_stream {
   grpc::ServerAsyncReaderWriter<pb::Batch, pb::Batch> stream_;
   std::array<cq_tag<tunnel_call, event>, events> ops_{
       {{this, accepted}, {this, read}, {this, write}, {this, finish}, {this, done}}};
-  std::atomic<int> refs_{0};
   std::shared_ptr<tunnel> t_;
-  pb::Batch in_;
 };
 
 tunnel_service::tunnel_service(server_state& state) : impl_(std::make_unique<impl>(state)) {}
