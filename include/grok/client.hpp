@@ -2,6 +2,7 @@
 // grok (the client): holds one gRPC stream to grok-server and replays each
 // public request against the local service.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,6 +23,10 @@ struct client_options {
   bool tcp = false;                       ///< a raw TCP tunnel (`grok tcp`) instead of HTTP
   bool insecure = false;                  ///< plaintext gRPC (development only)
   std::string ca_pem;                     ///< CAs to verify the server with; empty = the system CAs
+  /// Pings to the server; one unanswered for `heartbeat_timeout` drops the
+  /// stream and reconnects (a server gone silent is noticed within their sum).
+  std::chrono::milliseconds heartbeat_interval{5000};
+  std::chrono::milliseconds heartbeat_timeout{5000};
 };
 
 class client {

@@ -46,7 +46,8 @@ struct server_config {
   // tunnels.*
   unsigned worker_pool_size = 0;              ///< 0 = auto
   std::chrono::milliseconds response_timeout{30000};
-  std::chrono::milliseconds heartbeat_interval{30000};
+  std::chrono::milliseconds heartbeat_interval{5000};
+  std::chrono::milliseconds heartbeat_timeout{5000};  ///< a ping unanswered this long drops the client
   unsigned max_per_token = 0;                 ///< 0 = unlimited
   uint32_t initial_window = 512 * 1024;       ///< credit per exchange and direction
   uint32_t max_frame_size = 64 * 1024;

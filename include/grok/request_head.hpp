@@ -58,6 +58,13 @@ struct request_head_result {
 request_head_result build_request_head(const boost::beast::http::request_header<>& req,
                                        const request_framing& framing, const request_context& ctx);
 
+/// True when `buffered` holds a whole request head (after the empty lines a
+/// client may send before one): a parser that still asks for more bytes has
+/// then met a head it cannot parse (Beast waits for 8 bytes of version even
+/// when the line ended: "GET / " CRLF CRLF), which deserves a 400 now, not a
+/// 408 after the header timeout.
+bool holds_complete_head(std::string_view buffered);
+
 /// Strips "scheme://authority" from an absolute-form target, returning the
 /// authority through `authority` (RFC 9112 §3.2.2).
 std::string origin_form(std::string_view target, std::string& authority);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "grok/tokens.hpp"
@@ -27,6 +28,7 @@ enum class claim_result {
   taken,     ///< a live tunnel holds it
   reserved,  ///< the tokens file reserves it for another token
   held,      ///< its last holder went offline less than the grace ago and may reclaim it
+  taken_over,  ///< a live tunnel of the same token held it; it is the claimant's now
 };
 
 template <class Tunnel>
@@ -44,16 +46,25 @@ class tunnel_registry {
     grace_ = grace;
   }
 
-  /// Takes `name` for `t`, whose token is `owner`.
-  claim_result claim(const std::string& name, std::shared_ptr<Tunnel> t, const token_digest& owner) {
+  /// Takes `name` for `t`, whose token is `owner`. With `displaced`, a name
+  /// a live tunnel of the same token holds is taken over: that tunnel is
+  /// returned through it (its later release() changes nothing).
+  claim_result claim(const std::string& name, std::shared_ptr<Tunnel> t, const token_digest& owner,
+                     std::shared_ptr<Tunnel>* displaced = nullptr) {
     std::lock_guard lk(mu_);
-    if (names_.contains(name)) return claim_result::taken;
+    if (auto live = names_.find(name); live != names_.end()) {
+      auto holder = owners_.find(name);
+      if (!displaced || holder == owners_.end() || holder->second != owner) return claim_result::taken;
+      *displaced = std::exchange(live->second, std::move(t));
+      return claim_result::taken_over;
+    }
     if (auto r = reserved_.find(name); r != reserved_.end() && r->second != owner) return claim_result::reserved;
     if (auto off = offline_.find(name); off != offline_.end()) {
       if (off->second.until > now_() && off->second.owner != owner) return claim_result::held;
       offline_.erase(off);
     }
     names_.emplace(name, std::move(t));
+    owners_[name] = owner;
     return claim_result::ok;
   }
 
@@ -64,6 +75,7 @@ class tunnel_registry {
     auto it = names_.find(name);
     if (it == names_.end() || it->second.get() != t) return;
     names_.erase(it);
+    owners_.erase(name);
     auto now = now_();
     std::erase_if(offline_, [&](const auto& kv) { return kv.second.until <= now; });
     offline_[name] = offline_name{now + grace_, owner};
@@ -134,6 +146,7 @@ class tunnel_registry {
   mutable std::mutex mu_;  // guards everything below
   clock::duration grace_{};
   std::unordered_map<std::string, std::shared_ptr<Tunnel>> names_;
+  std::unordered_map<std::string, token_digest> owners_;  ///< the token of each live name's tunnel
   std::unordered_map<std::string, offline_name> offline_;
   std::unordered_map<std::string, token_digest> reserved_;
   std::map<token_digest, unsigned> per_token_;

@@ -20,6 +20,55 @@
 
 namespace grok {
 
+namespace {
+
+/// What the client does about a refusal.
+enum class on_refusal {
+  exit,      ///< it can never succeed as asked
+  new_name,  ///< the name it had is someone else's now: ask for a fresh one
+  retry,     ///< it may succeed later: back off and try again
+};
+
+on_refusal classify(pb::Refused::Reason reason, bool name_chosen) {
+  switch (reason) {
+    case pb::Refused::BAD_TOKEN:
+    case pb::Refused::BAD_NAME:
+    case pb::Refused::UNSUPPORTED_VERSION:
+    case pb::Refused::NAME_RESERVED:
+    case pb::Refused::TAKEN_OVER:
+    case pb::Refused::UNAVAILABLE:
+    case pb::Refused::TOO_MANY_TUNNELS:
+      return on_refusal::exit;
+    case pb::Refused::NAME_TAKEN:
+    case pb::Refused::NAME_HELD:
+      if (!name_chosen) return on_refusal::new_name;
+      return reason == pb::Refused::NAME_TAKEN ? on_refusal::exit : on_refusal::retry;
+    default:
+      return on_refusal::retry;
+  }
+}
+
+/// What a user can do about a refusal that ends the client.
+std::string hint(pb::Refused::Reason reason, const std::string& server) {
+  switch (reason) {
+    case pb::Refused::BAD_TOKEN:
+      return " (server " + server + "; set your token with `grok config set-token TOKEN` or GROK_TOKEN)";
+    case pb::Refused::NAME_TAKEN:
+    case pb::Refused::NAME_RESERVED:
+      return " (choose another with --subdomain, or leave it out for a random name)";
+    case pb::Refused::TAKEN_OVER:
+      return " (another grok now serves it; this one exits)";
+    case pb::Refused::UNSUPPORTED_VERSION:
+      return " (update grok or grok-server so both speak the same protocol)";
+    case pb::Refused::TOO_MANY_TUNNELS:
+      return " (stop one of this token's other tunnels first)";
+    default:
+      return {};
+  }
+}
+
+}  // namespace
+
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
@@ -72,9 +121,10 @@ int client::run() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
   args.SetMaxSendMessageSize(max_message_bytes);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.heartbeat_interval.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(o.heartbeat_timeout.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle tunnel keeps pinging
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   std::shared_ptr<grpc::ChannelCredentials> creds;
@@ -101,18 +151,22 @@ int client::run() {
 
   std::mt19937 rng(std::random_device{}());
   auto backoff = std::chrono::milliseconds(1000);
-  bool ever_accepted = false;
+  // The name each Hello asks for: the user's, or the one the server gave the
+  // first time, so the URL survives reconnects and server restarts.
+  std::string name = o.subdomain;
+  const bool name_chosen = !o.subdomain.empty();
   int exit_code = 0;
   for (;;) {
     std::optional<session_outcome> outcome;
     {
       std::unique_lock lk(impl_->mu);
       if (impl_->stopping) break;
-      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, impl_->pool, local, [this, &outcome](session_outcome r) {
-        std::lock_guard lk2(impl_->mu);
-        outcome = std::move(r);
-        impl_->cv.notify_all();
-      });
+      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, name, impl_->pool, local,
+                                                        [this, &outcome](session_outcome r) {
+                                                          std::lock_guard lk2(impl_->mu);
+                                                          outcome = std::move(r);
+                                                          impl_->cv.notify_all();
+                                                        });
     }
     impl_->current->start(*stub);
     {
@@ -122,28 +176,39 @@ int client::run() {
       if (impl_->stopping) break;
     }
     impl_->pool.clear();
-    if (outcome->refused) {
-      if (!ever_accepted || outcome->fatal) {
-        spdlog::error("the server refused the tunnel: {}", outcome->message);
-        exit_code = 1;
-        break;
-      }
-      spdlog::warn("the server refused the tunnel: {}", outcome->message);
-    }
     if (outcome->accepted) {
-      ever_accepted = true;
+      name = outcome->name;
       backoff = std::chrono::milliseconds(1000);
     }
     // Jitter spreads reconnects of many clients after a server restart.
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
     auto wait = std::min(std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng))),
                          std::chrono::milliseconds(30000));
-    spdlog::warn("tunnel lost ({}); reconnecting in {:.1f}s", outcome->message, wait.count() / 1000.0);
+    if (outcome->refused) {
+      switch (classify(outcome->reason, name_chosen)) {
+        case on_refusal::exit:
+          spdlog::error("the server refused the tunnel: {}{}", outcome->message, hint(outcome->reason, o.server));
+          exit_code = 1;
+          break;
+        case on_refusal::new_name:
+          spdlog::warn("the server refused the tunnel: {}; asking for a new name", outcome->message);
+          name.clear();
+          wait = std::chrono::milliseconds(0);
+          break;
+        case on_refusal::retry:
+          spdlog::warn("the server refused the tunnel for now: {}; trying again in {:.1f}s", outcome->message,
+                       wait.count() / 1000.0);
+          break;
+      }
+      if (exit_code != 0) break;
+    } else {
+      spdlog::warn("tunnel lost ({}); reconnecting in {:.1f}s", outcome->message, wait.count() / 1000.0);
+    }
     {
       std::unique_lock lk(impl_->mu);
       if (impl_->cv.wait_for(lk, wait, [&] { return impl_->stopping; })) break;
     }
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+    if (wait.count() > 0) backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
   }
   // Every session has ended (its outcome came back), so no operation is left on the queue.
   impl_->cq.Shutdown();

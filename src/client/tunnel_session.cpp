@@ -19,7 +19,7 @@ void tunnel_session::start(pb::Tunnel::Stub& stub) {
   auto* h = f.mutable_hello();
   h->set_protocol_version(protocol_version);
   h->set_token(opts_.token);
-  h->set_name(opts_.subdomain);
+  h->set_name(name_);
   h->set_client_version("grok 0.1.0");
   h->set_initial_window(opts_.initial_window);
   h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
@@ -77,6 +77,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
       case pb::Frame::kAccepted: {
         const auto& a = f.accepted();
         outcome_.accepted = true;
+        outcome_.name = a.name();
         server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
         max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
         console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
@@ -85,9 +86,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
       }
       case pb::Frame::kRefused:
         outcome_.refused = true;
-        outcome_.fatal = f.refused().reason() == pb::Refused::BAD_TOKEN ||
-                         f.refused().reason() == pb::Refused::BAD_NAME ||
-                         f.refused().reason() == pb::Refused::UNSUPPORTED_VERSION;
+        outcome_.reason = f.refused().reason();
         outcome_.message = f.refused().message();
         break;
       case pb::Frame::kGoAway:

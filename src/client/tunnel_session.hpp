@@ -31,8 +31,9 @@ using tcp = asio::ip::tcp;
 /// How a stream ended, for the reconnect loop.
 struct session_outcome {
   bool accepted = false;
+  std::string name;  ///< the name the server gave (when accepted)
   bool refused = false;
-  bool fatal = false;  ///< retrying cannot help (bad token, bad name, old protocol)
+  pb::Refused::Reason reason = pb::Refused::REASON_UNSPECIFIED;  ///< when refused
   bool going_away = false;
   std::string message;
 };
@@ -46,10 +47,11 @@ class tunnel_session final : public exchange_host,
                              public stream_call_base,
                              public std::enable_shared_from_this<tunnel_session> {
  public:
-  tunnel_session(asio::io_context& ioc, grpc::CompletionQueue& cq, const client_options& opts, local_pool& pool,
-                 const tcp::endpoint& local, std::function<void(session_outcome)> on_end)
-      : ioc_(ioc), strand_(asio::make_strand(ioc)), cq_(cq), opts_(opts), pool_(pool), local_(local),
-        on_end_(std::move(on_end)) {}
+  /// `name`: the name the Hello asks for (empty: the server picks one).
+  tunnel_session(asio::io_context& ioc, grpc::CompletionQueue& cq, const client_options& opts, std::string name,
+                 local_pool& pool, const tcp::endpoint& local, std::function<void(session_outcome)> on_end)
+      : ioc_(ioc), strand_(asio::make_strand(ioc)), cq_(cq), opts_(opts), name_(std::move(name)), pool_(pool),
+        local_(local), on_end_(std::move(on_end)) {}
 
   enum event { read, write, finish, events };
 
@@ -96,6 +98,7 @@ class tunnel_session final : public exchange_host,
   strand_t strand_;
   grpc::CompletionQueue& cq_;
   const client_options& opts_;
+  std::string name_;
   local_pool& pool_;
   tcp::endpoint local_;
   std::function<void(session_outcome)> on_end_;

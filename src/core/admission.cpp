@@ -26,7 +26,7 @@ std::variant<admission, refusal> admit_hello(const pb::Hello& h, const server_co
     return make_refusal(pb::Refused::UNSUPPORTED_VERSION, "protocol version " + std::to_string(h.protocol_version()) +
                                                               " is not supported; this server speaks " +
                                                               std::to_string(protocol_version));
-  if (draining) return make_refusal(pb::Refused::LIMIT, "the server is shutting down; try again shortly");
+  if (draining) return make_refusal(pb::Refused::DRAINING, "the server is shutting down; try again shortly");
   if (auth_wait.count() > 0)
     return make_refusal(pb::Refused::LIMIT, "too many failed attempts from this address; try again in " +
                                                 std::to_string((auth_wait.count() + 999) / 1000) + "s");
@@ -50,7 +50,7 @@ std::variant<admission, refusal> admit_hello(const pb::Hello& h, const server_co
 }
 
 refusal refuse_token_limit(const admission& a) {
-  return make_refusal(pb::Refused::LIMIT, "this token already holds " + std::to_string(a.tunnel_limit) +
+  return make_refusal(pb::Refused::TOO_MANY_TUNNELS, "this token already holds " + std::to_string(a.tunnel_limit) +
                                               " tunnel(s), its limit" +
                                               (a.limit_from_entry ? " (max_tunnels in the tokens file)"
                                                                   : " (tunnels.max_per_token)"));
@@ -61,19 +61,20 @@ refusal refuse_claim(claim_result r, const std::string& name, const server_confi
     case claim_result::taken:
       return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name + "' is already in use by another tunnel");
     case claim_result::reserved:
-      return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name + "' is reserved for another token");
+      return make_refusal(pb::Refused::NAME_RESERVED, "name '" + name + "' is reserved for another token");
     case claim_result::held:
     case claim_result::ok:
+    case claim_result::taken_over:
       break;
   }
   auto grace = std::chrono::duration_cast<std::chrono::seconds>(cfg.name_grace).count();
-  return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name +
+  return make_refusal(pb::Refused::NAME_HELD, "name '" + name +
                                                    "' was in use moments ago; only its owner may take it for up to " +
                                                    std::to_string(grace) + "s (tunnels.name_grace)");
 }
 
 refusal refuse_tcp_port(const server_config& cfg) {
-  if (cfg.tcp_port_start == 0) return make_refusal(pb::Refused::LIMIT, "TCP tunnels are turned off on this server");
+  if (cfg.tcp_port_start == 0) return make_refusal(pb::Refused::UNAVAILABLE, "TCP tunnels are turned off on this server");
   return make_refusal(pb::Refused::LIMIT, "no free TCP port in " + std::to_string(cfg.tcp_port_start) + ".." +
                                               std::to_string(cfg.tcp_port_end));
 }
@@ -83,7 +84,7 @@ std::optional<refusal> recheck_after_reload(const server_config& cfg, const toke
   const token_entry* t = lookup_token(cfg, token);
   if (!t && cfg.auth_required()) return make_refusal(pb::Refused::BAD_TOKEN, "token revoked");
   if (name_reserved_for && *name_reserved_for != token)
-    return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name + "' is now reserved for another token");
+    return make_refusal(pb::Refused::NAME_RESERVED, "name '" + name + "' is now reserved for another token");
   if (tcp && t && !t->tcp) return make_refusal(pb::Refused::BAD_TOKEN, "this token may no longer open TCP tunnels");
   return std::nullopt;
 }

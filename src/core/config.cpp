@@ -509,6 +509,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         }},
         {"response_timeout", [&](const entry& f) { cfg.response_timeout = r.duration(f, false); }},
         {"heartbeat_interval", [&](const entry& f) { cfg.heartbeat_interval = r.duration(f, false); }},
+        {"heartbeat_timeout", [&](const entry& f) { cfg.heartbeat_timeout = r.duration(f, false); }},
         {"max_per_token", [&](const entry& f) {
           cfg.max_per_token = static_cast<unsigned>(r.integer(f, 0, u32_max));
         }},

@@ -13,6 +13,11 @@ namespace grok {
 
 namespace http = boost::beast::http;
 
+bool holds_complete_head(std::string_view buffered) {
+  while (buffered.starts_with("\r\n")) buffered.remove_prefix(2);
+  return buffered.find("\r\n\r\n") != std::string_view::npos;
+}
+
 std::string origin_form(std::string_view target, std::string& authority) {
   auto scheme_end = target.find("://");
   if (target.empty() || target.front() == '/' || scheme_end == std::string_view::npos) return std::string(target);

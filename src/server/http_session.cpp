@@ -194,18 +194,37 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     read_header_some();
   }
 
-  // Beast applies header_limit to the bytes not yet parsed only, so a head
-  // sent in pieces could grow without bound: count every byte it consumed.
+  // The head is read here rather than by http::async_read_some, which keeps
+  // reading while the parser takes nothing: a short malformed request line
+  // ("GET / " CRLF CRLF) would then wait for the header timeout. Beast applies
+  // header_limit to the bytes not yet parsed only, so a head sent in pieces
+  // could grow without bound: every byte it consumed is counted too.
   void read_header_some() {
-    http::async_read_some(stream_, buffer_, *parser_, [self = this->shared_from_this()](error_code ec, size_t n) {
-      self->head_bytes_ += n;
-      // The deadline may have fired after this read had already completed (its cancel then
-      // found nothing to cancel): stop here rather than start another read.
-      if (self->head_deadline_hit_) ec = asio::error::operation_aborted;
-      if (!ec && self->head_bytes_ > self->cfg_->max_header_bytes) ec = http::error::header_limit;
-      if (!ec && !self->parser_->is_header_done()) return self->read_header_some();
-      self->on_read_header(ec);
-    });
+    if (buffer_.size() > 0) {  // pipelined requests arrive with the one before
+      error_code ec;
+      auto used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      head_bytes_ += used;
+      if (ec == http::error::need_more) ec = {};
+      if (!ec && head_bytes_ > cfg_->max_header_bytes) ec = http::error::header_limit;
+      if (ec || parser_->is_header_done()) return on_read_header(ec);
+      auto buffered = buffer_.data();
+      if (holds_complete_head({static_cast<const char*>(buffered.data()), buffered.size()}))
+        return on_read_header(http::error::bad_version);  // a whole head the parser cannot take: 400 now
+    }
+    stream_.async_read_some(buffer_.prepare(beast::read_size(buffer_, 64 * 1024)),
+                            [self = this->shared_from_this()](error_code ec, size_t n) {
+                              self->buffer_.commit(n);
+                              // The deadline may have fired after this read had already completed (its
+                              // cancel then found nothing to cancel): stop here, not start another read.
+                              if (self->head_deadline_hit_) ec = asio::error::operation_aborted;
+                              if (ec == asio::error::eof)
+                                ec = self->parser_->got_some() || self->buffer_.size() > 0
+                                         ? http::error::partial_message
+                                         : http::error::end_of_stream;
+                              if (ec) return self->on_read_header(ec);
+                              self->read_header_some();
+                            });
   }
 
   void on_read_header(error_code ec) {

@@ -196,6 +196,7 @@ std::string server::reload() {
   keep(&server_config::https_port, "server.https_port");
   keep(&server_config::tls_grpc, "tls.grpc");
   keep(&server_config::heartbeat_interval, "tunnels.heartbeat_interval");
+  keep(&server_config::heartbeat_timeout, "tunnels.heartbeat_timeout");
   keep(&server_config::max_streams_per_connection, "tunnels.max_streams_per_connection");
   keep(&server_config::log_format, "logging.format");
   impl_->cfg = next;

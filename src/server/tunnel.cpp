@@ -190,6 +190,15 @@ void tunnel::apply_config(std::shared_ptr<const server_config> cfg) {
   });
 }
 
+void tunnel::taken_over() {
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->phase_ != phase::open) return;
+    self->registered_ = false;  // the name belongs to the new session now
+    self->refuse(refusal{pb::Refused::TAKEN_OVER,
+                         "name '" + self->name_ + "' was taken over by a new session with the same token"});
+  });
+}
+
 void tunnel::shutdown(std::string why) {
   asio::post(strand_, [self = shared_from_this(), why = std::move(why)] {
     if (self->phase_ == phase::open) {
@@ -282,7 +291,16 @@ void tunnel::handle_hello(const pb::Hello& h) {
   token_counted_ = true;
   name_ = a.name.empty() ? state_.names.free_name(random_name) : a.name;
   is_tcp_ = a.tcp;
-  if (auto claimed = state_.names.claim(name_, shared_from_this(), token_digest_); claimed != claim_result::ok) {
+  // With tokens, a session of the same token takes a live name over (the
+  // old one may be frozen: a laptop lid, a partition); without, every
+  // client has the same identity and a name stays with whoever holds it.
+  std::shared_ptr<tunnel> displaced;
+  auto claimed = state_.names.claim(name_, shared_from_this(), token_digest_,
+                                    cfg_->auth_required() ? &displaced : nullptr);
+  if (claimed == claim_result::taken_over) {
+    spdlog::info("tunnel={} conn={}: taking the name over from conn={}", name_, conn_id_, displaced->conn_id());
+    displaced->taken_over();
+  } else if (claimed != claim_result::ok) {
     auto r = refuse_claim(claimed, name_, *cfg_);
     name_.clear();
     return refuse(r);

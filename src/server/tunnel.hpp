@@ -74,6 +74,9 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void close_exchange(uint64_t id);
   /// Any thread: tell the client to go away and finish the stream.
   void shutdown(std::string why);
+  /// Any thread: a new session of the same token took this tunnel's name:
+  /// tell the client (it exits rather than take it back) and close.
+  void taken_over();
   /// Any thread: tell the client to go away but let in-flight exchanges finish.
   void go_away(std::string why);
   /// Any thread: a reloaded configuration; closes the tunnel if its token was revoked.

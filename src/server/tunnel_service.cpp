@@ -144,19 +144,27 @@ uint16_t tunnel_service::start(const server_config& c) {
   }
   int port = 0;
   builder.AddListeningPort(address, creds, &port);
+  // gRPC sets SO_REUSEPORT by default: a second grok-server on the same port
+  // would then start and take half of the new clients. One owner per port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&impl_->async);
   impl_->cq = builder.AddCompletionQueue();
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
+  // A client that stops answering pings is dropped within interval + timeout.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(c.heartbeat_interval.count()));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(c.heartbeat_timeout.count()));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle tunnel is pinged too
+  // grok clients ping every few seconds; faster pings without data earn strikes.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 2000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 5);
   // A grok client opens one stream per connection; more from one peer are held back by HTTP/2.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(c.max_streams_per_connection));
   impl_->server = builder.BuildAndStart();
-  if (!impl_->server || port == 0) throw std::runtime_error("cannot listen for tunnel clients on " + address);
+  if (!impl_->server || port == 0)
+    throw std::runtime_error("cannot listen for tunnel clients on " + address +
+                             ": the address is in use or not available on this host");
   new tunnel_call(*impl_);
   impl_->poller = start_completion_poller<tunnel_call, tunnel_call::event>(*impl_->cq);
   return static_cast<uint16_t>(port);

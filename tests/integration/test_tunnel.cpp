@@ -481,18 +481,22 @@ TEST_CASE("Ctrl-C on the client answers in-flight exchanges with 502 at once") {
 }
 
 TEST_CASE("auth and names: wrong token refused, taken name refused, random name assigned") {
-  stack s;
+  stack::options o;
+  o.tokens_yaml = "[test-token, other-token]";
+  stack s(o);
   SUBCASE("wrong token") {
     process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--server",
                "127.0.0.1:" + std::to_string(s.grpc_port), "--token", "wrong"});
     CHECK(p.wait_exit(10s) == 1);
     CHECK(p.wait_for_text("invalid token", 1s));
+    CHECK(p.wait_for_text("grok config set-token", 1s));  // and how to fix it
   }
-  SUBCASE("name already held") {
+  SUBCASE("name already held by another token") {
     process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port),
-               "--subdomain", "app", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
+               "--subdomain", "app", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", "other-token"});
     CHECK(p.wait_exit(10s) == 1);
     CHECK(p.wait_for_text("already in use", 1s));
+    CHECK(p.wait_for_text("choose another with --subdomain", 1s));
     CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);  // the holder is untouched
   }
   SUBCASE("random name") {

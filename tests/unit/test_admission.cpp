@@ -76,7 +76,7 @@ TEST_CASE("refusals name what is wrong, in the order a client can fix them") {
   CHECK(r.message == "protocol version 0 is not supported; this server speaks 1");
 
   r = refused(admit_hello(hello("alice-token"), cfg, true, 0ms));
-  CHECK(r.reason == pb::Refused::LIMIT);
+  CHECK(r.reason == pb::Refused::DRAINING);
   CHECK(r.message == "the server is shutting down; try again shortly");
 
   r = refused(admit_hello(hello("alice-token"), cfg, false, 1500ms));
@@ -119,18 +119,23 @@ TEST_CASE("registry answers and reloads become refusals worded for the client") 
   CHECK(refuse_claim(claim_result::taken, "app", cfg).message == "name 'app' is already in use by another tunnel");
   CHECK(refuse_claim(claim_result::reserved, "shop", cfg).message == "name 'shop' is reserved for another token");
   auto held = refuse_claim(claim_result::held, "app", cfg);
-  CHECK(held.reason == pb::Refused::NAME_TAKEN);
+  CHECK(held.reason == pb::Refused::NAME_HELD);
+  CHECK(refuse_claim(claim_result::taken, "app", cfg).reason == pb::Refused::NAME_TAKEN);
+  CHECK(refuse_claim(claim_result::reserved, "shop", cfg).reason == pb::Refused::NAME_RESERVED);
   CHECK(held.message == "name 'app' was in use moments ago; only its owner may take it for up to 30s (tunnels.name_grace)");
 
   auto a = admitted(admit_hello(hello("alice-token"), cfg, false, 0ms));
+  CHECK(refuse_token_limit(a).reason == pb::Refused::TOO_MANY_TUNNELS);
   CHECK(refuse_token_limit(a).message == "this token already holds 3 tunnel(s), its limit (max_tunnels in the tokens file)");
   a.limit_from_entry = false;
   CHECK(refuse_token_limit(a).message == "this token already holds 3 tunnel(s), its limit (tunnels.max_per_token)");
 
   cfg.tcp_port_start = 0;
+  CHECK(refuse_tcp_port(cfg).reason == pb::Refused::UNAVAILABLE);  // for good: the client exits
   CHECK(refuse_tcp_port(cfg).message == "TCP tunnels are turned off on this server");
   cfg.tcp_port_start = 20000;
   cfg.tcp_port_end = 20009;
+  CHECK(refuse_tcp_port(cfg).reason == pb::Refused::LIMIT);  // for now: the client tries again
   CHECK(refuse_tcp_port(cfg).message == "no free TCP port in 20000..20009");
 
   auto alice = sha256_digest("alice-token"), web = sha256_digest("web-token");

@@ -432,7 +432,7 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
        {"domain", "bind_address", "http_port", "grpc_address", "grpc_port", "api_address", "api_port",
         "drain_timeout", "max_body_size", "max_header_bytes", "read_header_timeout", "idle_timeout",
         "max_header_count", "trusted_proxies", "max_connections_per_ip",
-        "worker_pool_size", "response_timeout", "heartbeat_interval", "max_per_token", "initial_window",
+        "worker_pool_size", "response_timeout", "heartbeat_interval", "heartbeat_timeout", "max_per_token", "initial_window",
         "max_frame_size", "max_exchanges", "max_queued_bytes", "name_grace", "tokens", "level", "format"}) {
     CAPTURE(key);
     CHECK(text.find(std::string("\n  ") + key + ":") != std::string::npos);
@@ -453,6 +453,7 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
   CHECK(cfg.worker_pool_size == d.worker_pool_size);
   CHECK(cfg.response_timeout == d.response_timeout);
   CHECK(cfg.heartbeat_interval == d.heartbeat_interval);
+  CHECK(cfg.heartbeat_timeout == d.heartbeat_timeout);
   CHECK(cfg.max_per_token == d.max_per_token);
   CHECK(cfg.initial_window == d.initial_window);
   CHECK(cfg.max_frame_size == d.max_frame_size);

@@ -73,6 +73,24 @@ TEST_CASE("the owner reclaims its name within the grace") {
   CHECK(f.reg.claim("app", f.tunnel(3), f.bob) == claim_result::held);
 }
 
+TEST_CASE("a live name passes to a new tunnel of the same token only when the claim allows a takeover") {
+  fixture f;
+  auto old = f.tunnel(1);
+  REQUIRE(f.reg.claim("app", old, f.alice) == claim_result::ok);
+  std::shared_ptr<fake_tunnel> displaced;
+  CHECK(f.reg.claim("app", f.tunnel(2), f.bob, &displaced) == claim_result::taken);  // another token: never
+  CHECK(displaced == nullptr);
+  CHECK(f.reg.claim("app", f.tunnel(3), f.alice) == claim_result::taken);  // no takeover asked
+  auto fresh = f.tunnel(4);
+  CHECK(f.reg.claim("app", fresh, f.alice, &displaced) == claim_result::taken_over);
+  CHECK(displaced == old);
+  CHECK(f.reg.find("app").t == fresh);
+  // The displaced tunnel's release, when it closes, leaves the name with the new one.
+  f.reg.release("app", old.get(), f.alice);
+  CHECK(f.reg.find("app").t == fresh);
+  CHECK(f.reg.size() == 1);
+}
+
 TEST_CASE("a release by a tunnel that no longer holds the name changes nothing") {
   fixture f;
   auto a = f.tunnel(1), b = f.tunnel(2);

@@ -1,0 +1,143 @@
+// What a new user and a new admin meet first: URLs that survive a dropped
+// stream and a server restart, a frozen session that neither holds its name
+// nor hangs requests, refusals that explain themselves, and a server that
+// will not share its ports or wait on a request line it cannot parse.
+
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "harness.hpp"
+
+using namespace grok::test;
+
+namespace {
+
+/// `grok http` for the stack's local service with `args` (e.g. --subdomain NAME), token `token`.
+std::unique_ptr<process> start_grok(stack& s, std::vector<std::string> args, const std::string& token = "test-token") {
+  std::vector<std::string> argv{binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http",
+                                std::to_string(s.upstream_port), "--server",
+                                "127.0.0.1:" + std::to_string(s.grpc_port), "--token", token};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return std::make_unique<process>(argv);
+}
+
+/// The URL of the `n`th Forwarding line (1-based) once it is printed.
+std::string nth_url(process& p, size_t n, std::chrono::milliseconds timeout) {
+  if (!p.wait_for_count("Forwarding", n, timeout)) return {};
+  size_t seen = 0;
+  for (auto& l : p.lines()) {
+    std::smatch m;
+    if (std::regex_search(l, m, std::regex(R"(Forwarding\s+(http://\S+))")) && ++seen == n) return m[1];
+  }
+  return {};
+}
+
+/// "app" of "http://app.localhost:1234".
+std::string host_of(const std::string& url) {
+  auto start = url.find("://") + 3;
+  auto colon = url.find(':', start);
+  return url.substr(start, colon - start);
+}
+
+/// Polls `host` until it answers 200 or `limit` passes.
+bool answers_200(uint16_t port, const std::string& host, std::chrono::milliseconds limit) {
+  auto until = clock::now() + limit;
+  do {
+    if (request(port, "GET", host, "/").status == 200) return true;
+    std::this_thread::sleep_for(50ms);
+  } while (clock::now() < until);
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a tunnel without --subdomain keeps its URL across a dropped stream and a server restart") {
+  stack::options o;
+  o.start_client = false;
+  stack s(o);
+  auto grok = start_grok(s, {});
+  auto first = nth_url(*grok, 1, scaled(15s));
+  REQUIRE(!first.empty());
+  auto host = host_of(first);
+  REQUIRE(request(s.http_port, "GET", host, "/").status == 200);
+
+  INFO("the stream's connection is killed under both ends (ss -K)");
+  auto filter = "sport = :" + std::to_string(s.grpc_port) + " or dport = :" + std::to_string(s.grpc_port);
+  REQUIRE(std::system(("ss -K '( " + filter + " )' >/dev/null 2>&1").c_str()) == 0);
+  auto second = nth_url(*grok, 2, scaled(15s));
+  CHECK(second == first);
+  CHECK(answers_200(s.http_port, host, scaled(5s)));
+
+  INFO("grok-server is killed and started again on the same ports");
+  s.server->signal(SIGKILL);
+  REQUIRE(s.server->wait_exit(scaled(5s)) == 128 + SIGKILL);
+  s.start_server();
+  auto third = nth_url(*grok, 3, scaled(20s));
+  CHECK(third == first);
+  CHECK(answers_200(s.http_port, host, scaled(5s)));
+}
+
+TEST_CASE("a frozen session: its requests get 502 within the heartbeat bound, and the same token takes the name over") {
+  stack::options o;
+  o.extra_server_yaml = "  heartbeat_interval: 1s\n  heartbeat_timeout: 1s\n";
+  stack s(o);
+  REQUIRE(request(s.http_port, "GET", s.host(), "/").status == 200);
+
+  INFO("a new session with the same token takes the name from a frozen one at once");
+  s.client->signal(SIGSTOP);
+  auto start = clock::now();
+  auto twin = start_grok(s, {"--subdomain", "app"});
+  REQUIRE(!nth_url(*twin, 1, scaled(10s)).empty());
+  CHECK(clock::now() - start < scaled(3s));  // not after the heartbeat gave up on the old one
+  CHECK(s.server->wait_for_text("taking the name over", scaled(2s)));
+  auto r = request(s.http_port, "GET", s.host(), "/");
+  CHECK(r.status == 200);
+  CHECK(r.body == "Hello from grok-demo-upstream\n");
+
+  INFO("the old session, woken, says so and exits instead of taking it back");
+  s.client->signal(SIGCONT);
+  auto rc = s.client->wait_exit(scaled(10s));
+  CHECK(rc == 1);
+  CHECK(s.client->wait_for_text("was taken over by a new session with the same token", 1s));
+  CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+
+  INFO("a frozen session's requests get 502 once the heartbeat (1s + 1s) gives up, not after 30s");
+  twin->signal(SIGSTOP);
+  start = clock::now();
+  auto frozen = request(s.http_port, "GET", s.host(), "/", "", {}, scaled(20s));
+  auto took = clock::now() - start;
+  CHECK(frozen.status == 502);
+  CHECK(took < scaled(5s));
+  twin->signal(SIGCONT);
+}
+
+TEST_CASE("a second grok-server on the same tunnel port fails with the address in use") {
+  stack s;
+  std::ofstream(s.dir + "/second.yaml") << "server:\n  domain: localhost\n  bind_address: 127.0.0.1\n  http_port: 0\n"
+                                        << "  grpc_address: 127.0.0.1\n  grpc_port: " << s.grpc_port
+                                        << "\nauth:\n  tokens: [test-token]\n";
+  process second({binary("grok-server"), "--config", s.dir + "/second.yaml"});
+  CHECK(second.wait_exit(scaled(10s)) == 1);
+  CHECK(second.wait_for_text("cannot listen for tunnel clients on 127.0.0.1:" + std::to_string(s.grpc_port), 1s));
+  CHECK(second.wait_for_text("in use", 1s));
+  // The first server still has every client.
+  CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+}
+
+TEST_CASE("a request line the parser cannot take gets 400 at once, not 408 after the header timeout") {
+  stack s;
+  for (std::string line : {"GET / \r\n\r\n", "GET /\r\n\r\n", "GET / HTTP\r\n\r\n", "G\r\n\r\n"}) {
+    CAPTURE(line);
+    connection c(s.http_port);
+    auto start = clock::now();
+    c.send(line);
+    auto r = c.read_response(scaled(15s));
+    CHECK(r.status == 400);
+    CHECK(clock::now() - start < scaled(2s));  // the header timeout is 10s
+    CHECK(c.wait_closed(scaled(2s)));
+  }
+  CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+}
