@@ -85,9 +85,11 @@ struct server_config {
 
 struct client_config {
   std::string source = "<defaults>";
-  std::string server = "127.0.0.1:4443";
+  std::string server;             ///< grok-server's tunnel address HOST:PORT; empty = not set
   std::string token;
   std::string log_level = "info";
+  bool insecure = false;          ///< plaintext gRPC (a development server without a certificate)
+  std::string ca;                 ///< PEM file of CAs to verify the server with; empty = the system CAs
 };
 
 /// Parses YAML text; `source` is the file name used in error messages.

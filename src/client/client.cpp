@@ -16,6 +16,7 @@
 #include "grok/completion_poller.hpp"
 #include "grok/files.hpp"
 #include "local_pool.hpp"
+#include "tls_probe.hpp"
 #include "tunnel_session.hpp"
 
 namespace grok {
@@ -65,6 +66,22 @@ std::string hint(pb::Refused::Reason reason, const std::string& server) {
     default:
       return {};
   }
+}
+
+/// Why a stream that never got an answer can never work as set up, or
+/// nullopt: TLS on one end only, or a certificate this host does not trust.
+std::optional<std::string> setup_mismatch(const client_options& o, const std::string& failure) {
+  auto has = [&](const char* text) { return failure.find(text) != std::string::npos; };
+  if (!o.insecure && (has("wrong version number") || has("WRONG_VERSION_NUMBER") || has("packet length too long")))
+    return "the server at " + o.server + " does not speak TLS on its tunnel port; for a development server "
+           "without a certificate, add --insecure (or `insecure: true` in the client config)";
+  if (!o.insecure && (has("CERTIFICATE_VERIFY_FAILED") || has("certificate verify failed")))
+    return "the server at " + o.server + " presented a certificate this host does not trust; pass --ca FILE "
+           "with the CA that signed it (or `ca: FILE` in the client config)";
+  if (o.insecure && !has("Connection refused") && client_detail::speaks_tls(o.server, std::chrono::seconds(3)))
+    return "the server at " + o.server + " speaks TLS on its tunnel port; drop --insecure (and pass --ca FILE if "
+           "a private CA signed its certificate)";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -155,6 +172,7 @@ int client::run() {
   // first time, so the URL survives reconnects and server restarts.
   std::string name = o.subdomain;
   const bool name_chosen = !o.subdomain.empty();
+  bool ever_accepted = false;
   int exit_code = 0;
   for (;;) {
     std::optional<session_outcome> outcome;
@@ -177,6 +195,7 @@ int client::run() {
     }
     impl_->pool.clear();
     if (outcome->accepted) {
+      ever_accepted = true;
       name = outcome->name;
       backoff = std::chrono::milliseconds(1000);
     }
@@ -202,6 +221,13 @@ int client::run() {
       }
       if (exit_code != 0) break;
     } else {
+      if (!ever_accepted && !outcome->accepted) {
+        if (auto why = setup_mismatch(o, outcome->message)) {
+          spdlog::error("{}", *why);
+          exit_code = 1;
+          break;
+        }
+      }
       spdlog::warn("tunnel lost ({}); reconnecting in {:.1f}s", outcome->message, wait.count() / 1000.0);
     }
     {

@@ -122,9 +122,11 @@ int run_config(config_action action, const std::string& config_path, std::string
 
   if (action == config_action::show) {
     std::cout << "config:    " << config_path << (exists ? "" : " (not found; built-in defaults)") << "\n"
-              << "server:    " << cfg.server << "\n"
+              << "server:    " << (cfg.server.empty() ? "(not set)" : cfg.server) << "\n"
               << "token:     " << mask_token(cfg.token) << "\n"
               << "log_level: " << cfg.log_level << "\n";
+    if (cfg.insecure) std::cout << "insecure:  true (no TLS to the server)\n";
+    if (!cfg.ca.empty()) std::cout << "ca:        " << cfg.ca << "\n";
     return 0;
   }
 
@@ -136,7 +138,8 @@ int run_config(config_action action, const std::string& config_path, std::string
     std::string text = render_client_config(cfg);
     // What we write must load back as exactly what we meant.
     auto back = parse_client_config(text, config_path);
-    if (back.server != cfg.server || back.token != cfg.token || back.log_level != cfg.log_level)
+    if (back.server != cfg.server || back.token != cfg.token || back.log_level != cfg.log_level ||
+        back.insecure != cfg.insecure || back.ca != cfg.ca)
       throw std::runtime_error("internal error: the rendered configuration does not read back unchanged");
     write_private_file(write_target(config_path), text);
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 #include "console.hpp"
 
 #include <cstdio>
+#include <ctime>
 
 namespace grok::client_detail {
 
@@ -25,13 +26,23 @@ std::string human_bytes(uint64_t n) {
   return buf;
 }
 
+std::string clock_time() {
+  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm local{};
+  localtime_r(&now, &local);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%H:%M:%S", &local);
+  return buf;
+}
+
 std::string exchange_line(const pb::RequestHead& head, const std::string& outcome, std::chrono::milliseconds took,
                           uint64_t bytes_in, uint64_t bytes_out) {
   auto ms = std::to_string(took.count()) + "ms";
   if (head.tcp())
-    return "TCP " + head.remote_addr() + "  " + (outcome == "0" ? "closed" : outcome) + "  " + ms + "  in " +
-           human_bytes(bytes_in) + "  out " + human_bytes(bytes_out);
-  return head.method() + " " + head.target() + "  " + outcome + "  " + ms + "  " + human_bytes(bytes_out);
+    return clock_time() + "  TCP " + head.remote_addr() + "  " + (outcome == "0" ? "closed" : outcome) + "  " + ms +
+           "  in " + human_bytes(bytes_in) + "  out " + human_bytes(bytes_out);
+  return clock_time() + "  " + (head.remote_addr().empty() ? "-" : head.remote_addr()) + "  " + head.method() + " " +
+         head.target() + "  " + outcome + "  " + ms + "  " + human_bytes(bytes_out);
 }
 
 }  // namespace grok::client_detail

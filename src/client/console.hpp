@@ -60,8 +60,12 @@ console_lines& console();
 /// 512B, 1.5KiB, 3.2MiB, 1.07GiB.
 std::string human_bytes(uint64_t n);
 
-/// One exchange's console line: "GET /path  200  3ms  1.5KiB" (HTTP), or
-/// "TCP 1.2.3.4:5  closed  3ms  in 1B  out 2B" for a TCP connection.
+/// The local time of day, "14:03:07".
+std::string clock_time();
+
+/// One exchange's console line: the time it ended and who asked, then
+/// "14:03:07  203.0.113.7  GET /path  200  3ms  1.5KiB" (HTTP), or
+/// "14:03:07  TCP 203.0.113.7:51234  closed  3ms  in 1B  out 2B" for a TCP connection.
 /// `outcome` is the status, possibly with a reason ("502 (…)").
 std::string exchange_line(const pb::RequestHead& head, const std::string& outcome, std::chrono::milliseconds took,
                           uint64_t bytes_in, uint64_t bytes_out);

@@ -29,6 +29,7 @@
 #include "grok/file_server.hpp"
 #include "grok/log.hpp"
 #include "config_cli.hpp"
+#include "grpc_log.hpp"
 
 namespace {
 
@@ -94,7 +95,30 @@ int main(int argc, char** argv) {
   set_server->fallthrough();
   auto* show = config->add_subcommand("show", "print the effective configuration (token masked)");
   show->fallthrough();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // `grok htpp 3000`: say which word was not a command, and what the commands are.
+    for (int i = 1; i < argc; ++i) {
+      std::string_view arg = argv[i];
+      if (arg == "--config" || arg == "--ca") {
+        ++i;  // its value
+        continue;
+      }
+      if (arg.starts_with('-')) continue;
+      std::string names;
+      bool known = false;
+      for (const auto* sc : app.get_subcommands([](CLI::App*) { return true; })) {
+        names += (names.empty() ? "" : ", ") + sc->get_name();
+        known = known || sc->get_name() == arg;
+      }
+      if (known) break;
+      std::cerr << "grok: unknown command '" << arg << "'; the commands are: " << names
+                << " (grok --help explains them)\n";
+      return 2;
+    }
+    return app.exit(e);
+  }
 
   if (*config) {
     auto action = *set_token ? grok::config_action::set_token : *set_server ? grok::config_action::set_server : grok::config_action::show;
@@ -137,16 +161,38 @@ int main(int argc, char** argv) {
 
   grok::client_config cfg;
   try {
-    if (std::filesystem::exists(config_path)) cfg = grok::load_client_config(config_path);
+    // A file named with --config must exist; the default one may not.
+    if (app.count("--config") > 0 || std::filesystem::exists(config_path)) cfg = grok::load_client_config(config_path);
     if (*http || *tcp) std::tie(opts.local_host, opts.local_port) = grok::parse_local_address(local);
     opts.tcp = static_cast<bool>(*tcp);
   } catch (const std::exception& e) {
     std::cerr << "grok: " << e.what() << "\n";
     return 2;
   }
-  opts.server = server.empty() ? cfg.server : server;
-  opts.token = token.empty() ? cfg.token : token;
-  opts.insecure = insecure;
+  // A flag beats the environment, which beats the file. A token in the
+  // environment stays out of `ps`, unlike --token.
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+  };
+  opts.server = !server.empty() ? server : !env("GROK_SERVER").empty() ? env("GROK_SERVER") : cfg.server;
+  opts.token = !token.empty() ? token : !env("GROK_TOKEN").empty() ? env("GROK_TOKEN") : cfg.token;
+  if (opts.server.empty()) {
+    std::cerr << "grok: no grok-server address set. Save it once with `grok config set-server HOST:PORT`,\n"
+                 "      or pass --server HOST:PORT, or set GROK_SERVER.\n";
+    return 2;
+  }
+  if (!server.empty() || !env("GROK_SERVER").empty()) {
+    try {
+      grok::check_server_address(opts.server);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "grok: " << (server.empty() ? "GROK_SERVER" : "--server") << ": invalid address: " << e.what()
+                << "\n";
+      return 2;
+    }
+  }
+  opts.insecure = insecure || cfg.insecure;
+  if (ca_file.empty()) ca_file = cfg.ca;
   if (!ca_file.empty()) {
     try {
       opts.ca_pem = grok::read_file(ca_file);
@@ -157,6 +203,7 @@ int main(int argc, char** argv) {
   }
   try {
     grok::setup_logging(log_level.empty() ? cfg.log_level : log_level, "text", "grok");
+    grok::route_grpc_logs<spdlog::level::debug>();
   } catch (const std::exception& e) {
     std::cerr << "grok: --log-level: " << e.what() << "\n";
     return 2;

@@ -666,6 +666,8 @@ std::string render_client_config(const client_config& cfg) {
   // read back as the same string.
   out << YAML::Key << "token" << YAML::Value << YAML::DoubleQuoted << cfg.token;
   out << YAML::Key << "log_level" << YAML::Value << cfg.log_level;
+  if (cfg.insecure) out << YAML::Key << "insecure" << YAML::Value << true;
+  if (!cfg.ca.empty()) out << YAML::Key << "ca" << YAML::Value << YAML::DoubleQuoted << cfg.ca;
   out << YAML::EndMap;
   if (!out.good()) throw std::invalid_argument(std::string("cannot render client configuration: ") + out.GetLastError());
   return std::string("# grok client configuration (rewritten by `grok config`)\n") + out.c_str() + "\n";
@@ -686,6 +688,14 @@ client_config parse_client_config(const std::string& yaml_text, const std::strin
     }},
     {"token", [&](const entry& e) { cfg.token = r.token(e, true); }},
     {"log_level", [&](const entry& e) { cfg.log_level = r.log_level(e); }},
+    {"insecure", [&](const entry& e) { cfg.insecure = r.boolean(e); }},
+    {"ca", [&](const entry& e) {
+      const auto& given = r.scalar(e, "a file path");
+      if (given.empty()) r.fail(e, "must not be empty");
+      auto path = path_beside(source, given);
+      if (!std::ifstream(path)) r.fail(e, "cannot read '" + path + "': " + std::strerror(errno));
+      cfg.ca = path;
+    }},
   });
   return cfg;
 }

@@ -23,6 +23,7 @@
 #include "grok/config.hpp"
 #include "grok/log.hpp"
 #include "grok/server.hpp"
+#include "grpc_log.hpp"
 #include "token_cli.hpp"
 
 namespace {
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   }
   try {
     grok::setup_logging(cfg->log_level, cfg->log_format, "grok-server");
+    grok::route_grpc_logs<spdlog::level::warn>();
   } catch (const std::exception& e) {
     std::cerr << "grok-server: " << e.what() << "\n";
     return 1;

@@ -262,10 +262,10 @@ start_grok() {
   done
   [ -n "$GROK_PORT" ] && [ -n "$GRPC_PORT" ] || { cat "$work/server.log" >&2; die "cannot find grok-server ports ($ports)"; }
   : >"$work/client.log"; : >"$work/up_client.log"
-  "$BIN/grok" "${client_flags[@]}" --config "$work/grok.yaml" http "$NGINX_PORT" --subdomain "$NAME" --server "127.0.0.1:$GRPC_PORT" \
+  "$BIN/grok" "${client_flags[@]}" --config /dev/null http "$NGINX_PORT" --subdomain "$NAME" --server "127.0.0.1:$GRPC_PORT" \
     --token "$TOKEN" --log-level warn >"$work/client.log" 2>&1 &
   pid[client]=$!
-  "$BIN/grok" "${client_flags[@]}" --config "$work/grok.yaml" http "$DEMO_PORT" --subdomain "up-$NAME" --server "127.0.0.1:$GRPC_PORT" \
+  "$BIN/grok" "${client_flags[@]}" --config /dev/null http "$DEMO_PORT" --subdomain "up-$NAME" --server "127.0.0.1:$GRPC_PORT" \
     --token "$TOKEN" --log-level warn >"$work/up_client.log" 2>&1 &
   pid[up_client]=$!
   wait_for "$work/client.log" "http://$NAME\\.localhost:$GROK_PORT" client >/dev/null

@@ -29,7 +29,7 @@ for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$CONTROL_PORT") 2>/dev/null && break
   sleep 0.1
 done
-"$bin/grok" --insecure --config "$SUT_WORKDIR/grok.yaml" http "127.0.0.1:$BACKEND_PORT" \
+"$bin/grok" --insecure --config /dev/null http "127.0.0.1:$BACKEND_PORT" \
   --subdomain "${TUNNEL_SUBDOMAIN:-bench}" --server "127.0.0.1:$CONTROL_PORT" --token "$token" \
   >"$SUT_WORKDIR/client.log" 2>&1 &
 echo $! >"$SUT_WORKDIR/client.pid"

@@ -161,7 +161,7 @@ start_stack() {  # STEP: fresh grok-server (+heaptrack for that step), upstream 
   m=$(wait_for "$work/upstream.log" 'listening 127\.0\.0\.1:[0-9]+' 15 upstream) || die "grok-demo-upstream did not start"
   local up_port=${m##*:}
   : >"$work/client.log"
-  "$BIN/grok" --insecure --config "$work/none.yaml" http "$up_port" --subdomain probe \
+  "$BIN/grok" --insecure --config /dev/null http "$up_port" --subdomain probe \
     --server "127.0.0.1:$GRPC_PORT" --token "$TOKEN" --log-level warn >"$work/client.log" 2>&1 &
   pid[client]=$!
   wait_for "$work/client.log" 'Forwarding' 15 client >/dev/null || die "grok (probe tunnel) did not come online"

@@ -80,7 +80,7 @@ server_pid=$!
 ready=$(wait_for "$out/server.log" 'http=127\.0\.0\.1:[0-9]+ grpc=127\.0\.0\.1:[0-9]+')
 http_port=$(sed -E 's/http=127\.0\.0\.1:([0-9]+).*/\1/' <<<"$ready")
 grpc_port=$(sed -E 's/.*grpc=127\.0\.0\.1:([0-9]+)/\1/' <<<"$ready")
-"$build/grok" --insecure --config "$out/none.yaml" http "$app" --subdomain soak --server "127.0.0.1:$grpc_port" \
+"$build/grok" --insecure --config /dev/null http "$app" --subdomain soak --server "127.0.0.1:$grpc_port" \
   --token soak-token --log-level warn >"$out/client.log" 2>&1 &
 pids+=($!)
 client_pid=$!

@@ -541,7 +541,7 @@ uint16_t free_port() {
 
 void stack::start_client(const std::string& name) {
   client = std::make_unique<process>(
-      std::vector<std::string>{binary("grok"), "--insecure", "--config", dir + "/none.yaml", "http", std::to_string(upstream_port),
+      std::vector<std::string>{binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(upstream_port),
                                "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(grpc_port), "--token",
                                opts.token, "--log-level", opts.client_log_level},
       opts.client_env);

@@ -56,7 +56,7 @@ struct client {
 client start_grok(stack& s, const std::string& name, const std::string& token) {
   client c;
   c.p = std::make_unique<process>(std::vector<std::string>{
-      binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port),
+      binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port),
       "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", token});
   auto re = std::regex(R"(Forwarding\s+http://|refused the tunnel)");
   auto m = c.p->wait_for_line(re, scaled(15s));

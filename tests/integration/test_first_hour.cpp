@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "harness.hpp"
@@ -17,7 +18,7 @@ namespace {
 
 /// `grok http` for the stack's local service with `args` (e.g. --subdomain NAME), token `token`.
 std::unique_ptr<process> start_grok(stack& s, std::vector<std::string> args, const std::string& token = "test-token") {
-  std::vector<std::string> argv{binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http",
+  std::vector<std::string> argv{binary("grok"), "--insecure", "--config", "/dev/null", "http",
                                 std::to_string(s.upstream_port), "--server",
                                 "127.0.0.1:" + std::to_string(s.grpc_port), "--token", token};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -140,4 +141,69 @@ TEST_CASE("a request line the parser cannot take gets 400 at once, not 408 after
     CHECK(c.wait_closed(scaled(2s)));
   }
   CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+}
+
+TEST_CASE("a TLS client against a plaintext tunnel port says once what is wrong and which flag fixes it") {
+  stack::options o;
+  o.start_client = false;
+  stack s(o);
+  process c({binary("grok"), "--config", "/dev/null", "http", std::to_string(s.upstream_port), "--server",
+             "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
+  CHECK(c.wait_exit(scaled(15s)) == 1);
+  CHECK(c.count_lines_containing("does not speak TLS on its tunnel port") == 1);
+  CHECK(c.count_lines_containing("add --insecure") == 1);
+  CHECK(c.count_lines_containing("tunnel lost") == 0);  // no loop of retries
+  CHECK(c.count_lines_containing(".cc:") == 0);         // gRPC's own lines stay at debug, without source paths
+}
+
+TEST_CASE("the client's settings: no server is an error that says how to set one; a missing --config file is an error") {
+  stack::options o;
+  o.start_client = false;
+  stack s(o);
+  auto home = s.dir + "/home";
+  std::filesystem::create_directories(home);
+  {
+    process c({binary("grok"), "http", "3000"}, {"HOME=" + home, "XDG_CONFIG_HOME=", "GROK_SERVER=", "GROK_TOKEN="});
+    CHECK(c.wait_exit(scaled(5s)) == 2);
+    CHECK(c.wait_for_text("no grok-server address set", 1s));
+    CHECK(c.wait_for_text("grok config set-server HOST:PORT", 1s));
+  }
+  {
+    process c({binary("grok"), "--config", s.dir + "/missing.yaml", "http", "3000", "--server", "127.0.0.1:1"});
+    CHECK(c.wait_exit(scaled(5s)) == 2);
+    CHECK(c.wait_for_text(s.dir + "/missing.yaml: cannot read: No such file or directory", 1s));
+  }
+  {
+    INFO("GROK_SERVER and GROK_TOKEN come from the environment, so the token stays out of ps");
+    process c({binary("grok"), "--insecure", "http", std::to_string(s.upstream_port), "--subdomain", "fromenv"},
+              {"HOME=" + home, "XDG_CONFIG_HOME=", "GROK_SERVER=127.0.0.1:" + std::to_string(s.grpc_port),
+               "GROK_TOKEN=" + s.opts.token});
+    CHECK(c.wait_for_line(std::regex(R"(Forwarding\s+http://fromenv\.)"), scaled(15s)).has_value());
+    CHECK(request(s.http_port, "GET", "fromenv.localhost", "/").status == 200);
+    c.signal(SIGINT);
+    CHECK(c.wait_exit(scaled(5s)) == 0);
+  }
+  {
+    INFO("insecure and the server can be saved in the client config");
+    std::ofstream(s.dir + "/client.yaml") << "server: 127.0.0.1:" << s.grpc_port << "\ntoken: " << s.opts.token
+                                          << "\ninsecure: true\n";
+    process c({binary("grok"), "--config", s.dir + "/client.yaml", "http", std::to_string(s.upstream_port),
+               "--subdomain", "fromfile"});
+    CHECK(c.wait_for_line(std::regex(R"(Forwarding\s+http://fromfile\.)"), scaled(15s)).has_value());
+    c.signal(SIGINT);
+    CHECK(c.wait_exit(scaled(5s)) == 0);
+  }
+  {
+    process c({binary("grok"), "htpp", "3000"});
+    CHECK(c.wait_exit(scaled(5s)) == 2);
+    CHECK(c.wait_for_text("unknown command 'htpp'; the commands are: http, tcp, serve, config", 1s));
+  }
+}
+
+TEST_CASE("each console line carries the time and the visitor's address") {
+  stack s;
+  REQUIRE(request(s.http_port, "GET", s.host(), "/?x=1").status == 200);
+  auto m = s.client->wait_for_line(std::regex(R"(^(\d\d:\d\d:\d\d)  127\.0\.0\.1  GET /\?x=1  200  \d+ms  )"),
+                                   scaled(5s));
+  CHECK(m.has_value());
 }

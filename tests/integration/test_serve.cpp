@@ -83,7 +83,7 @@ struct served {
   /// Starts `grok serve www` as NAME; extra arguments are appended.
   void start(const std::string& tunnel_name, std::vector<std::string> extra = {}) {
     name = tunnel_name;
-    std::vector<std::string> argv{binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "serve", www.string(),
+    std::vector<std::string> argv{binary("grok"), "--insecure", "--config", "/dev/null", "serve", www.string(),
                                   "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(s.grpc_port),
                                   "--token", s.opts.token};
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -386,7 +386,7 @@ TEST_CASE("serve: usage errors exit non-zero (2 for a bad DIR or --auth)") {
   fs::path file = fs::path(s.dir) / "plain.txt";
   write_file(file, "x");
   auto run = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv{binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "serve"};
+    std::vector<std::string> argv{binary("grok"), "--insecure", "--config", "/dev/null", "serve"};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
     process p(argv);

@@ -129,7 +129,7 @@ TEST_CASE("SIGHUP applies tokens and pool size while a download keeps running; r
   CHECK(sample(text, R"(grok_reloads_total{result="ok"})") == 1);
 
   // The new token works at once; the old tunnel kept serving throughout.
-  process b({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--subdomain",
+  process b({binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port), "--subdomain",
              "bee", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", "token-b"});
   REQUIRE(b.wait_for_line(std::regex("Forwarding"), 10s));
   CHECK(request(s.http_port, "GET", "bee.localhost", "/").status == 200);
@@ -179,7 +179,7 @@ TEST_CASE("a bad reload is refused with its error and the old configuration keep
   CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
   CHECK(sample(metrics_text(api), R"(grok_reloads_total{result="failed"})") == 1);
   // The old token still authenticates new tunnels.
-  process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--subdomain",
+  process p({binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port), "--subdomain",
              "second", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
   CHECK(p.wait_for_line(std::regex("Forwarding"), 10s));
 }

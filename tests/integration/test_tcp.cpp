@@ -130,7 +130,7 @@ struct tcp_stack {
   }
   std::unique_ptr<process> start_tcp_client(uint16_t local_port, const std::string& token = "test-token") {
     return std::make_unique<process>(std::vector<std::string>{
-        binary("grok"), "--insecure", "--config", s->dir + "/none.yaml", "tcp", std::to_string(local_port), "--server",
+        binary("grok"), "--insecure", "--config", "/dev/null", "tcp", std::to_string(local_port), "--server",
         "127.0.0.1:" + std::to_string(s->grpc_port), "--token", token});
   }
   std::unique_ptr<stack> s;

@@ -70,8 +70,9 @@ TEST_CASE("grok prints one line per request, and a burst of concurrent requests 
   stack s;
   auto single = request(s.http_port, "GET", s.host(), "/status?code=404");
   REQUIRE(single.status == 404);
-  // A lone request's line appears at once: METHOD TARGET  STATUS  TIMEms  BYTES.
-  REQUIRE(s.client->wait_for_line(std::regex(R"(^GET /status\?code=404  404  [0-9]+ms  [0-9.]+(B|KiB)$)"), 5s));
+  // A lone request's line appears at once: TIME  VISITOR  METHOD TARGET  STATUS  TIMEms  BYTES.
+  REQUIRE(s.client->wait_for_line(
+      std::regex(R"(^\d\d:\d\d:\d\d  127\.0\.0\.1  GET /status\?code=404  404  [0-9]+ms  [0-9.]+(B|KiB)$)"), 5s));
 
   constexpr int threads = 10, each = 20;
   std::vector<std::future<int>> ok;
@@ -485,14 +486,14 @@ TEST_CASE("auth and names: wrong token refused, taken name refused, random name 
   o.tokens_yaml = "[test-token, other-token]";
   stack s(o);
   SUBCASE("wrong token") {
-    process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--server",
+    process p({binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port), "--server",
                "127.0.0.1:" + std::to_string(s.grpc_port), "--token", "wrong"});
     CHECK(p.wait_exit(10s) == 1);
     CHECK(p.wait_for_text("invalid token", 1s));
     CHECK(p.wait_for_text("grok config set-token", 1s));  // and how to fix it
   }
   SUBCASE("name already held by another token") {
-    process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port),
+    process p({binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port),
                "--subdomain", "app", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", "other-token"});
     CHECK(p.wait_exit(10s) == 1);
     CHECK(p.wait_for_text("already in use", 1s));
@@ -500,7 +501,7 @@ TEST_CASE("auth and names: wrong token refused, taken name refused, random name 
     CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);  // the holder is untouched
   }
   SUBCASE("random name") {
-    process p({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port), "--server",
+    process p({binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port), "--server",
                "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
     auto m = p.wait_for_line(std::regex(R"(Forwarding\s+http://([a-z0-9]+)\.localhost:\d+)"), 10s);
     REQUIRE(m);
@@ -534,7 +535,7 @@ TEST_CASE("tunnels.max_per_token caps the tunnels one token holds; a freed slot 
   stack::options o;
   o.extra_server_yaml = "  max_per_token: 1\n";
   stack s(o);
-  process second({binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http",
+  process second({binary("grok"), "--insecure", "--config", "/dev/null", "http",
                   std::to_string(s.upstream_port), "--subdomain", "other", "--server",
                   "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
   CHECK(second.wait_exit(10s) == 1);
@@ -544,7 +545,7 @@ TEST_CASE("tunnels.max_per_token caps the tunnels one token holds; a freed slot 
   std::unique_ptr<process> third;
   for (auto until = clock::now() + 10s; clock::now() < until;) {
     third = std::make_unique<process>(std::vector<std::string>{
-        binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "http", std::to_string(s.upstream_port),
+        binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port),
         "--subdomain", "other", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
     if (third->wait_for_line(std::regex("Forwarding|refused"), 10s) && third->count_lines_containing("Forwarding"))
       break;
