@@ -33,6 +33,7 @@ struct server_config {
   uint16_t grpc_port = 4443;
   uint16_t https_port = 0;                    ///< 0 = no HTTPS listener (needs tls.*)
   std::string api_address = "127.0.0.1";
+  std::string api_token;                      ///< set: /metrics and /api/* need "Authorization: Bearer TOKEN"
   uint16_t api_port = 0;                      ///< 0 = admin endpoint off
   std::chrono::milliseconds drain_timeout{30000};
   uint64_t max_body_size = 0;                 ///< 0 = unlimited (bodies stream)
@@ -76,6 +77,7 @@ struct server_config {
   /// Digests of auth.tcp_tokens (what limits TCP when any token is accepted).
   std::vector<token_entry> tcp_token_table;
   /// False when neither auth.tokens nor auth.tokens_file is set: any token is accepted.
+  bool allow_anonymous = false;               ///< serve with no tokens at all (anyone may open tunnels)
   bool auth_required() const { return !tokens.empty() || !tokens_file.empty(); }
 
   // logging.*
@@ -91,6 +93,18 @@ struct client_config {
   bool insecure = false;          ///< plaintext gRPC (a development server without a certificate)
   std::string ca;                 ///< PEM file of CAs to verify the server with; empty = the system CAs
 };
+
+/// The placeholder token of the example configuration (conf/grok-server.yaml).
+inline constexpr const char* example_token = "change-me";
+
+/// Settings grok-server refuses to serve with, each a sentence naming the
+/// key and what to do: no tokens without auth.allow_anonymous, the example's
+/// placeholder token, an admin endpoint reachable from other hosts without
+/// server.api_token. Empty when there is none.
+std::vector<std::string> unsafe_settings(const server_config& cfg);
+/// Settings grok-server warns about at start: a plaintext tunnel port on a
+/// non-loopback address, anonymous tunnels.
+std::vector<std::string> risky_settings(const server_config& cfg);
 
 /// Parses YAML text; `source` is the file name used in error messages.
 server_config parse_server_config(const std::string& yaml_text, const std::string& source);

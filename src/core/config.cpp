@@ -19,6 +19,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include <boost/asio/ip/address.hpp>
+
 #include "grok/files.hpp"
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
@@ -484,6 +486,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         }},
         {"api_address", [&](const entry& f) { cfg.api_address = r.address(f); }},
         {"api_port", [&](const entry& f) { cfg.api_port = r.port(f); }},
+        {"api_token", [&](const entry& f) { cfg.api_token = r.token(f, false); }},
         {"drain_timeout", [&](const entry& f) { cfg.drain_timeout = r.duration(f, false); }},
         {"max_body_size", [&](const entry& f) {
           cfg.max_body_size = r.size(f, 0, std::numeric_limits<uint64_t>::max());
@@ -568,6 +571,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           cfg.tokens_file = s;
           tokens_file_line = f.line;
         }},
+        {"allow_anonymous", [&](const entry& f) { cfg.allow_anonymous = r.boolean(f); }},
         {"max_failures", [&](const entry& f) {
           cfg.max_auth_failures = static_cast<unsigned>(r.integer(f, 0, 1000000));
         }},
@@ -726,6 +730,45 @@ unsigned effective_worker_count(const server_config& cfg, const char* env_value)
   }
   if (n == 0) n = auto_worker_count();
   return n;
+}
+
+namespace {
+
+bool loopback(const std::string& address) {
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(address, ec);
+  return !ec && a.is_loopback();
+}
+
+}  // namespace
+
+std::vector<std::string> unsafe_settings(const server_config& cfg) {
+  std::vector<std::string> out;
+  if (!cfg.auth_required() && !cfg.allow_anonymous)
+    out.push_back("auth: no tokens are set, so anyone who reaches the tunnel port could open tunnels; create one "
+                  "with `grok-server token add NAME` (auth.tokens_file) or list them in auth.tokens, or set "
+                  "auth.allow_anonymous: true");
+  for (const auto& t : cfg.tokens)
+    if (t == example_token)
+      out.push_back("auth.tokens: '" + std::string(example_token) +
+                    "' is the example configuration's placeholder; replace it with a real token (`grok-server "
+                    "token add NAME` makes one)");
+  if (cfg.api_port != 0 && !loopback(cfg.api_address) && cfg.api_token.empty())
+    out.push_back("server.api_address: the admin endpoint on " + cfg.api_address +
+                  " is reachable from other hosts; set server.api_token (requests then send "
+                  "Authorization: Bearer TOKEN) or bind it to 127.0.0.1");
+  return out;
+}
+
+std::vector<std::string> risky_settings(const server_config& cfg) {
+  std::vector<std::string> out;
+  if ((cfg.tls_cert_file.empty() || !cfg.tls_grpc) && !loopback(cfg.grpc_address))
+    out.push_back("the tunnel port " + cfg.grpc_address + ":" + std::to_string(cfg.grpc_port) +
+                  " is plaintext on a non-loopback address: tokens and tunnel traffic travel in clear text; set "
+                  "tls.cert_file and tls.key_file");
+  if (cfg.allow_anonymous && !cfg.auth_required())
+    out.push_back("auth.allow_anonymous: anyone who reaches the tunnel port can open tunnels");
+  return out;
 }
 
 unsigned auto_worker_count() { return std::max(1u, std::thread::hardware_concurrency() / 2); }

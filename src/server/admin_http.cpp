@@ -1,5 +1,6 @@
 #include "admin_http.hpp"
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -34,6 +35,18 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
     });
   }
 
+  /// No server.api_token, or the request carries it as a bearer token (compared in constant time).
+  bool authorized() {
+    auto cfg = state_.config();
+    if (cfg->api_token.empty()) return true;
+    auto it = req_.find(http::field::authorization);
+    if (it == req_.end()) return false;
+    std::string_view value = it->value();
+    if (!value.starts_with("Bearer ")) return false;
+    auto given = sha256_digest(value.substr(7)), want = sha256_digest(cfg->api_token);
+    return CRYPTO_memcmp(given.data(), want.data(), given.size()) == 0;
+  }
+
   void respond() {
     auto target = std::string(req_.target());
     auto path = target.substr(0, target.find('?'));
@@ -43,6 +56,10 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
     if (req_.method() != http::verb::get && req_.method() != http::verb::head) {
       status = 405;
       body = "method not allowed\n";
+    } else if (path != "/healthz" && path != "/readyz" && !authorized()) {
+      // Health checks stay open for load balancers; the rest tells about tunnels and traffic.
+      status = 401;
+      body = "unauthorized: send Authorization: Bearer TOKEN (server.api_token)\n";
     } else if (path == "/healthz") {
       body = "ok\n";
     } else if (path == "/readyz") {
@@ -88,6 +105,7 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
     res_.version(req_.version());
     res_.set(http::field::content_type, type);
     res_.set(http::field::cache_control, "no-store");
+    if (status == 401) res_.set(http::field::www_authenticate, "Bearer");
     res_.keep_alive(req_.keep_alive());
     res_.body() = req_.method() == http::verb::head ? std::string() : std::move(body);
     res_.prepare_payload();

@@ -83,13 +83,19 @@ int main(int argc, char** argv) {
     std::cerr << "grok-server: " << e.what() << "\n";
     return 1;
   }
+  if (auto problems = grok::unsafe_settings(*cfg); !problems.empty()) {
+    for (const auto& p : problems) std::cerr << "grok-server: " << config_path << ": " << p << "\n";
+    return 1;
+  }
   if (check_only) {
+    for (const auto& w : grok::risky_settings(*cfg)) std::cerr << "grok-server: warning: " << w << "\n";
     std::cout << config_path << ": configuration is valid\n";
     return 0;
   }
   try {
     grok::setup_logging(cfg->log_level, cfg->log_format, "grok-server");
     grok::route_grpc_logs<spdlog::level::warn>();
+    for (const auto& w : grok::risky_settings(*cfg)) spdlog::warn("{}", w);
   } catch (const std::exception& e) {
     std::cerr << "grok-server: " << e.what() << "\n";
     return 1;

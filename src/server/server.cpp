@@ -170,6 +170,7 @@ std::string server::reload() {
   try {
     next = std::make_shared<server_config>(load_server_config(impl_->config_path));
     workers = effective_worker_count(*next, std::getenv("GROK_WORKER_POOL_SIZE"));
+    if (auto problems = unsafe_settings(*next); !problems.empty()) throw std::runtime_error(problems.front());
     set_log_level(next->log_level);
     // Certificates are re-read so a renewed one applies to new connections.
     if (!next->tls_cert_file.empty()) impl_->state.set_tls_context(make_tls_context(*next));

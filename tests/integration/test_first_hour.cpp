@@ -207,3 +207,57 @@ TEST_CASE("each console line carries the time and the visitor's address") {
                                    scaled(5s));
   CHECK(m.has_value());
 }
+
+TEST_CASE("grok-server refuses unsafe settings at start and in --check-config, naming the key") {
+  stack::options o;
+  o.start_client = false;
+  stack s(o);
+  auto check = [&](const std::string& yaml, bool start) {
+    auto path = s.dir + "/unsafe.yaml";
+    std::ofstream(path) << yaml;
+    std::vector<std::string> argv{binary("grok-server"), "--config", path};
+    if (!start) argv.push_back("--check-config");
+    auto p = std::make_unique<process>(argv);
+    p->wait_exit(scaled(10s));
+    return p;
+  };
+  const std::string listen = "server:\n  http_port: 0\n  grpc_port: 0\n";
+  for (bool start : {false, true}) {
+    CAPTURE(start);
+    auto empty = check("", start);
+    CHECK(empty->wait_exit(0ms) == 1);
+    CHECK(empty->wait_for_text("auth: no tokens are set", 1s));
+    auto placeholder = check(listen + "auth:\n  tokens: [change-me]\n", start);
+    CHECK(placeholder->wait_exit(0ms) == 1);
+    CHECK(placeholder->wait_for_text("auth.tokens: 'change-me' is the example configuration's placeholder", 1s));
+  }
+  auto open_admin = check(listen + "  api_address: 0.0.0.0\n  api_port: 9\nauth:\n  tokens: [t1]\n", false);
+  CHECK(open_admin->wait_exit(0ms) == 1);
+  CHECK(open_admin->wait_for_text("server.api_address: the admin endpoint on 0.0.0.0 is reachable", 1s));
+  auto plaintext = check("server:\n  grpc_address: 0.0.0.0\nauth:\n  tokens: [t1]\n", false);
+  CHECK(plaintext->wait_exit(0ms) == 0);
+  CHECK(plaintext->wait_for_text("warning: the tunnel port 0.0.0.0:4443 is plaintext on a non-loopback address", 1s));
+  // Anonymous on purpose: it starts, and says what that means.
+  std::ofstream(s.dir + "/anon.yaml") << listen << "  bind_address: 127.0.0.1\n  grpc_address: 127.0.0.1\n"
+                                      << "auth:\n  allow_anonymous: true\n";
+  process anon({binary("grok-server"), "--config", s.dir + "/anon.yaml"});
+  CHECK(anon.wait_for_text("grok-server ready", scaled(10s)));
+  CHECK(anon.wait_for_text("auth.allow_anonymous: anyone who reaches the tunnel port can open tunnels", 1s));
+}
+
+TEST_CASE("server.api_token guards /metrics and /api/*; health checks stay open") {
+  auto api = free_port();
+  stack::options o;
+  o.server_section_yaml = "  api_port: " + std::to_string(api) + "\n  api_token: admin-s3cret\n";
+  stack s(o);
+  auto metrics = request(api, "GET", "127.0.0.1", "/metrics");
+  CHECK(metrics.status == 401);
+  CHECK(metrics.get("WWW-Authenticate") == "Bearer");
+  CHECK(request(api, "GET", "127.0.0.1", "/api/tunnels", "", {{"Authorization", "Bearer wrong"}}).status == 401);
+  CHECK(request(api, "GET", "127.0.0.1", "/metrics", "", {{"Authorization", "Bearer admin-s3cret"}}).status == 200);
+  auto tunnels = request(api, "GET", "127.0.0.1", "/api/tunnels", "", {{"Authorization", "Bearer admin-s3cret"}});
+  CHECK(tunnels.status == 200);
+  CHECK(tunnels.body.find("\"name\":\"app\"") != std::string::npos);
+  CHECK(request(api, "GET", "127.0.0.1", "/healthz").status == 200);
+  CHECK(request(api, "GET", "127.0.0.1", "/readyz").status == 200);
+}

@@ -104,10 +104,21 @@ check "postinst neither enables nor starts anything" starts_nothing "$ctl/postin
 
 # ---- the packaged binary with the packaged config ----------------------------
 if [ -x "$root/usr/bin/grok-server" ] && [ -f "$root/etc/grok/grok-server.yaml" ]; then
+  # As shipped, the config holds the example's placeholder token: refused by name until an admin
+  # replaces it; with a real token it is valid.
   if out=$("$root/usr/bin/grok-server" --check-config --config "$root/etc/grok/grok-server.yaml" 2>&1); then
-    pass "grok-server --check-config accepts etc/grok/grok-server.yaml"
+    fail "grok-server --check-config refuses the shipped placeholder token, but it accepted it: $out"
+  elif printf '%s' "$out" | grep -q "auth.tokens: 'change-me' is the example configuration's placeholder"; then
+    pass "grok-server --check-config refuses the shipped placeholder token, by name"
   else
-    fail "grok-server --check-config accepts etc/grok/grok-server.yaml: $out"
+    fail "grok-server --check-config refuses the shipped placeholder token, by name: $out"
+  fi
+  edited="$tmp/grok-server-edited.yaml"
+  sed 's/- change-me$/- a-real-token-from-the-admin/' "$root/etc/grok/grok-server.yaml" >"$edited"
+  if out=$("$root/usr/bin/grok-server" --check-config --config "$edited" 2>&1); then
+    pass "grok-server --check-config accepts the shipped config once its token is replaced"
+  else
+    fail "grok-server --check-config accepts the shipped config once its token is replaced: $out"
   fi
 fi
 
