@@ -61,7 +61,14 @@ for exe in usr/bin/grok-server usr/bin/grok; do
   check "$exe is an executable file" test -f "$root/$exe" -a -x "$root/$exe"
 done
 check "etc/grok/grok-server.yaml exists" test -f "$root/etc/grok/grok-server.yaml"
-check "etc/grok/grok.yaml exists" test -f "$root/etc/grok/grok.yaml"
+check "etc/grok/grok.yaml is not shipped (the client's configuration is per user)" test ! -e "$root/etc/grok/grok.yaml"
+for doc in README.md copyright changelog.gz examples/grok.yaml; do
+  check "usr/share/doc/grok/$doc exists" test -f "$root/usr/share/doc/grok/$doc"
+done
+check "the changelog is a gzip file" gzip -t "$root/usr/share/doc/grok/changelog.gz"
+for page in man1/grok.1.gz man8/grok-server.8.gz; do
+  check "usr/share/man/$page exists and renders" sh -c "zcat '$root/usr/share/man/$page' | grep -q '^\.SH NAME'"
+done
 if [ -f "$root/etc/grok/grok-server.yaml" ]; then
   mode=$(stat -c %a "$root/etc/grok/grok-server.yaml")
   check "etc/grok/grok-server.yaml is not world-readable (mode $mode)" test $((8#$mode & 8#007)) -eq 0
@@ -69,6 +76,11 @@ fi
 unit=$root/lib/systemd/system/grok-server.service
 check "lib/systemd/system/grok-server.service exists" test -f "$unit"
 check "the unit's ExecStart runs /usr/bin/grok-server" grep -Eq '^ExecStart=/usr/bin/grok-server( |$)' "$unit"
+# A refused reload must fail `systemctl reload`: the check runs first, then the signal.
+check "the unit's first ExecReload checks the configuration" \
+  sh -c "grep '^ExecReload=' '$unit' | head -n1 | grep -q -- '--check-config --config /etc/grok/grok-server.yaml'"
+check "the unit's last ExecReload signals the daemon" sh -c "grep '^ExecReload=' '$unit' | tail -n1 | grep -q 'kill -HUP'"
+check "postinst makes /etc/grok root:grok 0750" sh -c "grep -q 'chown root:grok /etc/grok$' '$ctl/postinst' && grep -q 'chmod 0750 /etc/grok$' '$ctl/postinst'"
 check "no file outside usr/, etc/grok/, lib/systemd/system/" \
   test -z "$(cd "$root" && find . -type f ! -path './usr/*' ! -path './etc/grok/*' ! -path './lib/systemd/system/*')"
 
