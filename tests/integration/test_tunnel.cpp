@@ -252,17 +252,27 @@ TEST_CASE("slow readers on either side hold memory at the window size, not the b
 TEST_CASE("200 concurrent exchanges on one tunnel, and a stalled one delays no other") {
   stack s;
   SUBCASE("200 concurrent") {
+    // The local service holds each answer a moment and counts the requests it holds at
+    // once: exchanges carried one at a time would never overlap there.
+    REQUIRE(request(s.http_port, "GET", s.host(), "/in-flight").status == 200);  // restarts the peak
+    const auto hold = "&hold_ms=" + std::to_string(scaled(300ms).count());
     std::vector<std::future<bool>> results;
     for (int i = 0; i < 200; ++i) {
       results.push_back(std::async(std::launch::async, [&, i] {
         auto body = random_bytes(1000 + i * 37, static_cast<unsigned>(i));
-        auto r = request(s.http_port, "POST", s.host(), "/echo?i=" + std::to_string(i), body, {}, 30s);
-        return r.status == 200 && r.body == body && r.get("X-Echo-Target") == "/echo?i=" + std::to_string(i);
+        auto target = "/echo?i=" + std::to_string(i) + hold;
+        auto r = request(s.http_port, "POST", s.host(), target, body, {}, 30s);
+        return r.status == 200 && r.body == body && r.get("X-Echo-Target") == target;
       }));
     }
     int ok = 0;
     for (auto& f : results) ok += f.get() ? 1 : 0;
     CHECK(ok == 200);
+    auto stats = request(s.http_port, "GET", s.host(), "/in-flight");
+    std::smatch m;
+    REQUIRE(std::regex_search(stats.body, m, std::regex(R"(in_flight=(\d+) peak=(\d+))")));
+    MESSAGE("the local service held up to " << m[2] << " of the 200 requests at once");
+    CHECK(std::stoi(m[2]) >= 100);
   }
   SUBCASE("stalled response") {
     connection stalled(s.http_port);
