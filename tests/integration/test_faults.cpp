@@ -389,6 +389,44 @@ TEST_CASE("kill -9 of grok-server: the server sees the client retry on its docum
   }
 }
 
+TEST_CASE("response_timeout counts from the last request byte: an upload longer than it still gets its answer") {
+  // README: 504 when there is "no response head within tunnels.response_timeout after the
+  // last request byte". The public client uploads for four timeouts, a piece every third
+  // of one; the local service answers once it has the whole body.
+  const auto timeout = scaled(500ms);
+  stack::options o;
+  o.extra_server_yaml = "  response_timeout: " + std::to_string(timeout.count()) + "ms\n";
+  stack s(o);
+  constexpr int pieces = 12;
+  const auto gap = timeout / 3;
+  std::string body;
+  for (int i = 0; i < pieces; ++i) body += "piece " + std::to_string(i) + std::string(1000, 'p') + "\n";
+  const size_t piece_size = body.size() / pieces;
+  connection c(s.http_port);
+  auto start = clock::now();
+  c.send("POST /upload HTTP/1.1\r\nHost: " + s.host() + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  try {
+    for (int i = 0; i < pieces; ++i) {
+      std::this_thread::sleep_for(gap);  // the slow upload itself: a piece every third of the timeout
+      c.send(body.substr(i * piece_size, i + 1 == pieces ? std::string::npos : piece_size));
+    }
+  } catch (const std::exception& e) {
+    MESSAGE("the upload was cut: " << e.what());  // the answer says why
+  }
+  auto r = c.read_response(10s);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+  MESSAGE("upload of " << took.count() << " ms with response_timeout " << timeout.count() << " ms: " << r.status);
+  CHECK(took >= 3 * timeout);
+  CHECK(r.status == 200);
+  CHECK(r.body == std::to_string(body.size()) + " " + sha256_hex(body));
+  // And the timeout still applies once the last byte is in.
+  start = clock::now();
+  auto stalled = request(s.http_port, "GET", s.host(), "/stall", "", {}, 10s);
+  took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+  CHECK(stalled.status == 504);
+  CHECK(took >= timeout);
+}
+
 TEST_CASE("local service faults: silent -> 504 at the configured timeout, cut chunked response, down and back up") {
   stack::options o;
   o.extra_server_yaml = "  response_timeout: 2s\n";
