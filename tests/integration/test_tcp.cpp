@@ -300,3 +300,71 @@ TEST_CASE("tcp tunnel: auth.tcp_tokens limits which tokens may open TCP tunnels"
   auto allowed = t.start_tcp_client(svc.port, "test-token");
   CHECK(public_port_of(*allowed) == port);
 }
+
+namespace {
+
+/// `grok-server token add LABEL --file FILE EXTRA...`; returns the token it printed once.
+std::string add_token(const std::string& file, const std::string& label, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{binary("grok-server"), "token", "add", label, "--file", file};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  process p(std::move(argv));
+  REQUIRE(p.wait_exit(20s) == std::optional<int>(0));
+  for (auto& l : p.lines()) {
+    auto pos = l.find("grok_");
+    if (pos != std::string::npos && l.find("...") == std::string::npos) return l.substr(pos);
+  }
+  FAIL("no token printed");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("tcp tunnel: tcp_port_start 0 turns TCP tunnels off; HTTP tunnels still open") {
+  tcp_service svc;
+  tcp_stack t(0, 0);
+  auto refused = t.start_tcp_client(svc.port);
+  CHECK(refused->wait_exit(10s) == 1);
+  CHECK(refused->wait_for_text("TCP tunnels are turned off on this server", 1s));
+  t.s->start_client("web");
+  CHECK(request(t.s->http_port, "GET", "web.localhost", "/").status == 200);
+}
+
+TEST_CASE("tcp tunnel: a token added with --no-tcp opens HTTP tunnels only") {
+  tcp_service svc;
+  auto port = free_port();
+  stack::options o;
+  o.start_client = false;
+  o.tokens_yaml = "[]";
+  o.auth_extra_yaml = "  tokens_file: tokens.yaml\n";
+  o.files = {{"tokens.yaml", "# tokens\n"}};
+  o.extra_server_yaml = "  tcp_port_start: " + std::to_string(port) + "\n  tcp_port_end: " + std::to_string(port) + "\n";
+  stack s(o);
+  auto web_only = add_token(s.dir + "/tokens.yaml", "web-only", {"--no-tcp"});
+  auto any = add_token(s.dir + "/tokens.yaml", "any");
+  s.server->signal(SIGHUP);
+  REQUIRE(s.server->wait_for_text("reloaded", 10s));
+  auto tcp_client = [&](const std::string& token) {
+    return std::make_unique<process>(std::vector<std::string>{
+        binary("grok"), "--insecure", "--config", s.dir + "/none.yaml", "tcp", std::to_string(svc.port), "--server",
+        "127.0.0.1:" + std::to_string(s.grpc_port), "--token", token});
+  };
+  auto refused = tcp_client(web_only);
+  CHECK(refused->wait_exit(10s) == 1);
+  CHECK(refused->wait_for_text("this token may not open TCP tunnels", 1s));
+  // The same token opens an HTTP tunnel.
+  s.opts.token = web_only;
+  s.start_client("web");
+  CHECK(request(s.http_port, "GET", "web.localhost", "/").status == 200);
+  // A token added without --no-tcp opens the TCP tunnel, which carries bytes.
+  auto allowed = tcp_client(any);
+  REQUIRE(public_port_of(*allowed) == port);
+  connection c(port);
+  c.send("echo\nping");
+  c.shutdown_write();
+  std::string got;
+  for (auto piece = c.read_piece(5s); !piece.eof; piece = c.read_piece(5s)) {
+    REQUIRE(!piece.bytes.empty());
+    got += piece.bytes;
+  }
+  CHECK(got == "ping");
+}
