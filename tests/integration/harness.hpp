@@ -64,6 +64,8 @@ class process {
   /// Waits until at least `n` lines contain `text`; true if they did in time.
   bool wait_for_count(const std::string& text, size_t n, std::chrono::milliseconds timeout);
   void signal(int sig);
+  /// True once signal() was called: the test ended or stopped the process itself.
+  bool signalled() const { return signalled_; }
   /// Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   bool running();
@@ -80,6 +82,7 @@ class process {
   size_t count_locked(const std::string& text) const;
   std::string name_;
   bool report_checked_ = false;
+  bool signalled_ = false;
   int pid_ = -1;
   int out_fd_ = -1;
   std::optional<int> status_;
