@@ -665,7 +665,7 @@ void check_server_address(const std::string& address) {
 std::string render_client_config(const client_config& cfg) {
   YAML::Emitter out;
   out << YAML::BeginMap;
-  out << YAML::Key << "server" << YAML::Value << cfg.server;
+  if (!cfg.server.empty()) out << YAML::Key << "server" << YAML::Value << cfg.server;
   // Always quoted: a plain token such as "null", "~" or "123" would not
   // read back as the same string.
   out << YAML::Key << "token" << YAML::Value << YAML::DoubleQuoted << cfg.token;

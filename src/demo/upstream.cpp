@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <csignal>
@@ -55,6 +56,25 @@ bool g_log_requests = false;
 std::chrono::milliseconds g_keep_alive_timeout{0};
 // --idle-408: send "408 Request Timeout" before such a close, as some servers do.
 bool g_idle_408 = false;
+
+// Requests between their head and the end of their response, and the most at
+// once since the last GET /in-flight: tests use it to show requests overlapped.
+std::atomic<int> g_in_flight{0};
+std::atomic<int> g_in_flight_peak{0};
+
+struct in_flight_mark
+{
+    in_flight_mark()
+    {
+        int now = ++g_in_flight;
+        int peak = g_in_flight_peak.load();
+        while (now > peak && !g_in_flight_peak.compare_exchange_weak(peak, now)) {
+        }
+    }
+    ~in_flight_mark() { --g_in_flight; }
+    in_flight_mark(in_flight_mark const&) = delete;
+    in_flight_mark& operator=(in_flight_mark const&) = delete;
+};
 
 template <class Fields>
 void log_request(http::request_header<Fields> const& head)
@@ -297,6 +317,7 @@ private:
     // be handed off before any body handling is chosen.
     void do_read_header()
     {
+        in_flight_.reset();  // the previous response is complete
         header_parser_.emplace();
         header_parser_->header_limit(k_header_limit);
         // The limit is checked against Content-Length when the header
@@ -334,6 +355,8 @@ private:
         if (g_log_requests)
             log_request(head);
         target_ = parse_target(head.target());
+        if (target_.path != "/in-flight")
+            in_flight_.emplace();
         if (target_.path == "/ws" && websocket::is_upgrade(head)) {
             auto req = header_parser_->release();
             header_parser_.reset();
@@ -366,6 +389,14 @@ private:
             });
         if (path == "/echo")
             return start_echo(false);
+        if (path == "/in-flight")
+            return do_drain_body([self = shared_from_this()] {
+                // The peak restarts from what is in flight now, for the next caller.
+                int now = g_in_flight.load();
+                int peak = g_in_flight_peak.exchange(now);
+                self->do_write_text(http::status::ok, "in_flight=" + std::to_string(now) +
+                                                          " peak=" + std::to_string(std::max(peak, now)) + "\n");
+            });
         if (path == "/chunked-echo")
             return start_echo(true);
         if (path == "/headers")
@@ -593,9 +624,18 @@ private:
 
         if (is_head_)
             return do_drain_body([self = shared_from_this()] { self->do_write_head_only(); });
-        do_begin_body([self = shared_from_this()] {
-            self->do_write_stream_header([self] { self->do_read_echo(); });
-        });
+        auto begin = [self = shared_from_this()] {
+            self->do_begin_body([self] { self->do_write_stream_header([self] { self->do_read_echo(); }); });
+        };
+        // ?hold_ms=N: answer only after N ms, so concurrent requests overlap here.
+        if (auto hold = target_.number("hold_ms"); hold && *hold > 0) {
+            timer_.expires_after(std::chrono::milliseconds(*hold));
+            return timer_.async_wait([begin](error_code ec) {
+                if (!ec)
+                    begin();
+            });
+        }
+        begin();
     }
 
     void do_read_echo()
@@ -927,6 +967,7 @@ private:
     std::chrono::milliseconds slow_delay_{0};
     std::uint64_t slow_next_pause_ = 0;
     std::string inspect_body_;
+    std::optional<in_flight_mark> in_flight_;
 };
 
 class listener : public std::enable_shared_from_this<listener>

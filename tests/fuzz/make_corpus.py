@@ -97,6 +97,10 @@ req("http10-keepalive", b"GET / HTTP/1.0\r\n" + H + b"Connection: keep-alive\r\n
 req("head", b"HEAD / HTTP/1.1\r\n" + H + b"\r\n")
 req("space-in-target", b"GET /a b HTTP/1.1\r\n" + H + b"\r\n")
 req("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+# Heads at server.max_header_bytes (16 KiB): just under it (90 fields, all
+# forwarded), and just over it in one field, arriving in pieces.
+req("head-near-limit", b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-Filler-%02d: %s\r\n" % (i, b"v" * 160) for i in range(90)) + b"\r\n")
+req("head-over-limit", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"b" * 16500 + b"\r\n\r\n", splits=(100, 8000, 16000))
 
 # ---- host: [domain choice][host] ----
 for i, h in enumerate([b"app.localhost", b"APP.LocalHost:8080", b"app.localhost.", b"app.localhost..", b".app.localhost",

@@ -39,6 +39,10 @@ std::chrono::milliseconds scaled(std::chrono::duration<Rep, Period> d) {
 bool rss_caps();
 /// The sanitizer this harness was built with ("address", "thread"), empty if none.
 const char* sanitizer();
+/// Prints every GROK_TEST_* override loudly to stderr. They weaken what a test checks,
+/// so they are honoured only in sanitizer builds or with CI set; returns false (the
+/// suite refuses to run) when one is set in a plain build outside CI.
+bool check_test_overrides();
 
 /// A child process whose stdout and stderr are collected line by line.
 class process {
@@ -54,10 +58,14 @@ class process {
   /// Waits until some line contains `text`; true if it did in time.
   bool wait_for_text(const std::string& text, std::chrono::milliseconds timeout);
   std::vector<std::string> lines();
+  /// Every line with the time the harness read it.
+  std::vector<std::pair<clock::time_point, std::string>> timed_lines();
   size_t count_lines_containing(const std::string& text);
   /// Waits until at least `n` lines contain `text`; true if they did in time.
   bool wait_for_count(const std::string& text, size_t n, std::chrono::milliseconds timeout);
   void signal(int sig);
+  /// True once signal() was called: the test ended or stopped the process itself.
+  bool signalled() const { return signalled_; }
   /// Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   bool running();
@@ -74,6 +82,7 @@ class process {
   size_t count_locked(const std::string& text) const;
   std::string name_;
   bool report_checked_ = false;
+  bool signalled_ = false;
   int pid_ = -1;
   int out_fd_ = -1;
   std::optional<int> status_;
@@ -81,6 +90,7 @@ class process {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> lines_;
+  std::vector<clock::time_point> times_;  ///< when each of lines_ was read
   bool eof_ = false;
 };
 
@@ -111,6 +121,12 @@ class connection {
   void send(const std::string& bytes);
   /// Reads whatever arrives within the timeout (empty on EOF/timeout).
   std::string read_some(std::chrono::milliseconds timeout);
+  struct piece {
+    std::string bytes;  ///< what arrived; empty on EOF or timeout
+    bool eof = false;   ///< the peer closed (FIN or reset) before anything arrived
+  };
+  /// Like read_some, but tells EOF (`eof`) from a timeout (no bytes, no eof).
+  piece read_piece(std::chrono::milliseconds timeout);
   /// Reads one HTTP response. For bodies, `sink` receives each piece instead
   /// of storing it in response::body when given. `head_request` means no body.
   response read_response(std::chrono::milliseconds timeout, bool head_request = false,

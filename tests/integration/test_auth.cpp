@@ -59,7 +59,7 @@ client start_grok(stack& s, const std::string& name, const std::string& token) {
       binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port),
       "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", token});
   auto re = std::regex(R"(Forwarding\s+http://|refused the tunnel)");
-  auto m = c.p->wait_for_line(re, scaled(15s));
+  auto m = c.p->wait_for_line(re, 15s);  // the harness scales its waits
   // No REQUIRE here: racing clients are started from several threads.
   c.online = m && m->str().find("Forwarding") != std::string::npos;
   c.answered = m.has_value();
@@ -68,7 +68,7 @@ client start_grok(stack& s, const std::string& name, const std::string& token) {
 
 /// Waits for the client to exit after a refusal; returns the refusal line.
 std::string refusal(client& c) {
-  auto status = c.p->wait_exit(scaled(10s));
+  auto status = c.p->wait_exit(10s);
   REQUIRE(status.has_value());
   CHECK(*status == 1);
   for (auto& l : c.p->lines())

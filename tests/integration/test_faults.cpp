@@ -15,10 +15,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <filesystem>
 #include <random>
+#include <tuple>
 
+#include "fake_client.hpp"
 #include "harness.hpp"
 
 using namespace grok::test;
@@ -278,49 +281,103 @@ TEST_CASE("a public client that disconnects mid-upload cuts the local service's 
   CHECK(s.client->running());
 }
 
-TEST_CASE("kill -9 of grok-server: the client reconnects within its backoff, reclaims its name and serves again") {
+namespace {
+
+/// Seconds from the loss of a tunnel to its client's retry number k (1-based) on the
+/// documented schedule without jitter: waits of 1, 2, 4, ... s, at most 30 s each.
+double nominal_start(int k) {
+  double t = 0, wait = 1;
+  for (int i = 1; i <= k; ++i, wait = std::min(wait * 2, 30.0)) t += wait;
+  return t;
+}
+
+double nominal_wait(int k) { return std::min(std::pow(2.0, k - 1), 30.0); }
+
+/// When the server read each line containing `text`, in seconds since `since`.
+std::vector<double> seen_at(process& p, const std::string& text, clock::time_point since) {
+  std::vector<double> out;
+  for (auto& [at, line] : p.timed_lines())
+    if (line.find(text) != std::string::npos) out.push_back(std::chrono::duration<double>(at - since).count());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 of grok-server: the server sees the client retry on its documented backoff; it reclaims its name") {
+  // README: the client "reconnects with exponential backoff (1 s doubling to 30 s, ±20 %
+  // jitter)". The times are taken where the retries land, in the restarted server's log.
   stack s(with_admin());
   auto api = api_port(s);
   REQUIRE(request(s.http_port, "GET", s.host(), "/").status == 200);
+  // Each retry reaches the server within this of its scheduled time (connect, Hello, log line).
+  const double slack = std::min<double>(scaled(250ms).count(), 1000) / 1000.0;
+  const std::string online = ": online at http://app.localhost:";
   for (int round = 0; round < 2; ++round) {
     CAPTURE(round);
-    auto forwarding_before = s.client->count_lines_containing("Forwarding");
-    auto reconnects_before = s.client->count_lines_containing("reconnecting in");
+    const std::string forwarding = "Forwarding  http://app.localhost:" + std::to_string(s.http_port);
+    auto forwarding_before = s.client->count_lines_containing(forwarding);
+    if (round == 0) {
+      // The restarted server refuses this address for now (one failed attempt, made
+      // below, exhausts auth.max_failures): every retry of the client lands there and
+      // is refused with a refusal that clears by itself, so the client keeps trying
+      // and the server logs each one. The client is held while that is set up, so
+      // its retries all start from its waking up.
+      s.client->signal(SIGSTOP);
+      s.opts.auth_extra_yaml = "  max_failures: 1\n  failure_window: 10m\n";
+    } else {
+      s.opts.auth_extra_yaml.clear();
+    }
     auto killed_at = clock::now();
     s.server->signal(SIGKILL);
     REQUIRE(s.server->wait_exit(5s) == 128 + SIGKILL);
-    // The client notices the dead stream and schedules its first retry (1 s ± 20 %).
-    auto deadline = clock::now() + 10s;
-    while (s.client->count_lines_containing("reconnecting in") == reconnects_before && clock::now() < deadline)
-      s.client->wait_for_text("reconnecting in", 100ms);
-    REQUIRE(s.client->count_lines_containing("reconnecting in") > reconnects_before);
-    auto noticed = std::chrono::duration<double, std::milli>(clock::now() - killed_at).count();
     s.start_server();  // same public, tunnel and admin ports
-    auto started = std::chrono::duration<double, std::milli>(clock::now() - killed_at).count();
-    deadline = clock::now() + 30s;
-    while (s.client->count_lines_containing("Forwarding") == forwarding_before && clock::now() < deadline)
-      s.client->wait_for_text("Forwarding", 100ms);
-    REQUIRE(s.client->count_lines_containing("Forwarding") > forwarding_before);
-    auto back = std::chrono::duration<double, std::milli>(clock::now() - killed_at).count();
-    // Every retry the client announced since the kill: it must be back by the
-    // sum of those waits, plus a little for each attempt to connect.
-    double announced = 0;
-    size_t retries = 0;
-    static const std::regex wait_re(R"(reconnecting in ([0-9.]+)s)");
-    auto lines = s.client->lines();
-    size_t seen = 0;
-    for (auto& l : lines) {
-      std::smatch m;
-      if (!std::regex_search(l, m, wait_re)) continue;
-      if (seen++ < reconnects_before) continue;
-      announced += std::stod(m[1]) * 1000.0;
-      ++retries;
+    std::vector<double> attempts;
+    if (round == 0) {
+      const std::string refused = "refused: too many failed attempts from this address";
+      {
+        fake_client bad(s.grpc_port);
+        auto answer = bad.hello("not-a-token", "x");
+        REQUIRE(answer);
+        REQUIRE(answer->has_refused());
+      }
+      killed_at = clock::now();  // the client learns of the loss as it wakes
+      s.client->signal(SIGCONT);
+      // Two refused retries, then the limit is lifted by a reload; the next retry wins.
+      REQUIRE(s.server->wait_for_count(refused, 2, 40s));
+      s.opts.auth_extra_yaml = "  max_failures: 0\n";
+      s.write_server_config();
+      s.server->signal(SIGHUP);
+      REQUIRE(s.server->wait_for_text("reloaded", 10s));
+      attempts = seen_at(*s.server, refused, killed_at);
     }
-    MESSAGE("kill -9 -> client noticed " << noticed << " ms, server ready " << started << " ms, client back "
-                                         << back << " ms; " << retries << " retr(y/ies) announced, " << announced
-                                         << " ms of backoff");
-    CHECK(retries >= 1);
-    CHECK(back <= noticed + announced + 1000.0 * static_cast<double>(retries) + 2000.0);
+    REQUIRE(s.server->wait_for_count(online, 1, 40s));
+    REQUIRE(s.client->wait_for_count(forwarding, forwarding_before + 1, 10s));
+    for (auto t : seen_at(*s.server, online, killed_at)) attempts.push_back(t);
+    CHECK(s.server->count_lines_containing(online) == 1);
+
+    std::string seen;
+    for (auto t : attempts) seen += " " + std::to_string(t);
+    INFO("retries seen by the server, s after the kill:" << seen);
+    MESSAGE("retries seen by the server, s after the kill:" << seen);
+    // Which retry the first one seen is: the kill-to-retry windows of 1, 3, 7, 15 s ±20 %
+    // do not overlap. (A retry made before the new server listened never reached it.)
+    int first = 0;
+    for (int k = 1; k <= 5 && first == 0; ++k)
+      if (attempts.front() >= 0.8 * nominal_start(k) && attempts.front() <= 1.2 * nominal_start(k) + slack) first = k;
+    REQUIRE(first != 0);
+    CHECK(first <= (round == 0 ? 2 : 3));
+    // Each gap between retries seen is the next wait of the schedule, ±20 %.
+    for (size_t j = 1; j < attempts.size(); ++j) {
+      double gap = attempts[j] - attempts[j - 1];
+      double wait = nominal_wait(first + static_cast<int>(j));
+      CAPTURE(j);
+      CAPTURE(gap);
+      CAPTURE(wait);
+      CHECK(gap >= 0.8 * wait - slack);
+      CHECK(gap <= 1.2 * wait + slack);
+    }
+    if (round == 0) CHECK(attempts.size() == 3);  // two refused, then the one that won
+
     auto last = s.client->lines();
     std::string forward_line;
     for (auto it = last.rbegin(); it != last.rend(); ++it)
@@ -336,6 +393,44 @@ TEST_CASE("kill -9 of grok-server: the client reconnects within its backoff, rec
     CHECK(r.status == 200);
     CHECK(r.body == body);
   }
+}
+
+TEST_CASE("response_timeout counts from the last request byte: an upload longer than it still gets its answer") {
+  // README: 504 when there is "no response head within tunnels.response_timeout after the
+  // last request byte". The public client uploads for four timeouts, a piece every third
+  // of one; the local service answers once it has the whole body.
+  const auto timeout = scaled(500ms);
+  stack::options o;
+  o.extra_server_yaml = "  response_timeout: " + std::to_string(timeout.count()) + "ms\n";
+  stack s(o);
+  constexpr int pieces = 12;
+  const auto gap = timeout / 3;
+  std::string body;
+  for (int i = 0; i < pieces; ++i) body += "piece " + std::to_string(i) + std::string(1000, 'p') + "\n";
+  const size_t piece_size = body.size() / pieces;
+  connection c(s.http_port);
+  auto start = clock::now();
+  c.send("POST /upload HTTP/1.1\r\nHost: " + s.host() + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  try {
+    for (int i = 0; i < pieces; ++i) {
+      std::this_thread::sleep_for(gap);  // the slow upload itself: a piece every third of the timeout
+      c.send(body.substr(i * piece_size, i + 1 == pieces ? std::string::npos : piece_size));
+    }
+  } catch (const std::exception& e) {
+    MESSAGE("the upload was cut: " << e.what());  // the answer says why
+  }
+  auto r = c.read_response(10s);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+  MESSAGE("upload of " << took.count() << " ms with response_timeout " << timeout.count() << " ms: " << r.status);
+  CHECK(took >= 3 * timeout);
+  CHECK(r.status == 200);
+  CHECK(r.body == std::to_string(body.size()) + " " + sha256_hex(body));
+  // And the timeout still applies once the last byte is in.
+  start = clock::now();
+  auto stalled = request(s.http_port, "GET", s.host(), "/stall", "", {}, 10s);
+  took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+  CHECK(stalled.status == 504);
+  CHECK(took >= timeout);
 }
 
 TEST_CASE("local service faults: silent -> 504 at the configured timeout, cut chunked response, down and back up") {
@@ -539,21 +634,18 @@ TEST_CASE("a local service that closes idle kept-alive connections: the next GET
 }
 
 TEST_CASE("10 000 requests with random public-client disconnects leak neither exchanges nor memory") {
+  // Both binaries run with the malloc settings they ship with (grok::tune_malloc):
+  // the bounds below are what a user's processes do, not a test-only allocator.
   stack::options o;
-  // glibc raises its mmap threshold as large blocks are freed, after which
-  // freed 64 KiB-1 MiB body buffers stay in the heap: RSS after a round then
-  // follows that round's peak concurrency (measured: 28.9 -> 35.7 MiB between
-  // two rounds on a loaded machine, with no growth over six rounds). A fixed
-  // threshold returns them at once, so RSS follows live memory and the bound
-  // below measures leaks, not the allocator's high-water mark.
-  o.server_env = {"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=131072"};
+  for (auto* env : {&o.server_env, &o.client_env}) env->push_back("GLIBC_TUNABLES=");
   stack s(with_admin(o));
   auto api = api_port(s);
   constexpr int total = 10'000;
   constexpr int threads = 20;
   auto client_fds_before = open_fds(s.client->pid());
-  uint64_t rss_warm = 0;
-  for (int round = 0; round < 2; ++round) {
+  uint64_t server_warm = 0, client_warm = 0;
+  constexpr int rounds = 3;  // a warm-up, then 2 x 10 000 requests measured
+  for (int round = 0; round < rounds; ++round) {
     CAPTURE(round);
     auto start = clock::now();
     auto res = mixed_round(s, total, threads, static_cast<unsigned>(round + 1));
@@ -565,31 +657,40 @@ TEST_CASE("10 000 requests with random public-client disconnects leak neither ex
     CHECK(wait_metric(api, "grok_exchanges_in_flight", 0, 10s));
     CHECK(wait_metric(api, "grok_public_connections_active", 0, 10s));
     CHECK(wait_metric(api, R"(grok_tunnel_queued_bytes{tunnel="app"})", 0, 10s));
-    auto rss = s.server->rss_kib();
-    MESSAGE(std::string(round == 0 ? "warm-up" : "second") << " round: " << res.ok << " answered, " << res.injected
+    auto server_rss = s.server->rss_kib();
+    auto client_rss = s.client->rss_kib();
+    MESSAGE((round == 0 ? std::string("warm-up") : "measured") << " round: " << res.ok << " answered, " << res.injected
                                                 << " abandoned on purpose, " << res.errors << " errors in " << secs
-                                                << " s; grok-server RSS " << rss << " KiB, grok RSS "
-                                                << s.client->rss_kib() << " KiB, grok fds "
+                                                << " s; grok-server RSS " << server_rss << " KiB, grok RSS "
+                                                << client_rss << " KiB, grok fds "
                                                 << open_fds(s.client->pid()) << ", grok-server fds "
                                                 << open_fds(s.server->pid()) << ", grok-server peak RSS "
-                                                << s.server->peak_rss_kib() << " KiB");
+                                                << s.server->peak_rss_kib() << " KiB, grok peak RSS "
+                                                << s.client->peak_rss_kib() << " KiB");
     if (round == 0) {
-      rss_warm = rss;
-      continue;
+      server_warm = server_rss;
+      client_warm = client_rss;
     }
-    // 10 % of the warm-up value, or 2 MiB when that is larger: per-thread
-    // arenas and gRPC's buffers still move a ~25 MiB process by a few hundred
-    // KiB between rounds without any leak, while a leak of 200 bytes per
-    // request adds 2 MiB per round of 10 000.
-    auto limit = std::max<uint64_t>(rss_warm + rss_warm / 10, rss_warm + 2048);
-    auto deadline = clock::now() + 5s;
-    while (rss > limit && clock::now() < deadline) {
-      std::this_thread::sleep_for(100ms);
-      rss = s.server->rss_kib();
+    if (round != rounds - 1) continue;
+    // 10 % of the warm-up value, or 2 MiB when that is larger: gRPC's buffers move a
+    // ~25 MiB process by a few hundred KiB between rounds without any leak. On top,
+    // the shipped M_TRIM_THRESHOLD (4 MiB, grok::tune_malloc): glibc keeps up to that
+    // much freed memory at the top of the heap (measured: up to 2.8 MiB between two
+    // rounds, either process). Over the 20 000 requests measured, a leak of 350 bytes
+    // per request (7 MiB) still fails. (Both processes see every request: the server relays
+    // it, the client replays it against the local service.)
+    for (auto [name, p, warm] : {std::tuple{std::string("grok-server"), s.server.get(), server_warm},
+                                 std::tuple{std::string("grok"), s.client.get(), client_warm}}) {
+      CAPTURE(name);
+      auto limit = std::max<uint64_t>(warm + warm / 10, warm + 2048) + 4096;
+      auto rss = p->rss_kib();
+      // Memory freed at the end of the round may take a moment to go back.
+      for (auto deadline = clock::now() + 5s; rss > limit && clock::now() < deadline; rss = p->rss_kib())
+        std::this_thread::sleep_for(100ms);
+      MESSAGE(name << " RSS after warm-up " << warm << " KiB, after " << rounds - 1 << " more rounds " << rss << " KiB (limit " << limit
+                   << " KiB)");
+      CHECK(rss <= limit);
     }
-    MESSAGE("grok-server RSS after warm-up " << rss_warm << " KiB, after the second round " << rss << " KiB (limit "
-                                             << limit << " KiB)");
-    CHECK(rss <= limit);
   }
   // The client's pool of local connections is bounded; nothing else stays open.
   auto client_fds_after = open_fds(s.client->pid());

@@ -167,7 +167,7 @@ enum class reach { no, yes, maybe };
 struct request_vector {
   std::string name;
   std::string raw;
-  std::vector<int> status;  ///< allowed status of the first response; 0 = closed without one
+  std::vector<int> status;  ///< allowed status of the first response (README's table)
   reach upstream = reach::no;
   /// Checks the /inspect answer (lower-cased) when the first response is a 200.
   std::function<void(const std::string&)> inspect = nullptr;
@@ -251,16 +251,17 @@ std::vector<request_vector> request_vectors() {
   v.push_back({"CL with surrounding OWS is fine", post + "Content-Length:  5 \r\n\r\nhello", {200}, reach::yes, body_is("hello")});
   v.push_back({"CL beyond 64 bits", post + "Content-Length: 99999999999999999999999\r\n\r\n" + smuggled, {400, 413}});
   v.push_back({"TE on HTTP/1.0", "POST {T} HTTP/1.0\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, {400}});
-  v.push_back({"bad chunk size", post + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" + smuggled, {0, 400}, reach::maybe});
+  // A malformed chunked body is answered 400 (README), never a bare close.
+  v.push_back({"bad chunk size", post + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" + smuggled, {400}, reach::maybe});
   v.push_back({"chunk size overflows 64 bits", post + "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nhello\r\n0\r\n\r\n" + smuggled,
-               {0, 400, 413}, reach::maybe});
-  v.push_back({"chunk size with a sign", post + "Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n" + smuggled, {0, 400}, reach::maybe});
-  v.push_back({"chunk data longer than its size", post + "Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n" + smuggled, {0, 400},
+               {400}, reach::maybe});
+  v.push_back({"chunk size with a sign", post + "Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n" + smuggled, {400}, reach::maybe});
+  v.push_back({"chunk data longer than its size", post + "Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n" + smuggled, {400},
                reach::maybe});
   v.push_back({"chunk extensions are dropped", post + "Transfer-Encoding: chunked\r\n\r\n5;name=value;q=\"x y\"\r\nhello\r\n0\r\n\r\n",
                {200}, reach::yes, body_is("hello")});
   v.push_back({"chunk extension with a NUL", post + "Transfer-Encoding: chunked\r\n\r\n5;a" + std::string(1, '\0') + "b\r\nhello\r\n0\r\n\r\n" + smuggled,
-               {0, 400}, reach::maybe});
+               {400}, reach::maybe});
   v.push_back({"trailers carrying Host and a new field are dropped",
                post + "Transfer-Encoding: chunked\r\nTrailer: X-Injected\r\n\r\n5\r\nhello\r\n0\r\nHost: evil.example\r\n"
                       "X-Injected: 1\r\n\r\n",
@@ -337,7 +338,7 @@ std::vector<request_vector> request_vectors() {
     std::string chunks;
     for (int i = 0; i < 25; ++i) chunks += "1000\r\n" + std::string(4096, 'x') + "\r\n";
     v.push_back({"chunked body over max_body_size", post + "Transfer-Encoding: chunked\r\n\r\n" + chunks + "0\r\n\r\n" + smuggled,
-                 {0, 413}, reach::maybe});
+                 {413}, reach::maybe});
   }
   return v;
 }
@@ -392,12 +393,10 @@ TEST_CASE("raw request vectors: no smuggled or injected bytes reach the local se
     CAPTURE(got.bytes.substr(0, 300));
     CHECK(std::find(vec.status.begin(), vec.status.end(), first) != vec.status.end());
     size_t complete = std::count_if(responses.begin(), responses.end(), [](auto& r) { return r.complete; });
-    if (first != 0) {
-      CHECK(complete == vec.responses);
-      // Nothing after an error answer is ever served as a request of its own.
-      for (size_t k = 1; k < responses.size(); ++k)
-        if (vec.responses == 1) CHECK(responses[k].status >= 400);
-    }
+    CHECK(complete == vec.responses);
+    // Nothing after an error answer is ever served as a request of its own.
+    for (size_t k = 1; k < responses.size(); ++k)
+      if (vec.responses == 1) CHECK(responses[k].status >= 400);
     CHECK(!contains(lower(got.bytes), "x-injected"));
     if (first == 200 && vec.inspect) {
       // Checks are written with {H} and {S}: put the placeholders back.
@@ -864,8 +863,9 @@ double median_latency_ms(uint16_t port, const std::string& host, const std::stri
 
 }  // namespace
 
-TEST_CASE("slowloris: header-by-the-byte clients get 408 or are closed at read_header_timeout; others are served") {
+TEST_CASE("slowloris: header-by-the-byte clients get 408 at read_header_timeout, silent ones are closed; others are served") {
   stack::options o;
+  const auto header_timeout = 2s;  // well under the 10 s default, so the default cannot pass for it
   o.server_section_yaml = "  read_header_timeout: 2s\n  idle_timeout: 3s\n";
   stack s(o);
   constexpr size_t slow = 50;
@@ -879,9 +879,10 @@ TEST_CASE("slowloris: header-by-the-byte clients get 408 or are closed at read_h
     clock::duration took{};
   };
   std::vector<slow_conn> conns(slow + silent);
+  // Taken before the connections open: no server deadline can start earlier.
+  auto start = clock::now();
   for (auto& sc : conns) sc.c = std::make_unique<connection>(s.http_port);
   prober probe(s.http_port, s.host());
-  auto start = clock::now();
   auto deadline = start + 20s;
   // One byte per second on each slow connection; the silent ones send nothing.
   while (clock::now() < deadline) {
@@ -922,22 +923,30 @@ TEST_CASE("slowloris: header-by-the-byte clients get 408 or are closed at read_h
     }
   }
   probe.stop();
+  // The configured deadline, plus a margin for a loaded machine (and for sanitizer
+  // builds) that stays well under the 10 s default.
+  const auto bound = header_timeout + std::min<std::chrono::milliseconds>(scaled(1s), 5s);
+  std::chrono::milliseconds longest{0};
   for (size_t i = 0; i < conns.size(); ++i) {
     auto& sc = conns[i];
     CAPTURE(i);
     CAPTURE(sc.got.substr(0, 100));
     CHECK(sc.closed);
-    // 2 s deadline; the bound is generous because the machine is shared.
-    CHECK(sc.took < 12s);
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(sc.took);
+    CAPTURE(took.count());
+    longest = std::max(longest, took);
+    CHECK(took >= header_timeout);
+    CHECK(took < bound);
     if (i < slow) {
       CHECK(sc.sent < head.size());  // it never finished its head
-      // A partial head is answered 408 before the close (a plain close if the
-      // server's backstop deadline got there first).
-      if (!sc.got.empty()) CHECK(sc.got.rfind("HTTP/1.1 408 ", 0) == 0);
+      // A partial head is answered 408, then closed (README).
+      CHECK(sc.got.rfind("HTTP/1.1 408 ", 0) == 0);
     } else {
       CHECK(sc.got.empty());
     }
   }
+  MESSAGE("slow and silent connections ended by " << longest.count() << " ms (read_header_timeout 2000 ms, bound "
+                                                    << bound.count() << " ms)");
   auto statuses = probe.statuses();
   CHECK(statuses.size() >= 5);
   CHECK(std::count(statuses.begin(), statuses.end(), 200) == static_cast<long>(statuses.size()));
@@ -959,24 +968,26 @@ TEST_CASE("slow readers: a client that never reads a large response is cut at th
   }
   // The server logs one access line per exchange when it ends; a cut one ends
   // with far fewer bytes out than the body.
+  CHECK(s.server->wait_for_count("\"GET " + target + "\" 200", readers, 60s));
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
   std::regex access("\"GET " + std::regex_replace(target, std::regex(R"([?])"), R"(\?)") + R"(" 200 in=0B out=(\d+)B)");
   size_t ended = 0;
-  for (auto deadline = clock::now() + 60s; clock::now() < deadline;) {
-    ended = 0;
-    for (auto& line : s.server->lines()) {
-      std::smatch m;
-      if (std::regex_search(line, m, access)) {
-        ++ended;
-        CHECK(std::stoull(m[1]) < size);
-      }
+  for (auto& line : s.server->lines()) {
+    std::smatch m;
+    if (std::regex_search(line, m, access)) {
+      ++ended;
+      CHECK(std::stoull(m[1]) < size);
     }
-    if (ended == readers) break;
-    s.server->wait_for_text("\"GET " + target + "\" 200", 1s);
-    std::this_thread::sleep_for(200ms);  // re-scan as more access lines arrive
   }
   CHECK(ended == readers);
-  auto took = clock::now() - start;
-  CHECK(took < 60s);
+  // Each write may wait idle_timeout (3 s): the readers are cut once their buffers are
+  // full and 3 s have passed, not before, and not much later.
+  const auto write_deadline = 3s;
+  const auto bound = write_deadline + scaled(2s);
+  MESSAGE("all " << readers << " readers cut after " << took.count() << " ms (write deadline 3000 ms, bound "
+                 << bound.count() << " ms)");
+  CHECK(took >= write_deadline);
+  CHECK(took < bound);
   // From the reader's side: the bytes buffered so far, then the end, never the whole body.
   for (auto& c : conns) {
     auto got = read_until_closed(*c, 20s);
@@ -1060,7 +1071,13 @@ TEST_CASE("a stalled tunnel client: memory stays bounded, the tunnel is cut, oth
       }
     });
   for (auto& t : senders) t.join();
-  CHECK(s.server->wait_for_text("client is not reading; closing", 30s));
+  // The cut comes as the queue passes max_queued_bytes: by at most the frame that passed it.
+  auto cut = s.server->wait_for_line(std::regex(R"((\d+) bytes queued, client is not reading; closing)"), 30s);
+  REQUIRE(cut);
+  const uint64_t queue_cap = 16ull << 20, max_frame = 64 << 10;
+  MESSAGE("the tunnel was cut with " << (*cut)[1] << " bytes queued (max_queued_bytes " << queue_cap << ")");
+  CHECK(std::stoull((*cut)[1]) > queue_cap);
+  CHECK(std::stoull((*cut)[1]) <= queue_cap + max_frame);
   size_t answered_502 = 0, closed = 0;
   for (auto& c : conns) {
     auto got = read_until_closed(*c, 15s);
@@ -1075,10 +1092,14 @@ TEST_CASE("a stalled tunnel client: memory stays bounded, the tunnel is cut, oth
   CHECK(closed == uploads);
   auto peak = s.server->peak_rss_kib();
   MESSAGE("grok-server RSS before " << rss_before << " KiB, peak " << peak << " KiB");
-  // 200 MiB were offered; the queue cap is 16 MiB, and each of the 200 public
-  // connections holds up to two 64 KiB buffers.
+  // 200 MiB were offered. What may be held: the queue up to its cap; two 64 KiB
+  // buffers on each of the 200 public connections; and 32 MiB for frames read but not
+  // yet on the tunnel's queue, gRPC's write in flight and the allocator (measured
+  // 51-68 MiB of growth in all; with the cap at 32 MiB it grows by ~82 MiB).
+  const uint64_t allowed_kib = queue_cap / 1024 + uploads * 128 + 32 * 1024;
+  MESSAGE("grok-server RSS grew by " << (peak - rss_before) << " KiB (allowed " << allowed_kib << " KiB)");
   if (rss_caps()) {
-    CHECK(peak < rss_before + 96 * 1024);
+    CHECK(peak - rss_before < allowed_kib);
     CHECK(peak < 128 * 1024);
   }
   auto after = median_latency_ms(s.http_port, s.host(), "/", 10, &failures);

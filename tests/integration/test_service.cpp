@@ -221,6 +221,41 @@ TEST_CASE("SIGTERM drains: an in-flight 1 GiB download completes, new requests g
   CHECK(s.client->wait_for_text("going away", 5s));
 }
 
+TEST_CASE("SIGTERM with a request that never ends: /readyz 503 while draining, cut at drain_timeout, exit 0") {
+  auto api = free_port();
+  stack::options o = with_admin(api);
+  const auto drain_timeout = 2s;
+  o.drain_timeout = "2s";
+  stack s(o);
+  REQUIRE(request(api, "GET", "127.0.0.1", "/readyz").status == 200);
+  connection stalled(s.http_port);
+  stalled.send("GET /stall HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
+  // In flight once the server counts it.
+  auto until = clock::now() + scaled(10s);
+  while (sample(metrics_text(api), "grok_exchanges_in_flight") != 1 && clock::now() < until)
+    std::this_thread::sleep_for(20ms);  // polls the gauge
+  REQUIRE(sample(metrics_text(api), "grok_exchanges_in_flight") == 1);
+
+  auto start = clock::now();
+  s.server->signal(SIGTERM);
+  REQUIRE(s.server->wait_for_text("draining: 1 request(s) in flight", 5s));
+  auto ready = request(api, "GET", "127.0.0.1", "/readyz");
+  CHECK(ready.status == 503);
+  CHECK(request(api, "GET", "127.0.0.1", "/healthz").status == 200);  // alive, just not ready
+  auto refused = request(s.http_port, "GET", s.host(), "/");
+  CHECK(refused.status == 503);
+  CHECK(refused.get("Connection") == "close");
+  // The request in flight holds the exit back until drain_timeout, no longer.
+  CHECK(s.server->wait_exit(10s) == 0);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+  MESSAGE("exit " << took.count() << " ms after SIGTERM with drain_timeout 2000 ms");
+  CHECK(took >= drain_timeout);
+  CHECK(took < drain_timeout + scaled(1500ms));
+  CHECK(s.server->count_lines_containing("drain deadline reached with 1 request(s) in flight") == 1);
+  // The stalled public client sees its connection end.
+  CHECK(stalled.wait_closed(5s));
+}
+
 TEST_CASE("sd_notify: READY, RELOADING/READY, WATCHDOG and STOPPING reach NOTIFY_SOCKET") {
   char tmpl[] = "/tmp/grok-notify-XXXXXX";
   std::string dir = mkdtemp(tmpl);

@@ -20,6 +20,7 @@ namespace {
 
 /// A local TCP service. The first line picks the mode:
 ///   "echo"      echoes everything until EOF, then closes;
+///   "echo N"    the same after holding the connection N ms (so concurrent ones overlap);
 ///   "sink"      reads until EOF, then answers "<count> <sha256>\n" and closes;
 ///   "source N"  sends N pattern bytes, half-closes, then closes at EOF.
 class tcp_service {
@@ -46,6 +47,8 @@ class tcp_service {
     for (auto& t : workers_) t.join();
   }
   uint16_t port = 0;
+  /// Most connections served at once so far.
+  int peak() const { return peak_.load(); }
 
  private:
   void accept_loop() {
@@ -59,7 +62,13 @@ class tcp_service {
         continue;
       }
       std::lock_guard lk(mu_);
-      workers_.emplace_back([c] { serve(c); });
+      workers_.emplace_back([this, c] {
+        int now = ++active_;
+        for (int p = peak_.load(); now > p && !peak_.compare_exchange_weak(p, now);) {
+        }
+        serve(c);
+        --active_;
+      });
     }
   }
 
@@ -80,7 +89,8 @@ class tcp_service {
       }
       return true;
     };
-    if (line == "echo") {
+    if (line.rfind("echo ", 0) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(line.substr(5))));
+    if (line.rfind("echo", 0) == 0) {
       for (;;) {
         auto n = recv(c, buf.data(), buf.size(), 0);
         if (n <= 0 || !send_all(buf.data(), static_cast<size_t>(n))) break;
@@ -113,6 +123,8 @@ class tcp_service {
 
   int fd_ = -1;
   std::atomic<bool> stop_{false};
+  std::atomic<int> active_{0};
+  std::atomic<int> peak_{0};
   std::thread acceptor_;
   std::mutex mu_;
   std::vector<std::thread> workers_;
@@ -192,18 +204,23 @@ TEST_CASE("tcp tunnel: interactive echo, half-close both ways, 1 GiB each way wi
     sha256 got_hash, expected;
     uint64_t got = 0;
     std::string chunk;
-    for (;;) {
-      auto piece = c.read_some(60s);
-      if (piece.empty()) break;
-      chunk.resize(piece.size());
+    while (got < size) {
+      auto piece = c.read_piece(60s);
+      REQUIRE(!piece.eof);  // an early end: bytes were lost
+      REQUIRE(!piece.bytes.empty());
+      chunk.resize(piece.bytes.size());
       fill_pattern(chunk.data(), chunk.size(), got);
       expected.update(chunk.data(), chunk.size());
-      got_hash.update(piece.data(), piece.size());
-      got += piece.size();
+      got_hash.update(piece.bytes.data(), piece.bytes.size());
+      got += piece.bytes.size();
     }
-    // The loop ended on EOF: the service's half-close reached us while our side was still open.
     CHECK(got == size);
     CHECK(got_hash.hex() == expected.hex());
+    // The service half-closed after its last byte: that EOF reaches us promptly, and
+    // with no byte after it, while our side is still open.
+    auto end = c.read_piece(2s);
+    CHECK(end.bytes.empty());
+    CHECK(end.eof);
     c.shutdown_write();
     CHECK(c.wait_closed(10s));
   }
@@ -222,20 +239,24 @@ TEST_CASE("tcp tunnel: 200 concurrent connections all echo correctly") {
   tcp_stack t(port, port);
   auto client = t.start_tcp_client(svc.port);
   auto public_port = public_port_of(*client);
+  // The service holds each connection a moment before echoing: connections carried
+  // one at a time would never overlap there.
+  const auto mode = "echo " + std::to_string(scaled(300ms).count()) + "\n";
   std::vector<std::future<bool>> results;
   for (int i = 0; i < 200; ++i) {
-    results.push_back(std::async(std::launch::async, [public_port, i] {
+    results.push_back(std::async(std::launch::async, [public_port, i, mode] {
       std::mt19937 rng(static_cast<unsigned>(i));
       std::string payload(10'000 + i, '\0');
       for (auto& ch : payload) ch = static_cast<char>(rng());
       connection c(public_port, 10s);
-      c.send("echo\n" + payload);
+      c.send(mode + payload);
       c.shutdown_write();
       std::string got;
       for (;;) {
-        auto piece = c.read_some(20s);
-        if (piece.empty()) break;
-        got += piece;
+        auto piece = c.read_piece(20s);
+        if (piece.eof) break;
+        if (piece.bytes.empty()) return false;  // timed out: our half-close did not come back as EOF
+        got += piece.bytes;
       }
       return got == payload;
     }));
@@ -243,6 +264,8 @@ TEST_CASE("tcp tunnel: 200 concurrent connections all echo correctly") {
   int ok = 0;
   for (auto& r : results) ok += r.get() ? 1 : 0;
   CHECK(ok == 200);
+  MESSAGE("the local service held up to " << svc.peak() << " of the 200 connections at once");
+  CHECK(svc.peak() >= 100);
 }
 
 TEST_CASE("tcp tunnel: a full port range is refused clearly; a dead local service closes the public connection") {
@@ -280,4 +303,72 @@ TEST_CASE("tcp tunnel: auth.tcp_tokens limits which tokens may open TCP tunnels"
   CHECK(refused->wait_for_text("this token may not open TCP tunnels", 1s));
   auto allowed = t.start_tcp_client(svc.port, "test-token");
   CHECK(public_port_of(*allowed) == port);
+}
+
+namespace {
+
+/// `grok-server token add LABEL --file FILE EXTRA...`; returns the token it printed once.
+std::string add_token(const std::string& file, const std::string& label, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{binary("grok-server"), "token", "add", label, "--file", file};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  process p(std::move(argv));
+  REQUIRE(p.wait_exit(20s) == std::optional<int>(0));
+  for (auto& l : p.lines()) {
+    auto pos = l.find("grok_");
+    if (pos != std::string::npos && l.find("...") == std::string::npos) return l.substr(pos);
+  }
+  FAIL("no token printed");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("tcp tunnel: tcp_port_start 0 turns TCP tunnels off; HTTP tunnels still open") {
+  tcp_service svc;
+  tcp_stack t(0, 0);
+  auto refused = t.start_tcp_client(svc.port);
+  CHECK(refused->wait_exit(10s) == 1);
+  CHECK(refused->wait_for_text("TCP tunnels are turned off on this server", 1s));
+  t.s->start_client("web");
+  CHECK(request(t.s->http_port, "GET", "web.localhost", "/").status == 200);
+}
+
+TEST_CASE("tcp tunnel: a token added with --no-tcp opens HTTP tunnels only") {
+  tcp_service svc;
+  auto port = free_port();
+  stack::options o;
+  o.start_client = false;
+  o.tokens_yaml = "[]";
+  o.auth_extra_yaml = "  tokens_file: tokens.yaml\n";
+  o.files = {{"tokens.yaml", "# tokens\n"}};
+  o.extra_server_yaml = "  tcp_port_start: " + std::to_string(port) + "\n  tcp_port_end: " + std::to_string(port) + "\n";
+  stack s(o);
+  auto web_only = add_token(s.dir + "/tokens.yaml", "web-only", {"--no-tcp"});
+  auto any = add_token(s.dir + "/tokens.yaml", "any");
+  s.server->signal(SIGHUP);
+  REQUIRE(s.server->wait_for_text("reloaded", 10s));
+  auto tcp_client = [&](const std::string& token) {
+    return std::make_unique<process>(std::vector<std::string>{
+        binary("grok"), "--insecure", "--config", "/dev/null", "tcp", std::to_string(svc.port), "--server",
+        "127.0.0.1:" + std::to_string(s.grpc_port), "--token", token});
+  };
+  auto refused = tcp_client(web_only);
+  CHECK(refused->wait_exit(10s) == 1);
+  CHECK(refused->wait_for_text("this token may not open TCP tunnels", 1s));
+  // The same token opens an HTTP tunnel.
+  s.opts.token = web_only;
+  s.start_client("web");
+  CHECK(request(s.http_port, "GET", "web.localhost", "/").status == 200);
+  // A token added without --no-tcp opens the TCP tunnel, which carries bytes.
+  auto allowed = tcp_client(any);
+  REQUIRE(public_port_of(*allowed) == port);
+  connection c(port);
+  c.send("echo\nping");
+  c.shutdown_write();
+  std::string got;
+  for (auto piece = c.read_piece(5s); !piece.eof; piece = c.read_piece(5s)) {
+    REQUIRE(!piece.bytes.empty());
+    got += piece.bytes;
+  }
+  CHECK(got == "ping");
 }

@@ -86,9 +86,7 @@ TEST_CASE("grok prints one line per request, and a burst of concurrent requests 
   int answered = 0;
   for (auto& f : ok) answered += f.get();
   REQUIRE(answered == threads * each);
-  auto until = clock::now() + 5s;
-  while (s.client->count_lines_containing("GET /?burst=") < threads * each && clock::now() < until)
-    std::this_thread::sleep_for(10ms);
+  s.client->wait_for_count("GET /?burst=", threads * each, 5s);
   CHECK(s.client->count_lines_containing("GET /?burst=") == threads * each);
   for (int t = 0; t < threads; ++t)
     for (int i = 0; i < each; ++i)
@@ -253,17 +251,27 @@ TEST_CASE("slow readers on either side hold memory at the window size, not the b
 TEST_CASE("200 concurrent exchanges on one tunnel, and a stalled one delays no other") {
   stack s;
   SUBCASE("200 concurrent") {
+    // The local service holds each answer a moment and counts the requests it holds at
+    // once: exchanges carried one at a time would never overlap there.
+    REQUIRE(request(s.http_port, "GET", s.host(), "/in-flight").status == 200);  // restarts the peak
+    const auto hold = "&hold_ms=" + std::to_string(scaled(300ms).count());
     std::vector<std::future<bool>> results;
     for (int i = 0; i < 200; ++i) {
       results.push_back(std::async(std::launch::async, [&, i] {
         auto body = random_bytes(1000 + i * 37, static_cast<unsigned>(i));
-        auto r = request(s.http_port, "POST", s.host(), "/echo?i=" + std::to_string(i), body, {}, 30s);
-        return r.status == 200 && r.body == body && r.get("X-Echo-Target") == "/echo?i=" + std::to_string(i);
+        auto target = "/echo?i=" + std::to_string(i) + hold;
+        auto r = request(s.http_port, "POST", s.host(), target, body, {}, 30s);
+        return r.status == 200 && r.body == body && r.get("X-Echo-Target") == target;
       }));
     }
     int ok = 0;
     for (auto& f : results) ok += f.get() ? 1 : 0;
     CHECK(ok == 200);
+    auto stats = request(s.http_port, "GET", s.host(), "/in-flight");
+    std::smatch m;
+    REQUIRE(std::regex_search(stats.body, m, std::regex(R"(in_flight=(\d+) peak=(\d+))")));
+    MESSAGE("the local service held up to " << m[2] << " of the 200 requests at once");
+    CHECK(std::stoi(m[2]) >= 100);
   }
   SUBCASE("stalled response") {
     connection stalled(s.http_port);
@@ -517,15 +525,16 @@ TEST_CASE("auth and names: wrong token refused, taken name refused, random name 
 TEST_CASE("the client reconnects after grok-server restarts and serves again") {
   stack s;
   REQUIRE(request(s.http_port, "GET", s.host(), "/").status == 200);
+  // Lines are counted before each step, so each wait is for a new line.
+  auto reconnecting_before = s.client->count_lines_containing("reconnecting");
   s.server->signal(SIGTERM);
   REQUIRE(s.server->wait_exit(10s) == 0);
-  REQUIRE(s.client->wait_for_text("reconnecting", 5s));
-  auto lines_before = s.client->count_lines_containing("Forwarding");
+  REQUIRE(s.client->wait_for_count("reconnecting", reconnecting_before + 1, 5s));
+  const std::string forwarding = "Forwarding  http://app.localhost:" + std::to_string(s.http_port);
+  auto forwarding_before = s.client->count_lines_containing(forwarding);
+  REQUIRE(forwarding_before == 1);
   s.start_server();  // same ports as before
-  auto deadline = clock::now() + 20s;
-  while (s.client->count_lines_containing("Forwarding") == lines_before && clock::now() < deadline)
-    s.client->wait_for_text("Forwarding  http://app.localhost:" + std::to_string(s.http_port), 1s);
-  REQUIRE(s.client->count_lines_containing("Forwarding") > lines_before);
+  REQUIRE(s.client->wait_for_count(forwarding, forwarding_before + 1, 20s));
   auto r = request(s.http_port, "GET", s.host(), "/");
   CHECK(r.status == 200);
   CHECK(r.body == "Hello from grok-demo-upstream\n");
@@ -543,14 +552,15 @@ TEST_CASE("tunnels.max_per_token caps the tunnels one token holds; a freed slot 
   s.stop_client();
   // The server frees the slot when it sees the first stream end; retry until it has.
   std::unique_ptr<process> third;
-  for (auto until = clock::now() + 10s; clock::now() < until;) {
+  bool online = false;
+  for (auto until = clock::now() + 10s; !online && clock::now() < until;) {
     third = std::make_unique<process>(std::vector<std::string>{
         binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.upstream_port),
         "--subdomain", "other", "--server", "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
-    if (third->wait_for_line(std::regex("Forwarding|refused"), 10s) && third->count_lines_containing("Forwarding"))
-      break;
+    auto m = third->wait_for_line(std::regex("Forwarding|refused"), 10s);
+    online = m && m->str() == "Forwarding";
   }
-  REQUIRE(third);
+  REQUIRE(online);  // the freed slot was taken within 10 s
   CHECK(third->count_lines_containing("Forwarding") == 1);
   CHECK(request(s.http_port, "GET", "other.localhost", "/").status == 200);
 }

@@ -1,10 +1,13 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "grok/config.hpp"
 
@@ -425,17 +428,47 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
   REQUIRE(cfg.tokens.size() == 1);
   CHECK(cfg.tokens[0] == "change-me");
 
-  // Every key is spelled out, so each must appear in the file as "key:".
+  // Every key the parser accepts is documented in its own section: set to its
+  // default ("  key: value"), or, for a file path with no default, shown as a
+  // commented example ("  # key: /path").
   std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (const char* key :
-       {"domain", "bind_address", "http_port", "grpc_address", "grpc_port", "api_address", "api_port",
-        "drain_timeout", "max_body_size", "max_header_bytes", "read_header_timeout", "idle_timeout",
-        "max_header_count", "trusted_proxies", "max_connections_per_ip",
-        "worker_pool_size", "response_timeout", "heartbeat_interval", "heartbeat_timeout", "max_per_token", "initial_window",
-        "max_frame_size", "max_exchanges", "max_queued_bytes", "name_grace", "tokens", "level", "format"}) {
-    CAPTURE(key);
-    CHECK(text.find(std::string("\n  ") + key + ":") != std::string::npos);
+  auto section_text = [&](const std::string& section) {
+    auto begin = text.find("\n" + section + ":\n");
+    if (begin == std::string::npos) return std::string();
+    begin += 1;
+    // The section runs to the next line that starts in column 0 with a letter.
+    auto end = begin + section.size();
+    for (;;) {
+      end = text.find('\n', end);
+      if (end == std::string::npos || (end + 1 < text.size() && std::isalpha(static_cast<unsigned char>(text[end + 1]))))
+        break;
+      ++end;
+    }
+    return text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+  };
+  const std::vector<std::pair<std::string, std::vector<std::string>>> keys = {
+      {"server",
+       {"domain", "bind_address", "http_port", "https_port", "grpc_address", "grpc_port", "api_address", "api_port",
+        "drain_timeout", "max_body_size", "max_header_bytes", "read_header_timeout", "idle_timeout", "max_header_count",
+        "trusted_proxies", "max_connections_per_ip", "api_token"}},
+      {"tunnels",
+       {"worker_pool_size", "response_timeout", "heartbeat_interval", "heartbeat_timeout", "max_per_token", "initial_window", "max_frame_size",
+        "max_exchanges", "max_queued_bytes", "name_grace", "tcp_port_start", "tcp_port_end", "max_streams_per_connection"}},
+      {"tls", {"cert_file", "key_file", "grpc", "redirect_http"}},
+      {"auth", {"tokens", "allow_anonymous", "tcp_tokens", "tokens_file", "max_failures", "failure_window"}},
+      {"logging", {"level", "format"}},
+  };
+  const std::vector<std::string> examples_only = {"cert_file", "key_file", "tokens_file", "api_token"};
+  for (auto& [section, names] : keys) {
+    auto body = section_text(section);
+    CAPTURE(section);
+    REQUIRE(!body.empty());
+    for (auto& key : names) {
+      CAPTURE(key);
+      bool example = std::find(examples_only.begin(), examples_only.end(), key) != examples_only.end();
+      CHECK(body.find("\n  " + std::string(example ? "# " : "") + key + ":") != std::string::npos);
+    }
   }
 
   // The documented defaults are the real ones, except where the example
@@ -462,6 +495,18 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
   CHECK(cfg.name_grace == d.name_grace);
   CHECK(cfg.log_level == d.log_level);
   CHECK(cfg.log_format == d.log_format);
+  CHECK(cfg.https_port == d.https_port);
+  CHECK(cfg.tcp_port_start == d.tcp_port_start);
+  CHECK(cfg.tcp_port_end == d.tcp_port_end);
+  CHECK(cfg.max_streams_per_connection == d.max_streams_per_connection);
+  CHECK(cfg.tls_cert_file == d.tls_cert_file);
+  CHECK(cfg.tls_key_file == d.tls_key_file);
+  CHECK(cfg.tls_grpc == d.tls_grpc);
+  CHECK(cfg.tls_redirect_http == d.tls_redirect_http);
+  CHECK(cfg.tcp_tokens == d.tcp_tokens);
+  CHECK(cfg.tokens_file == d.tokens_file);
+  CHECK(cfg.max_auth_failures == d.max_auth_failures);
+  CHECK(cfg.auth_failure_window == d.auth_failure_window);
 }
 
 TEST_CASE("config: shipped conf/grok.yaml parses") {
@@ -469,6 +514,15 @@ TEST_CASE("config: shipped conf/grok.yaml parses") {
   CHECK(cfg.server == "127.0.0.1:4443");
   CHECK(cfg.token == "change-me");
   CHECK(cfg.log_level == "info");
+  // Every key the client accepts is documented there, at the top level.
+  std::ifstream in(GROK_SOURCE_DIR "/conf/grok.yaml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* key : {"server", "token", "log_level", "insecure"}) {
+    CAPTURE(key);
+    CHECK(text.find(std::string("\n") + key + ":") != std::string::npos);
+  }
+  CHECK(text.find("\n# ca:") != std::string::npos);  // a file path: shown as a commented example
+  CHECK_FALSE(cfg.insecure);
 }
 #endif
 

@@ -78,4 +78,19 @@ TEST_CASE("check_server_address: same rules and reasons as the config file") {
   CHECK(server_problem("a\nb:80") == "must not contain whitespace, got 'a\\nb:80'");
 }
 
+TEST_CASE("render: a config with no server, insecure and a CA reads back unchanged") {
+  grok::client_config c;
+  c.token = "tok";
+  auto back = grok::parse_client_config(grok::render_client_config(c), "t.yaml");
+  CHECK(back.server.empty());  // not written as an empty server, which would not read back
+  CHECK(back.token == "tok");
+  c.server = "tunnel.example.com:4443";
+  c.insecure = true;
+  c.ca = "/dev/null";
+  back = grok::parse_client_config(grok::render_client_config(c), "t.yaml");
+  CHECK(back.server == c.server);
+  CHECK(back.insecure);
+  CHECK(back.ca == "/dev/null");
+}
+
 }  // TEST_SUITE
