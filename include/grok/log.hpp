@@ -7,9 +7,14 @@
 //   json:              {"ts":"2024-05-01T12:34:56.789+02:00","level":"info","logger":"grok-server","msg":"message"}
 
 #include <spdlog/formatter.h>
+#include <spdlog/spdlog.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <variant>
 
 namespace grok {
 
@@ -29,6 +34,18 @@ void set_log_level(const std::string& level);
 /// "json"; `journald` only affects "text". Throws std::invalid_argument for
 /// an unknown format.
 std::unique_ptr<spdlog::formatter> make_formatter(const std::string& format, bool journald);
+
+/// One key of a structured line: a string or a number.
+struct log_field {
+  std::string_view key;
+  std::variant<std::string_view, int64_t> value;
+};
+
+/// Logs `msg` at `level`; with logging.format json each field also becomes a
+/// key of the line's object ({"ts":…,"msg":…,"tunnel":"app","status":200}),
+/// so tools need not parse the message. Text formats show the message only.
+/// The loggers are synchronous: the fields are read on the caller's thread.
+void log_fields(spdlog::level::level_enum level, std::string_view msg, std::initializer_list<log_field> fields);
 
 /// True when stderr is connected to the journal: JOURNAL_STREAM holds
 /// "DEVICE:INODE" and it matches stderr (so a child whose stderr was

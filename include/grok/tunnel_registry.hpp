@@ -132,6 +132,18 @@ class tunnel_registry {
     for (auto& [_, t] : names_) out.push_back(t);
     return out;
   }
+  /// Names with a live tunnel or within their grace: what metrics may still name.
+  std::vector<std::string> known_names() const {
+    std::lock_guard lk(mu_);
+    std::vector<std::string> out;
+    out.reserve(names_.size() + offline_.size());
+    for (auto& [name, _] : names_) out.push_back(name);
+    auto now = now_();
+    for (auto& [name, off] : offline_)
+      if (off.until > now) out.push_back(name);
+    return out;
+  }
+
   size_t size() const {
     std::lock_guard lk(mu_);
     return names_.size();

@@ -83,6 +83,9 @@ class journald_formatter final : public spdlog::formatter {
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<journald_formatter>(); }
 };
 
+// The fields of the line being logged on this thread (log_fields), if any.
+thread_local const std::initializer_list<log_field>* current_fields = nullptr;
+
 class json_formatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -113,6 +116,17 @@ class json_formatter final : public spdlog::formatter {
     append_json_string(dest, std::string_view(msg.logger_name.data(), msg.logger_name.size()));
     append(dest, R"(,"msg":)");
     append_json_string(dest, std::string_view(msg.payload.data(), msg.payload.size()));
+    if (current_fields) {
+      for (const auto& f : *current_fields) {
+        dest.push_back(',');
+        append_json_string(dest, f.key);
+        dest.push_back(':');
+        if (auto* text = std::get_if<std::string_view>(&f.value))
+          append_json_string(dest, *text);
+        else
+          fmt::format_to(std::back_inserter(dest), "{}", std::get<int64_t>(f.value));
+      }
+    }
     append(dest, "}\n");
   }
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<json_formatter>(); }
@@ -163,6 +177,13 @@ void setup_logging(const std::string& level, const std::string& format, const st
   spdlog::drop(name);
   spdlog::set_default_logger(std::move(logger));
   spdlog::set_level(lvl);
+}
+
+void log_fields(spdlog::level::level_enum level, std::string_view msg, std::initializer_list<log_field> fields) {
+  if (!spdlog::should_log(level)) return;
+  current_fields = &fields;
+  spdlog::log(level, "{}", msg);
+  current_fields = nullptr;
 }
 
 void set_log_level(const std::string& level) { spdlog::set_level(parse_level(level)); }

@@ -1,11 +1,16 @@
 #include "admin_http.hpp"
 
 #include <openssl/crypto.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
 
 #include "grok/http_text.hpp"
 #include "tunnel.hpp"
@@ -18,6 +23,43 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
 namespace {
+
+/// Resident memory, CPU time, open descriptors and start time of this process (Linux /proc).
+void sample_process(metrics::gauges& g) {
+  static const long page = ::sysconf(_SC_PAGESIZE);
+  static const long ticks = ::sysconf(_SC_CLK_TCK);
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    unsigned long size = 0, resident = 0;
+    if (std::fscanf(f, "%lu %lu", &size, &resident) == 2) g.resident_bytes = resident * static_cast<uint64_t>(page);
+    std::fclose(f);
+  }
+  if (std::FILE* f = std::fopen("/proc/self/stat", "r")) {
+    char buf[1024];
+    size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    // Fields after the command name (which may hold spaces): utime is the 14th, stime 15th, starttime 22nd.
+    if (const char* p = std::strrchr(buf, ')')) {
+      unsigned long long v[20] = {};
+      int got = std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu",
+                            &v[0], &v[1], &v[2]);
+      if (got == 3 && ticks > 0) {
+        g.cpu_seconds = static_cast<double>(v[0] + v[1]) / static_cast<double>(ticks);
+        double uptime = 0;
+        if (std::FILE* u = std::fopen("/proc/uptime", "r")) {
+          if (std::fscanf(u, "%lf", &uptime) != 1) uptime = 0;
+          std::fclose(u);
+        }
+        double boot = static_cast<double>(std::time(nullptr)) - uptime;
+        g.start_time_seconds = boot + static_cast<double>(v[2]) / static_cast<double>(ticks);
+      }
+    }
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec))
+    ++g.open_fds;
+}
 
 class admin_session : public std::enable_shared_from_this<admin_session> {
  public:
@@ -79,6 +121,8 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       g.worker_threads = state_.worker_threads.load();
       g.connections_refused_per_ip = state_.per_ip_connections.refused();
       for (auto& t : tunnels) g.queued_bytes.emplace_back(t->name(), t->queued_bytes());
+      sample_process(g);
+      state_.stats.keep_tunnels(state_.names.known_names());
       body = state_.stats.render(g, state_.reloads_ok.load(), state_.reloads_failed.load());
     } else if (path == "/api/tunnels") {
       type = "application/json";

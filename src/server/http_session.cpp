@@ -15,6 +15,7 @@
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
 #include "grok/http_text.hpp"
+#include "grok/log.hpp"
 #include "grok/request_head.hpp"
 #include "grok/response_relay.hpp"
 #include "byte_pump.hpp"
@@ -582,13 +583,32 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (tunnel_ && ex_.id != 0) tunnel_->close_exchange(ex_.id);
     auto took = clock::now() - ex_.started;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    // A response that ended before all of it went out is "cut", not its status;
+    // an exchange that ended before any response is "no_response". An upgraded
+    // connection ends whenever either side closes it.
+    std::string outcome = ex_.upgraded || ex_.down == download::complete ? std::to_string(ex_.status)
+                          : ex_.down == download::streaming          ? "cut"
+                                                                      : "no_response";
     if (was_open) {
       state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
-      state_.stats.record_exchange(tunnel_->name(), ex_.status, took, ex_.bytes_in, ex_.resp_bytes);
+      state_.stats.record_exchange(tunnel_->name(), outcome, took, ex_.bytes_in, ex_.resp_bytes);
     }
     if (ex_.id == 0) return;  // no request reached a tunnel: nothing to log as an exchange
-    spdlog::info("tunnel={} conn={} req={} remote={} \"{} {}\" {} in={}B out={}B {}ms", tunnel_ ? tunnel_->name() : "-",
-                 conn_id_, ex_.id, remote_ip_, ex_.method, ex_.target, ex_.status, ex_.bytes_in, ex_.resp_bytes, ms);
+    const std::string& tunnel = tunnel_ ? tunnel_->name() : "-";
+    log_fields(spdlog::level::info,
+               fmt::format("tunnel={} conn={} req={} remote={} \"{} {}\" {} in={}B out={}B {}ms", tunnel, conn_id_,
+                           ex_.id, remote_ip_, ex_.method, ex_.target, outcome, ex_.bytes_in, ex_.resp_bytes, ms),
+               {{"tunnel", tunnel},
+                {"conn", static_cast<int64_t>(conn_id_)},
+                {"req", static_cast<int64_t>(ex_.id)},
+                {"remote", remote_ip_},
+                {"method", ex_.method},
+                {"path", ex_.target},
+                {"status", static_cast<int64_t>(ex_.status)},
+                {"outcome", outcome == std::to_string(ex_.status) ? std::string_view("complete") : outcome},
+                {"bytes_in", static_cast<int64_t>(ex_.bytes_in)},
+                {"bytes_out", static_cast<int64_t>(ex_.resp_bytes)},
+                {"duration_ms", static_cast<int64_t>(ms)}});
   }
 
   /// tunnels.response_timeout counts from the last request byte sent on, so

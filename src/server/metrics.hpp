@@ -2,6 +2,7 @@
 // Counters behind the admin endpoint's /metrics (Prometheus text format).
 // Exchanges are recorded once each, at their end, under one small mutex.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,17 +21,36 @@ class metrics {
   static constexpr std::array<double, 12> buckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                      0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
 
-  void record_exchange(const std::string& tunnel, unsigned status, std::chrono::nanoseconds duration,
+  /// An HTTP exchange ended. `status` is its status code, or "cut" when the
+  /// response was cut short after its head went out.
+  void record_exchange(const std::string& tunnel, std::string_view status, std::chrono::nanoseconds duration,
                        uint64_t bytes_in, uint64_t bytes_out) {
     double s = std::chrono::duration<double>(duration).count();
     std::lock_guard lk(mu_);
-    ++exchanges_[{tunnel, status}];
+    ++exchanges_[{tunnel, std::string(status)}];
     for (size_t i = 0; i < buckets.size(); ++i)
       if (s <= buckets[i]) ++bucket_counts_[i];
     ++duration_count_;
     duration_sum_ += s;
     bytes_in_ += bytes_in;
     bytes_out_ += bytes_out;
+  }
+
+  /// A connection to a TCP tunnel ended (not an HTTP exchange: no status, no duration histogram).
+  void record_tcp_connection(const std::string& tunnel, uint64_t bytes_in, uint64_t bytes_out) {
+    std::lock_guard lk(mu_);
+    ++tcp_connections_[tunnel];
+    bytes_in_ += bytes_in;
+    bytes_out_ += bytes_out;
+  }
+
+  /// Drops the per-tunnel series of names not in `known` (live, or offline
+  /// within their grace): random names must not grow the scrape for ever.
+  void keep_tunnels(const std::vector<std::string>& known) {
+    auto gone = [&](const std::string& name) { return std::find(known.begin(), known.end(), name) == known.end(); };
+    std::lock_guard lk(mu_);
+    std::erase_if(exchanges_, [&](const auto& kv) { return gone(kv.first.first); });
+    std::erase_if(tcp_connections_, [&](const auto& kv) { return gone(kv.first); });
   }
 
   /// Gauges sampled at scrape time.
@@ -39,6 +60,10 @@ class metrics {
     int64_t exchanges_in_flight = 0;
     unsigned worker_threads = 0;
     uint64_t connections_refused_per_ip = 0;  ///< a counter, sampled like the gauges
+    uint64_t resident_bytes = 0;              ///< process: resident memory
+    double cpu_seconds = 0;                   ///< process: user + system CPU time
+    uint64_t open_fds = 0;                    ///< process: open file descriptors
+    double start_time_seconds = 0;            ///< process: start, seconds since the epoch
     std::vector<std::pair<std::string, uint64_t>> queued_bytes;  ///< per tunnel
   };
 
@@ -65,8 +90,11 @@ class metrics {
     line("# HELP grok_exchanges_total Public requests answered, by tunnel and status.");
     line("# TYPE grok_exchanges_total counter");
     for (auto& [k, v] : exchanges_)
-      line("grok_exchanges_total{tunnel=\"" + escape(k.first) + "\",status=\"" + std::to_string(k.second) + "\"} " +
-           std::to_string(v));
+      line("grok_exchanges_total{tunnel=\"" + escape(k.first) + "\",status=\"" + k.second + "\"} " + std::to_string(v));
+    line("# HELP grok_tcp_connections_total Connections to TCP tunnels, by tunnel.");
+    line("# TYPE grok_tcp_connections_total counter");
+    for (auto& [k, v] : tcp_connections_)
+      line("grok_tcp_connections_total{tunnel=\"" + escape(k) + "\"} " + std::to_string(v));
     line("# HELP grok_exchange_duration_seconds Time from request head to the end of the response.");
     line("# TYPE grok_exchange_duration_seconds histogram");
     for (size_t i = 0; i < buckets.size(); ++i) {
@@ -112,6 +140,24 @@ class metrics {
     line("# HELP grok_auth_failures_total Tunnel clients refused for an invalid token.");
     line("# TYPE grok_auth_failures_total counter");
     line("grok_auth_failures_total " + std::to_string(auth_failures.load(std::memory_order_relaxed)));
+    line("# HELP grok_build_info The running grok-server's version.");
+    line("# TYPE grok_build_info gauge");
+    line("grok_build_info{version=\"" GROK_VERSION "\"} 1");
+    char cpu[64], start[64];
+    std::snprintf(cpu, sizeof cpu, "%.2f", g.cpu_seconds);
+    std::snprintf(start, sizeof start, "%.2f", g.start_time_seconds);
+    line("# HELP process_resident_memory_bytes Resident memory size in bytes.");
+    line("# TYPE process_resident_memory_bytes gauge");
+    line("process_resident_memory_bytes " + std::to_string(g.resident_bytes));
+    line("# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.");
+    line("# TYPE process_cpu_seconds_total counter");
+    line(std::string("process_cpu_seconds_total ") + cpu);
+    line("# HELP process_open_fds Number of open file descriptors.");
+    line("# TYPE process_open_fds gauge");
+    line("process_open_fds " + std::to_string(g.open_fds));
+    line("# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.");
+    line("# TYPE process_start_time_seconds gauge");
+    line(std::string("process_start_time_seconds ") + start);
     return out;
   }
 
@@ -119,7 +165,8 @@ class metrics {
 
  private:
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, unsigned>, uint64_t> exchanges_;
+  std::map<std::pair<std::string, std::string>, uint64_t> exchanges_;
+  std::map<std::string, uint64_t> tcp_connections_;
   std::array<uint64_t, buckets.size()> bucket_counts_{};
   uint64_t duration_count_ = 0;
   double duration_sum_ = 0;

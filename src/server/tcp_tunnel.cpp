@@ -7,6 +7,7 @@
 
 #include "byte_pump.hpp"
 #include "grok/credit.hpp"
+#include "grok/log.hpp"
 #include "tunnel.hpp"
 
 namespace grok::server_detail {
@@ -159,9 +160,18 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
     socket_.close(ignored);
     auto took = clock::now() - started_;
     state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
-    state_.stats.record_exchange(tunnel_->name(), 0, took, bytes_in_, bytes_out_);
-    spdlog::info("tunnel={} tcp remote={} req={}: {} in={}B out={}B {}ms", tunnel_->name(), remote_, id_, why,
-                 bytes_in_, bytes_out_, std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+    state_.stats.record_tcp_connection(tunnel_->name(), bytes_in_, bytes_out_);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    log_fields(spdlog::level::info,
+               fmt::format("tunnel={} tcp remote={} req={}: {} in={}B out={}B {}ms", tunnel_->name(), remote_, id_,
+                           why, bytes_in_, bytes_out_, ms),
+               {{"tunnel", tunnel_->name()},
+                {"remote", remote_},
+                {"req", static_cast<int64_t>(id_)},
+                {"outcome", why},
+                {"bytes_in", static_cast<int64_t>(bytes_in_)},
+                {"bytes_out", static_cast<int64_t>(bytes_out_)},
+                {"duration_ms", static_cast<int64_t>(ms)}});
   }
 
   tcp::socket socket_;

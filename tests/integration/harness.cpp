@@ -566,7 +566,8 @@ void stack::write_server_config() {
       << (opts.extra_server_yaml.find("name_grace:") == std::string::npos ? "  name_grace: 60s\n" : "")
       << opts.extra_server_yaml << "\nauth:\n  tokens: "
       << (opts.tokens_yaml.empty() ? "[" + opts.token + "]" : opts.tokens_yaml) << "\n"
-      << opts.auth_extra_yaml << "\nlogging:\n  level: info\n" << opts.top_level_yaml;
+      << opts.auth_extra_yaml << "\nlogging:\n  level: info\n  format: " << opts.log_format << "\n"
+      << opts.top_level_yaml;
   cfg.close();
   std::filesystem::rename(config_path() + ".tmp", config_path());
 }

@@ -180,6 +180,7 @@ struct stack {
     std::string auth_extra_yaml;     ///< appended under `auth:`
     std::string top_level_yaml;      ///< extra top-level sections (e.g. `tls:`)
     std::string domain = "localhost";
+    std::string log_format = "text";  ///< grok-server's logging.format
     std::vector<std::string> server_env;
     bool start_client = true;
     std::vector<std::string> client_env;

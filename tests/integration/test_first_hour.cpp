@@ -261,3 +261,95 @@ TEST_CASE("server.api_token guards /metrics and /api/*; health checks stay open"
   CHECK(request(api, "GET", "127.0.0.1", "/healthz").status == 200);
   CHECK(request(api, "GET", "127.0.0.1", "/readyz").status == 200);
 }
+
+namespace {
+
+std::string scrape(uint16_t api) {
+  auto r = request(api, "GET", "127.0.0.1", "/metrics");
+  REQUIRE(r.status == 200);
+  return r.body;
+}
+
+/// The value of one sample line (exact name and labels), or -1.
+double metric(const std::string& text, const std::string& series) {
+  auto pos = text.find("\n" + series + " ");
+  if (pos == std::string::npos) return -1;
+  return std::stod(text.substr(pos + series.size() + 2));
+}
+
+}  // namespace
+
+TEST_CASE("metrics an operator can rely on: cut responses, TCP connections, build and process, bounded series") {
+  auto api = free_port();
+  auto tcp_port = free_port();
+  stack::options o;
+  o.server_section_yaml = "  api_port: " + std::to_string(api) + "\n";
+  o.extra_server_yaml = "  name_grace: 1s\n  tcp_port_start: " + std::to_string(tcp_port) +
+                        "\n  tcp_port_end: " + std::to_string(tcp_port) + "\n";
+  stack s(o);
+  REQUIRE(request(s.http_port, "GET", s.host(), "/").status == 200);
+
+  INFO("a download the public client drops after its head is counted and logged as cut");
+  {
+    connection c(s.http_port);
+    c.send("GET /download?size=268435456 HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
+    REQUIRE(!c.read_some(scaled(5s)).empty());
+  }
+  CHECK(s.server->wait_for_text("\"GET /download?size=268435456\" cut in=0B", scaled(10s)));
+
+  INFO("a TCP tunnel's connection is counted as a connection, not as HTTP status 0");
+  process tcp({binary("grok"), "--insecure", "--config", "/dev/null", "tcp", std::to_string(s.upstream_port), "--server",
+               "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token});
+  auto m = tcp.wait_for_line(std::regex(R"(Forwarding\s+tcp://\S+:(\d+))"), scaled(15s));
+  REQUIRE(m);
+  {
+    connection c(static_cast<uint16_t>(std::stoi((*m)[1])));
+    c.send("GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    CHECK(c.read_response(scaled(5s)).status == 200);
+  }
+  CHECK(s.server->wait_for_text(" tcp remote=", scaled(5s)));
+  std::string tcp_name;
+  for (auto& l : s.server->lines()) {
+    std::smatch t;
+    if (std::regex_search(l, t, std::regex(R"(tunnel=(\S+) tcp remote=)"))) tcp_name = t[1];
+  }
+  auto text = scrape(api);
+  CHECK(metric(text, R"(grok_exchanges_total{tunnel="app",status="200"})") == 1);
+  CHECK(metric(text, R"(grok_exchanges_total{tunnel="app",status="cut"})") == 1);
+  CHECK(metric(text, R"(grok_tcp_connections_total{tunnel=")" + tcp_name + R"("})") == 1);
+  CHECK(text.find("status=\"0\"") == std::string::npos);
+  CHECK(metric(text, R"(grok_build_info{version="0.1.0"})") == 1);
+  CHECK(metric(text, "process_resident_memory_bytes") > 1 << 20);
+  CHECK(metric(text, "process_open_fds") > 3);
+  CHECK(metric(text, "process_cpu_seconds_total") >= 0);
+  CHECK(metric(text, "process_start_time_seconds") > 1.7e9);
+
+  INFO("per-tunnel series leave once the tunnel's name_grace (1s) has ended");
+  s.stop_client();
+  tcp.signal(SIGINT);
+  REQUIRE(tcp.wait_exit(scaled(5s)) == 0);
+  auto until = clock::now() + scaled(10s);
+  do {
+    text = scrape(api);
+    if (text.find("tunnel=\"app\"") == std::string::npos) break;
+    std::this_thread::sleep_for(100ms);
+  } while (clock::now() < until);
+  CHECK(text.find("tunnel=\"app\"") == std::string::npos);
+  CHECK(text.find("tunnel=\"" + tcp_name + "\"") == std::string::npos);
+}
+
+TEST_CASE("with logging.format json, the access line's fields are JSON keys") {
+  stack::options o;
+  o.log_format = "json";
+  stack s(o);
+  REQUIRE(request(s.http_port, "GET", s.host(), "/status?code=404").status == 404);
+  auto line = s.server->wait_for_line(std::regex(R"(^\{.*"msg":"tunnel=app .*"tunnel":"app".*\}$)"), scaled(5s));
+  REQUIRE(line);
+  auto l = line->str();
+  CHECK(l.find(R"("method":"GET")") != std::string::npos);
+  CHECK(l.find(R"("path":"/status?code=404")") != std::string::npos);
+  CHECK(l.find(R"("status":404)") != std::string::npos);
+  CHECK(l.find(R"("outcome":"complete")") != std::string::npos);
+  CHECK(l.find(R"("remote":"127.0.0.1")") != std::string::npos);
+  CHECK(std::regex_search(l, std::regex(R"("bytes_out":\d+,"duration_ms":\d+\})")));
+}
