@@ -353,3 +353,18 @@ TEST_CASE("with logging.format json, the access line's fields are JSON keys") {
   CHECK(l.find(R"("remote":"127.0.0.1")") != std::string::npos);
   CHECK(std::regex_search(l, std::regex(R"("bytes_out":\d+,"duration_ms":\d+\})")));
 }
+
+TEST_CASE("a server gone silent (not closed) is noticed by the client's heartbeat within 10 s") {
+  stack s;
+  REQUIRE(request(s.http_port, "GET", s.host(), "/").status == 200);
+  auto lost_before = s.client->count_lines_containing("tunnel lost");
+  s.server->signal(SIGSTOP);  // its sockets stay open; it just stops answering
+  auto start = clock::now();
+  CHECK(s.client->wait_for_count("tunnel lost", lost_before + 1, scaled(15s)));
+  auto took = clock::now() - start;
+  s.server->signal(SIGCONT);
+  CHECK(took < scaled(11s));  // the client's default heartbeat: a ping every 5 s, 5 s to answer
+  // Woken up, the server has the client back.
+  CHECK(s.client->wait_for_count("Forwarding", 2, scaled(20s)));
+  CHECK(answers_200(s.http_port, s.host(), scaled(5s)));
+}
