@@ -386,13 +386,14 @@ upload() {  # KEY URL [HOST]
         -w '%{http_code} %{size_upload} %{speed_upload}' "${hdr[@]}" "$2") || true
   read -r code sent speed <<<"$out"
   body=$(cat "$work/upload-$1.txt" 2>/dev/null || true)
-  if [ "$code" != 200 ] || [ "${body%% *}" != "$size_bytes" ]; then
-    log "upload $1: HTTP $code, sent $sent, service saw '${body%% *}' of $size_bytes bytes"; MBPS[$1]="fail"; return
+  # grok-demo-upstream answers "SIZE SHA256" of what it received: both must match the file.
+  if [ "$code" != 200 ] || [ "${body%% *}" != "$size_bytes" ] || [ "${body#* }" != "$big_sha" ]; then
+    log "upload $1: HTTP $code, sent $sent, service saw '$body', expected $size_bytes $big_sha"; MBPS[$1]="fail"; return
   fi
   MBPS[$1]=$(awk -v s="$speed" 'BEGIN {printf "%.0f", s / 1e6}')
   log "$(printf 'upload   %-8s %6s MB/s' "$1" "${MBPS[$1]}")"
 }
-cat "$work/files/big" >/dev/null   # page cache
+big_sha=$(sha256sum "$work/files/big" | cut -d' ' -f1)   # also warms the page cache
 download dl-direct "http://127.0.0.1:$NGINX_PORT/files/big"
 download dl-onehop "http://127.0.0.1:$PROXY_PORT/files/big"
 download dl-grok "http://127.0.0.1:$GROK_PORT/files/big" "$ghost"
