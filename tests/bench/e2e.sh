@@ -19,7 +19,7 @@
 #
 # Output: RESULTS/e2e-DATE.md (machine, every figure, grok / one-hop ratios) and RESULTS/e2e-DATE.png
 # (req/s by worker count at c=50 with the one-hop and direct references); the table is also printed.
-# RESULTS defaults to tests/bench/results. Installs wrk, nginx-light and gnuplot-nox with apt-get if
+# RESULTS defaults to /tmp/grok-bench-results. Installs wrk, nginx-light and gnuplot-nox with apt-get if
 # missing (root or sudo); downloads nothing else.
 #
 # Caveat a reader should keep in mind: the load generator (wrk/curl), nginx, grok-server and grok all
@@ -31,7 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 DURATION=${DURATION:-5s}
 BIG=${BIG:-1GiB}
-RESULTS=${RESULTS:-$here/results}
+RESULTS=${RESULTS:-/tmp/grok-bench-results}
 WORKERS=${WORKERS:-"1 2 4 8"}
 BUILD=${BUILD:-$root/build}
 NAME=bench

@@ -8,14 +8,14 @@
 #   QUIET=600 bash tests/bench/micro.sh       # first wait (up to 10 min) for the machine to be idle
 #
 # Output: RESULTS/micro-DATE.md (markdown tables) and RESULTS/micro-DATE.json (Google Benchmark's own
-# output, every counter). RESULTS defaults to tests/bench/results. Needs build/grok_bench_write_path
+# output, every counter). RESULTS defaults to /tmp/grok-bench-results. Needs build/grok_bench_write_path
 # (libbenchmark-dev; `cmake --build build --target grok_bench_write_path`) and python3 for the tables.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 BUILD=${BUILD:-$root/build}
-RESULTS=${RESULTS:-$here/results}
+RESULTS=${RESULTS:-/tmp/grok-bench-results}
 MIN_TIME=${MIN_TIME:-0.5}          # seconds per cell (Google Benchmark 1.7 takes a bare number)
 # The CPU-bound mix does about 2 000 requests a second, so a 0.5 s cell is two rounds of 500 and its
 # 16-worker / best-count ratio moved by ±4 % between runs; its cells run MIN_TIME_CPU seconds instead.

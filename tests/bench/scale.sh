@@ -14,14 +14,14 @@
 # Once all are up the script waits for grok-server's RSS to settle, records it, sends the probe again
 # (must be 200), checks that every tunnel/connection is still open, and stops everything it started.
 #
-# Output: RESULTS/scale-DATE.md (RESULTS defaults to tests/bench/results). Every wait is bounded; the whole
+# Output: RESULTS/scale-DATE.md (RESULTS defaults to /tmp/grok-bench-results). Every wait is bounded; the whole
 # run takes 1-3 minutes. Needs root (or a high hard limit) for RLIMIT_NOFILE; only loopback traffic.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 BUILD=${BUILD:-$root/build}
-RESULTS=${RESULTS:-$here/results}
+RESULTS=${RESULTS:-/tmp/grok-bench-results}
 STEPS=${STEPS:-"tunnels:1000:4 tunnels:10000:4 tunnels:1000:1 tunnels:10000:1 idle:10000"}
 HEAPTRACK=${HEAPTRACK:-}   # a step (e.g. tunnels:1000:4) to run grok-server under heaptrack: /tmp/grok-heaptrack-STEP.*
 TOKEN=bench-token
