@@ -14,7 +14,7 @@
 #include "console.hpp"
 #include "grok/credit.hpp"
 #include "grok/http_rules.hpp"
-#include "grok/response_head.hpp"
+#include "grok/response_reader.hpp"
 #include "byte_pump.hpp"
 #include "io_errors.hpp"
 
@@ -136,7 +136,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     out_.push_front({std::move(out), {}, {}, 0});
     link_ = link::open;
     do_write();
-    do_read_header();
+    do_read_response();
   }
 
   // ---- request bytes (tunnel -> local service) ------------------------------
@@ -172,7 +172,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         if (read_ == reader::waiting_credit) {
           read_ = reader::idle;
           if (upgraded_) do_read_raw();
-          else do_read_body();
+          else pump_response();
         }
         return;
       case pb::Frame::kReset:
@@ -225,15 +225,11 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
 
   // ---- response (local service -> tunnel) -----------------------------------
 
-  void do_read_header() {
-    parser_.emplace();
-    parser_->header_limit(64 * 1024);
-    parser_->body_limit(boost::none);
-    if (head_.method() == "HEAD") parser_->skip(true);
-    // A local service that never answers is cut by the server's response timeout.
-    conn_->stream.expires_never();
-    http::async_read_header(conn_->stream, conn_->buffer, *parser_,
-                            [self = shared_from_this()](error_code ec, size_t) { self->on_read_header(ec); });
+  /// Frames the response as the local service's bytes arrive (response_reader,
+  /// fuzzed on its own), reading the connection only when it needs more bytes.
+  void do_read_response() {
+    reader_.emplace(id_, head_.method() == "HEAD", !head_.upgrade().empty(), max_frame_);
+    pump_response();
   }
 
   /// The first try went out on a kept-alive connection and may be sent again.
@@ -245,117 +241,94 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     out_.reset();
     up_ = upload::ended;  // a replayable request has no body
     link_ = link::connecting;
+    read_ = reader::idle;
+    local_closed_ = false;
     ++conn_gen_;  // completions of the abandoned connection are ignored
     conn_.reset();
     do_connect();
   }
 
-  void on_read_header(error_code ec) {
-    if (finished_) return;
-    if (ec) {
-      if (!peer_closed(ec)) return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
-      if (may_retry()) return retry();  // the pooled connection had been closed by the local service
-      return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
-    }
-    auto& res = parser_->get();
-    unsigned status = res.result_int();
-    if (status >= 100 && status < 200 && status != 101) {
-      return do_read_header();  // interim responses (100 Continue, 103) stay local
-    }
-    // Some servers answer 408 on a kept-alive connection as they close it for
-    // idleness: that answer was not to this request.
-    if (status == 408 && may_retry()) return retry();
-    status_ = status;
-    down_ = download::body;  // raw bytes after a 101
-    response_framing framing;
-    framing.chunked = parser_->chunked();
-    framing.content_length = parser_->content_length();
-    framing.done = parser_->is_done();
-    framing.keep_alive = res.keep_alive();
-    auto built = build_response_head(res, framing, id_, !head_.upgrade().empty());
-    if (built.upgraded) {
-      upgraded_ = true;
-      if (up_ != upload::failed) up_ = upload::raw;
-      send(std::move(built.frame));
-      return do_read_raw();
-    }
-    keep_alive_ = built.keep_alive;
-    // Body bytes that came in with the head leave in the same batch: one
-    // tunnel write for a small response, not two.
-    std::optional<pb::Frame> first;
-    if (!framing.done && conn_->buffer.size() > 0) {
-      error_code pec;
-      first = take_buffered_body(pec);
-      if (pec) return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, pec.message());
-    }
-    send(std::move(built.frame), std::move(first));
-    if (parser_->is_done()) return on_response_done();
-    do_read_body();
-  }
-
-  /// Parses the body bytes already in the connection's buffer (no read) into
-  /// a Data frame, within the credit; nullopt when there are none to send.
-  std::optional<pb::Frame> take_buffered_body(error_code& ec) {
-    auto want = credit_.allowance(max_frame_);
-    if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, *left);
-    if (want == 0) return std::nullopt;
-    body_buf_.resize(want);
-    auto& body = parser_->get().body();
-    body.data = body_buf_.data();
-    body.size = want;
-    while (conn_->buffer.size() > 0 && body.size > 0 && !parser_->is_done()) {
-      auto used = parser_->put(conn_->buffer.data(), ec);
-      conn_->buffer.consume(used);
-      if (ec == http::error::need_more || ec == http::error::need_buffer) {
-        ec = {};
-        if (used == 0) break;
-      } else if (ec) {
-        return std::nullopt;
+  void pump_response() {
+    if (finished_ || read_ == reader::reading) return;
+    // Frames go out in pairs: a small response's head and body leave in one batch.
+    std::optional<pb::Frame> held;
+    auto flush = [&] {
+      if (held) send(std::move(*held));
+      held.reset();
+    };
+    for (;;) {
+      pb::Frame f;
+      auto ev = local_closed_ ? reader_->eof(conn_->buffer, credit_, f) : reader_->next(conn_->buffer, credit_, f);
+      using event = response_reader::event;
+      switch (ev) {
+        case event::frame:
+          if (f.has_response_head()) {
+            // Some servers answer 408 on a kept-alive connection as they close it for
+            // idleness: that answer was not to this request.
+            if (reader_->status() == 408 && may_retry()) return retry();
+            status_ = reader_->status();
+            keep_alive_ = reader_->keep_alive();
+            down_ = download::body;  // raw bytes after a 101
+          } else {
+            bytes_out_ += f.data().payload().size();
+          }
+          if (!held) {
+            held = std::move(f);
+          } else {
+            send(std::move(*held), std::move(f));
+            held.reset();
+          }
+          continue;
+        case event::need_bytes:
+          flush();
+          return read_response_bytes();
+        case event::need_credit:
+          flush();
+          read_ = reader::waiting_credit;
+          return;
+        case event::done:
+          flush();
+          return on_response_done();
+        case event::upgraded:
+          flush();
+          upgraded_ = true;
+          if (up_ != upload::failed) up_ = upload::raw;
+          return do_read_raw();
+        case event::failed:
+          flush();
+          return fail(reader_->head_sent() ? pb::Reset::UPSTREAM_RESET : pb::Reset::UPSTREAM_BAD_RESPONSE,
+                      reader_->error());
       }
     }
-    size_t got = want - body.size;
-    bool done = parser_->is_done();
-    if (got == 0 && !done) return std::nullopt;
-    return body_frame(got, done);
   }
 
-  /// The first `got` bytes of body_buf_ as a Data frame, their credit spent.
-  pb::Frame body_frame(size_t got, bool done) {
-    credit_.spend(got);
-    bytes_out_ += got;
-    body_buf_.resize(got);
-    auto f = make_data(id_, std::move(body_buf_), done);
-    body_buf_ = std::string();
-    return f;
-  }
-
-  void do_read_body() {
-    if (finished_ || read_ == reader::reading || down_ == download::ended) return;
-    auto want = credit_.allowance(max_frame_);
-    // A small body gets a small buffer: no 64 KiB allocation for 13 bytes.
-    if (auto left = parser_->content_length_remaining()) want = std::min<uint64_t>(want, std::max<uint64_t>(*left, 1));
-    if (want == 0) {
-      read_ = reader::waiting_credit;
-      return;
-    }
+  void read_response_bytes() {
     read_ = reader::reading;
-    body_buf_.resize(want);
-    parser_->get().body().data = body_buf_.data();
-    parser_->get().body().size = want;
-    http::async_read_some(conn_->stream, conn_->buffer, *parser_,
-                          [self = shared_from_this()](error_code ec, size_t) { self->on_read_body(ec); });
+    // A local service that never answers is cut by the server's response timeout.
+    conn_->stream.expires_never();
+    auto& buffer = conn_->buffer;
+    conn_->stream.async_read_some(buffer.prepare(beast::read_size(buffer, 64 * 1024)),
+                                  [self = shared_from_this(), gen = conn_gen_](error_code ec, size_t n) {
+                                    if (gen == self->conn_gen_) self->on_read_response(ec, n);
+                                  });
   }
 
-  void on_read_body(error_code ec) {
+  void on_read_response(error_code ec, size_t n) {
     read_ = reader::idle;
     if (finished_) return;
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) return fail(pb::Reset::UPSTREAM_RESET, "local service ended the body early: " + ec.message());
-    size_t got = body_buf_.size() - parser_->get().body().size;
-    bool done = parser_->is_done();
-    if (got > 0 || done) send(body_frame(got, done));
-    if (done) return on_response_done();
-    do_read_body();
+    conn_->buffer.commit(n);
+    if (ec && !reader_->head_sent()) {
+      if (!peer_closed(ec)) return fail(pb::Reset::UPSTREAM_BAD_RESPONSE, ec.message());
+      // The pooled connection had been closed by the local service.
+      if (reader_->nothing_received() && conn_->buffer.size() == 0 && may_retry()) return retry();
+      return fail(pb::Reset::UPSTREAM_RESET, "local service closed the connection without a response");
+    }
+    if (ec == asio::error::eof) {
+      local_closed_ = true;  // a body that runs until close ends here
+    } else if (ec) {
+      return fail(pb::Reset::UPSTREAM_RESET, "local service ended the body early: " + ec.message());
+    }
+    pump_response();
   }
 
   void do_read_raw() {
@@ -476,7 +449,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   tcp::endpoint local_;
   clock::time_point started_;
   std::unique_ptr<local_conn> conn_;
-  std::optional<http::response_parser<http::buffer_body>> parser_;
+  std::optional<response_reader> reader_;
+  bool local_closed_ = false;  ///< the local service closed its end (a body may run until then)
   std::string body_buf_;
   write_queue out_;
   unsigned status_ = 0;

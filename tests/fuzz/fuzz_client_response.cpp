@@ -1,15 +1,18 @@
-// Fuzz target: the client's response path. Raw bytes from a local service,
-// split at fuzzer-chosen points, go through Beast's response parser as the
-// client sets it up, then build_response_head and the body loop that cuts
-// Data frames by credit and max frame size. The frames must be well formed,
-// and the server's response_relay must accept them whenever the local
-// service's response itself was valid.
+// Fuzz target: the client's response path, grok::response_reader, the code
+// local_exchange runs. Raw bytes from a local service, split at
+// fuzzer-chosen points, become the ResponseHead frame and Data frames cut by
+// credit (a small window makes it wait for credit mid-body) and max frame
+// size; a 101 to an upgrade request hands over to raw bytes. The frames must
+// be well formed, and the server's response_relay must accept them whenever
+// the local service's response itself was valid.
 //
-// Input: [flags][n splits][n x u16 split offsets][max frame u16][raw response bytes]
+// Input: [flags][n splits][n x u16 split offsets][max frame u16][window u16][raw response bytes]
 //   flags bit0: HEAD request; bit1: the request asked for an upgrade
 
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <cstring>
 #include <deque>
 #include <string>
 #include <vector>
@@ -18,6 +21,7 @@
 #include "grok/credit.hpp"
 #include "grok/http_rules.hpp"
 #include "grok/response_head.hpp"
+#include "grok/response_reader.hpp"
 #include "grok/response_relay.hpp"
 
 namespace http = boost::beast::http;
@@ -32,6 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint16_t> splits;
   for (unsigned i = 0; i < n_splits; ++i) splits.push_back(in.u16());
   uint32_t max_frame = 1 + in.u16() % 4096;
+  // A small window makes the reader wait for credit mid-body.
+  const uint32_t window = 1024 + in.u16() % (64 * 1024);
   std::string raw = in.rest();
 
   std::vector<size_t> cuts;
@@ -39,128 +45,96 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::sort(cuts.begin(), cuts.end());
   cuts.push_back(raw.size());
 
-  // What the client sends the server, in order.
-  std::vector<pb::Frame> frames;
-  const uint32_t window = 64 * 1024;
+  // The client's own response path (grok::response_reader, as local_exchange drives it),
+  // fed the pieces as the connection would deliver them.
+  std::vector<pb::Frame> frames;  // what the client sends the server, in order
   grok::send_credit credit(window);
   grok::recv_window server_window(window);  // the server's side of that credit
-
-  std::optional<http::response_parser<http::buffer_body>> parser;
-  auto fresh_parser = [&] {
-    parser.emplace();
-    parser->header_limit(64 * 1024);
-    parser->body_limit(boost::none);
-    if (head_request) parser->skip(true);
-  };
-  fresh_parser();
+  grok::response_reader reader(7, head_request, upgrade_requested, max_frame);
+  boost::beast::flat_buffer buffer;
   bool head_sent = false, upgraded = false, ended = false, broken = false;
-  std::string body_buf;
-  std::string pending;
-  size_t at = 0;
-  boost::system::error_code ec;
-
-  std::vector<std::string> head_conn;  // Connection tokens of the head that was built
+  // Runs the reader until it needs bytes; `eof`: the local service has closed.
   auto pump = [&](bool eof) {
     while (!broken && !ended && !upgraded) {
-      if (!parser->is_header_done()) {
-        if (pending.empty()) {
-          if (eof) broken = true;  // closed before a head: the client resets the exchange
+      pb::Frame f;
+      auto ev = eof ? reader.eof(buffer, credit, f) : reader.next(buffer, credit, f);
+      using event = grok::response_reader::event;
+      switch (ev) {
+        case event::need_bytes:
+          FUZZ_CHECK(!eof);  // a closed connection ends the response one way or another
           return;
-        }
-        auto used = parser->put(boost::asio::buffer(pending), ec);
-        pending.erase(0, used);
-        if (ec == http::error::need_more) {
-          ec = {};
-          if (eof) broken = true;
-          return;
-        }
-        if (ec) {
-          broken = true;  // Beast rejected the head: the client resets the exchange
-          return;
-        }
-        if (!parser->is_header_done()) return;
-        auto& res = parser->get();
-        unsigned status = res.result_int();
-        if (status >= 100 && status < 200 && status != 101) {
-          fresh_parser();  // interim responses stay local
+        case event::need_credit: {
+          // The server writes on what it received and returns credit in quarter windows;
+          // at zero credit at least a quarter window is outstanding, so some comes back.
+          auto inc = server_window.on_consumed(server_window.outstanding());
+          FUZZ_CHECK(inc > 0);
+          FUZZ_CHECK(credit.grant(inc));
           continue;
         }
-        grok::response_framing framing;
-        framing.chunked = parser->chunked();
-        framing.content_length = parser->content_length();
-        framing.done = parser->is_done();
-        framing.keep_alive = res.keep_alive();
-        auto built = grok::build_response_head(res, framing, 7, upgrade_requested);
-        // What the head's own Connection fields name: trailers parsed later
-        // land in the same field container but never reach the head.
-        for (auto [it, end] = res.equal_range(http::field::connection); it != end; ++it)
-          for (auto& t : grok::connection_tokens(it->value())) head_conn.push_back(t);
-        head_sent = true;
-        upgraded = built.upgraded;
-        ended = framing.done && !upgraded;
-        frames.push_back(std::move(built.frame));
-        continue;
-      }
-      // Body: read no more than credit and the max frame allow.
-      auto want = credit.allowance(max_frame);
-      FUZZ_CHECK(want > 0);  // the server returns credit as it writes, so it never runs dry
-      if (auto left = parser->content_length_remaining()) want = std::min<uint64_t>(want, std::max<uint64_t>(*left, 1));
-      body_buf.resize(want);
-      parser->get().body().data = body_buf.data();
-      parser->get().body().size = want;
-      size_t used = 0;
-      if (!pending.empty()) {
-        used = parser->put(boost::asio::buffer(pending), ec);
-        pending.erase(0, used);
-      } else if (eof) {
-        parser->put_eof(ec);
-      } else {
-        return;
-      }
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec == http::error::need_more) {
-        ec = {};
-        if (!eof) return;
-        if (pending.empty()) {
-          parser->put_eof(ec);
-          if (ec) {
-            broken = true;
-            return;
+        case event::frame:
+          if (f.has_response_head()) {
+            FUZZ_CHECK(!head_sent);
+            head_sent = true;
+            FUZZ_CHECK(f.exchange_id() == 7);
+            ended = f.response_head().end_stream();
+          } else {
+            FUZZ_CHECK(head_sent);
+            FUZZ_CHECK(f.has_data());
+            FUZZ_CHECK(server_window.on_data(f.data().payload().size()));  // never more than the credit
+            ended = f.data().end_stream();
           }
-        }
-      }
-      if (ec) {
-        broken = true;
-        return;
-      }
-      size_t got = want - parser->get().body().size;
-      bool done = parser->is_done();
-      if (got > 0 || done) {
-        FUZZ_CHECK(credit.spend(got));
-        FUZZ_CHECK(server_window.on_data(got));  // never more than the window
-        // The server writes it on at once and returns credit in quarter windows.
-        if (auto inc = server_window.on_consumed(got)) FUZZ_CHECK(credit.grant(inc));
-        pb::Frame f;
-        f.set_exchange_id(7);
-        f.mutable_data()->set_payload(std::string(body_buf.data(), got));
-        f.mutable_data()->set_end_stream(done);
-        frames.push_back(std::move(f));
-      }
-      if (done) ended = true;
-      if (!done && got == 0 && used == 0 && (pending.empty() || eof)) {
-        if (eof) broken = true;
-        return;
+          frames.push_back(std::move(f));
+          continue;
+        case event::done:
+          FUZZ_CHECK(ended);
+          return;
+        case event::upgraded:
+          FUZZ_CHECK(head_sent && upgrade_requested);
+          FUZZ_CHECK(frames.front().response_head().status() == 101);
+          upgraded = true;
+          return;
+        case event::failed:
+          FUZZ_CHECK(!reader.error().empty());
+          broken = true;  // the client resets the exchange
+          return;
       }
     }
   };
+  size_t at = 0;
   for (size_t cut : cuts) {
-    pending.append(raw, at, cut - at);
+    auto piece = raw.substr(at, cut - at);
     at = cut;
+    auto dst = buffer.prepare(piece.size());
+    std::memcpy(dst.data(), piece.data(), piece.size());
+    buffer.commit(piece.size());
     pump(false);
   }
   pump(true);
 
   if (!head_sent) return 0;
+
+  // What the final head's own Connection fields named, read by a parser of the
+  // test's own (interim 1xx heads skipped as the client skips them).
+  std::vector<std::string> head_conn;
+  {
+    std::string_view rest = raw;
+    for (;;) {
+      http::response_parser<http::empty_body> p;
+      p.header_limit(64 * 1024);
+      boost::system::error_code pec;
+      auto used = p.put(boost::asio::buffer(rest.data(), rest.size()), pec);
+      if (pec || !p.is_header_done()) break;
+      rest.remove_prefix(used);
+      unsigned st = p.get().result_int();
+      if (st >= 100 && st < 200 && st != 101) continue;
+      for (auto [it, end] = p.get().equal_range(http::field::connection); it != end; ++it)
+        for (auto& t : grok::connection_tokens(it->value())) head_conn.push_back(t);
+      break;
+    }
+  }
+  // Nothing any Connection field of the local response's head named is forwarded.
+  const auto& head_frame = frames.front().response_head();
+  for (const auto& h : head_frame.headers()) FUZZ_CHECK(!grok::strip_on_forward(h.name(), head_conn));
 
   // The frames themselves.
   const auto& head = frames.front().response_head();
@@ -172,8 +146,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!grok::iequals(h.name(), "content-length"));
     FUZZ_CHECK(!grok::is_hop_by_hop(h.name()));
   }
-  // Nothing any Connection field of the local response's head named is forwarded.
-  for (const auto& h : head.headers()) FUZZ_CHECK(!grok::strip_on_forward(h.name(), head_conn));
   FUZZ_CHECK(!grok::fuzz::has_crlf_nul(head.reason()));
   uint64_t total = 0;
   bool end_seen = head.end_stream();

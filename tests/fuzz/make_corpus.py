@@ -198,9 +198,10 @@ ex("empty-frame", 0, 65535, 65535, [bytes([8]), head(status=200, cl=0, end=True)
 ex("big-data-frame", 0, 65535, 65535, [head(status=200), bytes([1]) + u16(0xF001) + bytes([0])])
 
 
-# ---- client_response: [flags][n splits][splits u16...][max frame u16][raw] ----
-def resp(name, raw, flags=0, splits=(), max_frame=1024):
-    data = bytes([flags, len(splits)]) + b"".join(u16(s) for s in splits) + u16(max_frame - 1) + raw
+# ---- client_response: [flags][n splits][splits u16...][max frame u16][window u16][raw] ----
+def resp(name, raw, flags=0, splits=(), max_frame=1024, window=65536):
+    data = (bytes([flags, len(splits)]) + b"".join(u16(s) for s in splits) + u16(max_frame - 1) +
+            u16(window - 1024) + raw)
     write("client_response", name, data)
 
 
@@ -235,5 +236,12 @@ resp("short-body", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
 resp("big-body-small-frames", b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"z" * 5000, max_frame=700)
 resp("big-chunked-small-frames", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + b"q" * 5000 + b"\r\n0\r\n\r\n",
      splits=(100, 2000), max_frame=333)
+resp("big-body-small-window", b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"w" * 5000, max_frame=700,
+     window=1024)
+resp("chunked-small-window", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + b"c" * 5000 +
+     b"\r\n0\r\n\r\n", splits=(70, 3000), max_frame=512, window=1500)
+resp("until-close-small-window", b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"u" * 4000, window=1024)
+resp("switching-with-raw-bytes", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+     + b"\x81\x05hello", flags=2, splits=(40,))
 resp("response-splitting-attempt", b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nX-Evil: 1\r\n\r\n")
 resp("set-cookie-many", b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n")
