@@ -115,3 +115,52 @@ TEST_CASE("TLS end to end: HTTPS public listener, TLS tunnel listener, verified 
     CHECK(status == 404);
   }
 }
+
+namespace {
+
+/// SHA-256 fingerprint of the certificate a TLS server on 127.0.0.1:port presents.
+std::string presented_fingerprint(uint16_t port, const std::string& dir) {
+  process p({"/bin/sh", "-c",
+             "/usr/bin/openssl s_client -connect 127.0.0.1:" + std::to_string(port) +
+                 " -servername app.example.test </dev/null 2>/dev/null | /usr/bin/openssl x509 -noout -fingerprint "
+                 "-sha256 > " + dir + "/seen.txt"});
+  p.wait_exit(scaled(15s));
+  std::ifstream in(dir + "/seen.txt");
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string file_fingerprint(const std::string& pem) {
+  process p({"/usr/bin/openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", pem});
+  auto m = p.wait_for_line(std::regex("Fingerprint=.*"), scaled(10s));
+  p.wait_exit(scaled(10s));
+  return m ? "sha256 " + m->str() : std::string("(none)");
+}
+
+}  // namespace
+
+TEST_CASE("a reload re-reads the certificate files: new HTTPS connections get the renewed one") {
+  test_pki first, renewed;
+  auto https_port = free_port();
+  stack::options o;
+  o.start_client = false;
+  o.domain = "example.test";
+  o.server_section_yaml = "  https_port: " + std::to_string(https_port) + "\n";
+  // The certificate files the config names, renewed in place below as certbot would.
+  o.top_level_yaml = "tls:\n  cert_file: " + first.dir + "/server.pem\n  key_file: " + first.dir +
+                     "/server.key\n  grpc: false\n";
+  stack s(o);
+  auto before = presented_fingerprint(https_port, s.dir);
+  auto expected_after = file_fingerprint(renewed.dir + "/server.pem");
+  CHECK(before == file_fingerprint(first.dir + "/server.pem"));
+  std::filesystem::copy_file(renewed.dir + "/server.pem", first.dir + "/server.pem",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(renewed.dir + "/server.key", first.dir + "/server.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  s.server->signal(SIGHUP);
+  REQUIRE(s.server->wait_for_text("reloaded", scaled(10s)));
+  auto after = presented_fingerprint(https_port, s.dir);
+  CHECK(after == expected_after);
+  CHECK(after != before);
+}
