@@ -1,5 +1,6 @@
 #include "grok/server.hpp"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -75,6 +76,7 @@ struct server::impl {
   void spawn_worker() {
     auto& w = workers.emplace_back();
     w.thread = std::thread([this, &w] {
+      pthread_setname_np(pthread_self(), "grok-worker");  // top -H, perf and the watchdog test find it by name
       retire_this_worker = false;
       while (!retire_this_worker && !ioc.stopped()) ioc.run_one();
       w.done = true;
