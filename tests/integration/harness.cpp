@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -649,6 +650,67 @@ stack::~stack() {
   upstream.reset();
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+std::string metrics_text(uint16_t api_port) {
+  auto r = request(api_port, "GET", "127.0.0.1", "/metrics");
+  if (r.status != 200) throw std::runtime_error("/metrics answered " + std::to_string(r.status));
+  return r.body;
+}
+
+double sample(const std::string& text, const std::string& series) {
+  auto pos = text.find("\n" + series + " ");
+  if (pos == std::string::npos) return -1;
+  return std::stod(text.substr(pos + series.size() + 2));
+}
+
+notify_socket::notify_socket() {
+  char tmpl[] = "/tmp/grok-notify-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  path_ = dir_ + "/notify.sock";
+  fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw std::runtime_error("cannot bind " + path_);
+}
+
+notify_socket::~notify_socket() {
+  close(fd_);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+bool notify_socket::receive(std::chrono::milliseconds timeout) {
+  pollfd p{fd_, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+  char buf[4096];
+  auto n = recv(fd_, buf, sizeof buf, 0);
+  if (n > 0) messages.emplace_back(buf, static_cast<size_t>(n));
+  return n > 0;
+}
+
+bool notify_socket::wait_for(const std::string& what, std::chrono::milliseconds timeout) {
+  auto deadline = clock::now() + scaled(timeout);
+  for (;;) {
+    for (auto& m : messages)
+      if (m.find(what) != std::string::npos) return true;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    if (left.count() <= 0) return false;
+    receive(left);
+  }
+}
+
+int notify_socket::count_within(const std::string& what, std::chrono::milliseconds window) {
+  int n = 0;
+  auto deadline = clock::now() + window;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    if (left.count() <= 0) return n;
+    auto before = messages.size();
+    if (receive(left) && messages.size() > before && messages.back().find(what) != std::string::npos) ++n;
+  }
 }
 
 }  // namespace grok::test

@@ -217,4 +217,31 @@ std::string binary(const char* name);
 /// A port that was free a moment ago (for settings where 0 means "off").
 uint16_t free_port();
 
+/// The admin endpoint's /metrics text; throws unless it answers 200.
+std::string metrics_text(uint16_t api_port);
+/// The value of one sample line of `text` (exact name and labels), or -1.
+double sample(const std::string& text, const std::string& series);
+
+/// A NOTIFY_SOCKET for a child (sd_notify datagrams), in a temporary directory.
+class notify_socket {
+ public:
+  notify_socket();
+  ~notify_socket();
+  notify_socket(const notify_socket&) = delete;
+  notify_socket& operator=(const notify_socket&) = delete;
+  const std::string& path() const { return path_; }
+  /// Waits until a message received so far (or within `timeout`) contains `what`.
+  bool wait_for(const std::string& what, std::chrono::milliseconds timeout);
+  /// Messages containing `what` that arrive within `window` from now.
+  int count_within(const std::string& what, std::chrono::milliseconds window);
+  std::vector<std::string> messages;
+
+ private:
+  /// One datagram within `timeout` into messages; false if none came.
+  bool receive(std::chrono::milliseconds timeout);
+  std::string dir_;
+  std::string path_;
+  int fd_ = -1;
+};
+
 }  // namespace grok::test

@@ -262,23 +262,6 @@ TEST_CASE("server.api_token guards /metrics and /api/*; health checks stay open"
   CHECK(request(api, "GET", "127.0.0.1", "/readyz").status == 200);
 }
 
-namespace {
-
-std::string scrape(uint16_t api) {
-  auto r = request(api, "GET", "127.0.0.1", "/metrics");
-  REQUIRE(r.status == 200);
-  return r.body;
-}
-
-/// The value of one sample line (exact name and labels), or -1.
-double metric(const std::string& text, const std::string& series) {
-  auto pos = text.find("\n" + series + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stod(text.substr(pos + series.size() + 2));
-}
-
-}  // namespace
-
 TEST_CASE("metrics an operator can rely on: cut responses, TCP connections, build and process, bounded series") {
   auto api = free_port();
   auto tcp_port = free_port();
@@ -313,16 +296,16 @@ TEST_CASE("metrics an operator can rely on: cut responses, TCP connections, buil
     std::smatch t;
     if (std::regex_search(l, t, std::regex(R"(tunnel=(\S+) tcp remote=)"))) tcp_name = t[1];
   }
-  auto text = scrape(api);
-  CHECK(metric(text, R"(grok_exchanges_total{tunnel="app",status="200"})") == 1);
-  CHECK(metric(text, R"(grok_exchanges_total{tunnel="app",status="cut"})") == 1);
-  CHECK(metric(text, R"(grok_tcp_connections_total{tunnel=")" + tcp_name + R"("})") == 1);
+  auto text = metrics_text(api);
+  CHECK(sample(text, R"(grok_exchanges_total{tunnel="app",status="200"})") == 1);
+  CHECK(sample(text, R"(grok_exchanges_total{tunnel="app",status="cut"})") == 1);
+  CHECK(sample(text, R"(grok_tcp_connections_total{tunnel=")" + tcp_name + R"("})") == 1);
   CHECK(text.find("status=\"0\"") == std::string::npos);
-  CHECK(metric(text, R"(grok_build_info{version="0.1.0"})") == 1);
-  CHECK(metric(text, "process_resident_memory_bytes") > 1 << 20);
-  CHECK(metric(text, "process_open_fds") > 3);
-  CHECK(metric(text, "process_cpu_seconds_total") >= 0);
-  CHECK(metric(text, "process_start_time_seconds") > 1.7e9);
+  CHECK(sample(text, R"(grok_build_info{version="0.1.0"})") == 1);
+  CHECK(sample(text, "process_resident_memory_bytes") > 1 << 20);
+  CHECK(sample(text, "process_open_fds") > 3);
+  CHECK(sample(text, "process_cpu_seconds_total") >= 0);
+  CHECK(sample(text, "process_start_time_seconds") > 1.7e9);
 
   INFO("per-tunnel series leave once the tunnel's name_grace (1s) has ended");
   s.stop_client();
@@ -330,7 +313,7 @@ TEST_CASE("metrics an operator can rely on: cut responses, TCP connections, buil
   REQUIRE(tcp.wait_exit(scaled(5s)) == 0);
   auto until = clock::now() + scaled(10s);
   do {
-    text = scrape(api);
+    text = metrics_text(api);
     if (text.find("tunnel=\"app\"") == std::string::npos) break;
     std::this_thread::sleep_for(100ms);
   } while (clock::now() < until);

@@ -3,11 +3,8 @@
 // auth-failure counters.
 
 #include <doctest/doctest.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/ptrace.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,53 +68,28 @@ TEST_CASE("failed Hellos are counted in grok_auth_failures_total") {
 }
 
 TEST_CASE("the watchdog stops pinging while the worker pool is wedged, and pings again after") {
-  char tmpl[] = "/tmp/grok-notify-XXXXXX";
-  std::string dir = mkdtemp(tmpl);
-  std::string path = dir + "/notify.sock";
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  // WATCHDOG=1 messages that arrive within `window`.
-  auto pings_within = [&](std::chrono::milliseconds window) {
-    int pings = 0;
-    auto deadline = clock::now() + window;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-      if (left <= 0) return pings;
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left)) != 1) continue;
-      char buf[4096];
-      auto n = recv(fd, buf, sizeof buf, 0);
-      if (n > 0 && std::string(buf, static_cast<size_t>(n)).find("WATCHDOG=1") != std::string::npos) ++pings;
-    }
-  };
-  {
-    stack::options o;
-    o.start_client = false;
-    // A ping every 200 ms while the one worker ran a probe within the last 400 ms.
-    o.server_env = {"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=400000", "GROK_WORKER_POOL_SIZE=1"};
-    stack s(o);
-    CHECK(pings_within(scaled(1s)) >= 2);
-    // Wedge the worker: stop that one thread (ptrace), the rest of the process runs on.
-    pid_t worker = 0;
-    for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(s.server->pid()) + "/task")) {
-      std::ifstream comm(e.path() / "comm");
-      std::string name;
-      std::getline(comm, name);
-      if (name == "grok-worker") worker = std::stoi(e.path().filename().string());
-    }
-    REQUIRE(worker != 0);
-    REQUIRE(ptrace(PTRACE_SEIZE, worker, nullptr, nullptr) == 0);
-    REQUIRE(ptrace(PTRACE_INTERRUPT, worker, nullptr, nullptr) == 0);
-    int status = 0;
-    REQUIRE(waitpid(worker, &status, __WALL) == worker);
-    pings_within(scaled(600ms));  // what was already on its way
-    CHECK(pings_within(scaled(1500ms)) == 0);
-    CHECK(ptrace(PTRACE_DETACH, worker, nullptr, nullptr) == 0);
-    CHECK(pings_within(scaled(1500ms)) >= 2);
+  notify_socket notify;
+  stack::options o;
+  o.start_client = false;
+  // A ping every 200 ms while the one worker ran a probe within the last 400 ms.
+  o.server_env = {"NOTIFY_SOCKET=" + notify.path(), "WATCHDOG_USEC=400000", "GROK_WORKER_POOL_SIZE=1"};
+  stack s(o);
+  CHECK(notify.count_within("WATCHDOG=1", scaled(1s)) >= 2);
+  // Wedge the worker: stop that one thread (ptrace), the rest of the process runs on.
+  pid_t worker = 0;
+  for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(s.server->pid()) + "/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "grok-worker") worker = std::stoi(e.path().filename().string());
   }
-  close(fd);
-  std::filesystem::remove_all(dir);
+  REQUIRE(worker != 0);
+  REQUIRE(ptrace(PTRACE_SEIZE, worker, nullptr, nullptr) == 0);
+  REQUIRE(ptrace(PTRACE_INTERRUPT, worker, nullptr, nullptr) == 0);
+  int status = 0;
+  REQUIRE(waitpid(worker, &status, __WALL) == worker);
+  notify.count_within("WATCHDOG=1", scaled(600ms));  // what was already on its way
+  CHECK(notify.count_within("WATCHDOG=1", scaled(1500ms)) == 0);
+  CHECK(ptrace(PTRACE_DETACH, worker, nullptr, nullptr) == 0);
+  CHECK(notify.count_within("WATCHDOG=1", scaled(1500ms)) >= 2);
 }

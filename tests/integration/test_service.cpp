@@ -21,19 +21,6 @@ using namespace grok::test;
 
 namespace {
 
-std::string metrics_text(uint16_t api_port) {
-  auto r = request(api_port, "GET", "127.0.0.1", "/metrics");
-  REQUIRE(r.status == 200);
-  return r.body;
-}
-
-/// The value of one sample line (exact name and labels), or -1.
-double sample(const std::string& text, const std::string& series) {
-  auto pos = text.find("\n" + series + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stod(text.substr(pos + series.size() + 2));
-}
-
 /// Every line is a comment or `name{labels} value` (Prometheus text format 0.0.4).
 bool valid_prometheus(const std::string& text) {
   static const std::regex sample_line(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*(\\.[^"\\]*)*",?)*\})? -?[0-9.eE+-]+$)");
@@ -257,46 +244,20 @@ TEST_CASE("SIGTERM with a request that never ends: /readyz 503 while draining, c
 }
 
 TEST_CASE("sd_notify: READY, RELOADING/READY, WATCHDOG and STOPPING reach NOTIFY_SOCKET") {
-  char tmpl[] = "/tmp/grok-notify-XXXXXX";
-  std::string dir = mkdtemp(tmpl);
-  std::string path = dir + "/notify.sock";
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  std::vector<std::string> messages;
-  auto wait_for = [&](const std::string& what, std::chrono::milliseconds timeout) {
-    auto deadline = clock::now() + timeout;
-    for (;;) {
-      for (auto& m : messages)
-        if (m.find(what) != std::string::npos) return true;
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-      if (left <= 0) return false;
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left)) != 1) return false;
-      char buf[4096];
-      auto n = recv(fd, buf, sizeof buf, 0);
-      if (n > 0) messages.emplace_back(buf, static_cast<size_t>(n));
-    }
-  };
-  {
-    stack::options o;
-    o.start_client = false;
-    o.server_env = {"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=400000"};
-    stack s(o);
-    CHECK(wait_for("READY=1", 5s));
-    CHECK(wait_for("WATCHDOG=1", 5s));
-    messages.clear();
-    s.server->signal(SIGHUP);
-    CHECK(wait_for("RELOADING=1", 5s));
-    CHECK(wait_for("READY=1", 5s));
-    s.server->signal(SIGTERM);
-    CHECK(wait_for("STOPPING=1", 5s));
-    CHECK(s.server->wait_exit(10s) == 0);
-  }
-  close(fd);
-  std::filesystem::remove_all(dir);
+  notify_socket notify;
+  stack::options o;
+  o.start_client = false;
+  o.server_env = {"NOTIFY_SOCKET=" + notify.path(), "WATCHDOG_USEC=400000"};
+  stack s(o);
+  CHECK(notify.wait_for("READY=1", 5s));
+  CHECK(notify.wait_for("WATCHDOG=1", 5s));
+  notify.messages.clear();
+  s.server->signal(SIGHUP);
+  CHECK(notify.wait_for("RELOADING=1", 5s));
+  CHECK(notify.wait_for("READY=1", 5s));
+  s.server->signal(SIGTERM);
+  CHECK(notify.wait_for("STOPPING=1", 5s));
+  CHECK(s.server->wait_exit(10s) == 0);
 }
 
 TEST_CASE("without NOTIFY_SOCKET the same binary runs in the foreground; --check-config binds nothing") {
