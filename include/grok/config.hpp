@@ -92,6 +92,9 @@ struct client_config {
   std::string log_level = "info";
   bool insecure = false;          ///< plaintext gRPC (a development server without a certificate)
   std::string ca;                 ///< PEM file of CAs to verify the server with; empty = the system CAs
+  /// Pings to the server, and how long one may go unanswered before the stream is dropped.
+  std::chrono::milliseconds heartbeat_interval{5000};
+  std::chrono::milliseconds heartbeat_timeout{5000};
 };
 
 /// The placeholder token of the example configuration (conf/grok-server.yaml).

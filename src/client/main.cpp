@@ -192,6 +192,8 @@ int main(int argc, char** argv) {
     }
   }
   opts.insecure = insecure || cfg.insecure;
+  opts.heartbeat_interval = cfg.heartbeat_interval;
+  opts.heartbeat_timeout = cfg.heartbeat_timeout;
   if (ca_file.empty()) ca_file = cfg.ca;
   if (!ca_file.empty()) {
     try {

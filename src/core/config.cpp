@@ -693,6 +693,12 @@ client_config parse_client_config(const std::string& yaml_text, const std::strin
     {"token", [&](const entry& e) { cfg.token = r.token(e, true); }},
     {"log_level", [&](const entry& e) { cfg.log_level = r.log_level(e); }},
     {"insecure", [&](const entry& e) { cfg.insecure = r.boolean(e); }},
+    {"heartbeat_interval", [&](const entry& e) {
+      cfg.heartbeat_interval = r.duration(e, false);
+      // grok-server treats pings more often than this as abuse and closes the connection.
+      if (cfg.heartbeat_interval < std::chrono::seconds(1)) r.fail(e, "must be at least 1s");
+    }},
+    {"heartbeat_timeout", [&](const entry& e) { cfg.heartbeat_timeout = r.duration(e, false); }},
     {"ca", [&](const entry& e) {
       const auto& given = r.scalar(e, "a file path");
       if (given.empty()) r.fail(e, "must not be empty");

@@ -351,3 +351,24 @@ TEST_CASE("a server gone silent (not closed) is noticed by the client's heartbea
   CHECK(s.client->wait_for_count("Forwarding", 2, scaled(20s)));
   CHECK(answers_200(s.http_port, s.host(), scaled(5s)));
 }
+
+TEST_CASE("the client's heartbeat is set in its config: 1s + 1s notices a silent server within about 2 s") {
+  stack::options o;
+  o.start_client = false;
+  stack s(o);
+  std::ofstream(s.dir + "/client.yaml") << "server: 127.0.0.1:" << s.grpc_port << "\ntoken: " << s.opts.token
+                                        << "\ninsecure: true\nheartbeat_interval: 1s\nheartbeat_timeout: 1s\n";
+  process c({binary("grok"), "--config", s.dir + "/client.yaml", "http", std::to_string(s.upstream_port),
+             "--subdomain", "beat"});
+  REQUIRE(c.wait_for_line(std::regex(R"(Forwarding\s+http://beat\.)"), scaled(15s)));
+  // Pings every second are within what the server allows: no GOAWAY for too many pings.
+  CHECK_FALSE(c.wait_for_text("tunnel lost", 6s));
+  s.server->signal(SIGSTOP);
+  auto start = clock::now();
+  CHECK(c.wait_for_text("tunnel lost", scaled(10s)));
+  auto took = clock::now() - start;
+  s.server->signal(SIGCONT);
+  CHECK(took < scaled(4s));  // not the default 5 s + 5 s
+  c.signal(SIGINT);
+  CHECK(c.wait_exit(scaled(5s)) == 0);
+}

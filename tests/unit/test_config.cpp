@@ -517,12 +517,15 @@ TEST_CASE("config: shipped conf/grok.yaml parses") {
   // Every key the client accepts is documented there, at the top level.
   std::ifstream in(GROK_SOURCE_DIR "/conf/grok.yaml");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (const char* key : {"server", "token", "log_level", "insecure"}) {
+  for (const char* key : {"server", "token", "log_level", "insecure", "heartbeat_interval", "heartbeat_timeout"}) {
     CAPTURE(key);
     CHECK(text.find(std::string("\n") + key + ":") != std::string::npos);
   }
   CHECK(text.find("\n# ca:") != std::string::npos);  // a file path: shown as a commented example
   CHECK_FALSE(cfg.insecure);
+  grok::client_config d;
+  CHECK(cfg.heartbeat_interval == d.heartbeat_interval);
+  CHECK(cfg.heartbeat_timeout == d.heartbeat_timeout);
 }
 #endif
 
