@@ -652,6 +652,23 @@ stack::~stack() {
   std::filesystem::remove_all(dir, ec);
 }
 
+void freeze(process& p) {
+  p.signal(SIGSTOP);
+  auto until = clock::now() + scaled(5s);
+  for (;;) {
+    bool all_stopped = true;
+    for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(p.pid()) + "/task")) {
+      std::ifstream stat(e.path() / "stat");
+      std::string text((std::istreambuf_iterator<char>(stat)), {});
+      auto close = text.rfind(')');
+      if (close == std::string::npos || close + 2 >= text.size() || text[close + 2] != 'T') all_stopped = false;
+    }
+    if (all_stopped) return;
+    if (clock::now() >= until) throw std::runtime_error("pid " + std::to_string(p.pid()) + " did not stop");
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
 std::string metrics_text(uint16_t api_port) {
   auto r = request(api_port, "GET", "127.0.0.1", "/metrics");
   if (r.status != 200) throw std::runtime_error("/metrics answered " + std::to_string(r.status));

@@ -217,6 +217,11 @@ std::string binary(const char* name);
 /// A port that was free a moment ago (for settings where 0 means "off").
 uint16_t free_port();
 
+/// Sends SIGSTOP and waits until every thread of `p` is stopped (a stop is
+/// delivered asynchronously, and a thread still running could act first);
+/// throws if that takes longer than 5 s (scaled).
+void freeze(process& p);
+
 /// The admin endpoint's /metrics text; throws unless it answers 200.
 std::string metrics_text(uint16_t api_port);
 /// The value of one sample line of `text` (exact name and labels), or -1.

@@ -322,7 +322,7 @@ TEST_CASE("kill -9 of grok-server: the server sees the client retry on its docum
       // is refused with a refusal that clears by itself, so the client keeps trying
       // and the server logs each one. The client is held while that is set up, so
       // its retries all start from its waking up.
-      s.client->signal(SIGSTOP);
+      freeze(*s.client);
       s.opts.auth_extra_yaml = "  max_failures: 1\n  failure_window: 10m\n";
     } else {
       s.opts.auth_extra_yaml.clear();
