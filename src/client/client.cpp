@@ -35,15 +35,16 @@ on_refusal classify(pb::Refused::Reason reason, bool name_chosen) {
     case pb::Refused::BAD_TOKEN:
     case pb::Refused::BAD_NAME:
     case pb::Refused::UNSUPPORTED_VERSION:
-    case pb::Refused::NAME_RESERVED:
     case pb::Refused::TAKEN_OVER:
     case pb::Refused::UNAVAILABLE:
     case pb::Refused::TOO_MANY_TUNNELS:
       return on_refusal::exit;
     case pb::Refused::NAME_TAKEN:
+    case pb::Refused::NAME_RESERVED:
     case pb::Refused::NAME_HELD:
+      // A name the server picked is not worth waiting for; one the user chose is.
       if (!name_chosen) return on_refusal::new_name;
-      return reason == pb::Refused::NAME_TAKEN ? on_refusal::exit : on_refusal::retry;
+      return reason == pb::Refused::NAME_HELD ? on_refusal::retry : on_refusal::exit;
     default:
       return on_refusal::retry;
   }
