@@ -104,9 +104,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t cut : cuts) {
     auto piece = raw.substr(at, cut - at);
     at = cut;
-    auto dst = buffer.prepare(piece.size());
-    std::memcpy(dst.data(), piece.data(), piece.size());
-    buffer.commit(piece.size());
+    if (!piece.empty()) {  // an empty prepare() has no memory to copy into
+      auto dst = buffer.prepare(piece.size());
+      std::memcpy(dst.data(), piece.data(), piece.size());
+      buffer.commit(piece.size());
+    }
     pump(false);
   }
   pump(true);

@@ -14,6 +14,7 @@ namespace pb = grok::pb;
 namespace {
 
 void feed(boost::beast::flat_buffer& b, const std::string& bytes) {
+  if (bytes.empty()) return;
   auto dst = b.prepare(bytes.size());
   std::memcpy(dst.data(), bytes.data(), bytes.size());
   b.commit(bytes.size());
