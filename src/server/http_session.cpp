@@ -586,14 +586,17 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     // A response that ended before all of it went out is "cut", not its status;
     // an exchange that ended before any response is "no_response". An upgraded
     // connection ends whenever either side closes it.
-    std::string outcome = ex_.upgraded || ex_.down == download::complete ? std::to_string(ex_.status)
-                          : ex_.down == download::streaming          ? "cut"
-                                                                      : "no_response";
+    bool complete = ex_.upgraded || ex_.down == download::complete;
+    std::string outcome = complete                               ? std::to_string(ex_.status)
+                          : ex_.down == download::streaming ? "cut"
+                                                            : "no_response";
     if (was_open) {
       state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
       state_.stats.record_exchange(tunnel_->name(), outcome, took, ex_.bytes_in, ex_.resp_bytes);
     }
-    if (ex_.id == 0) return;  // no request reached a tunnel: nothing to log as an exchange
+    // No request reached a tunnel: nothing to log as an exchange. Nothing to format either
+    // when access lines are not logged.
+    if (ex_.id == 0 || !spdlog::should_log(spdlog::level::info)) return;
     const std::string& tunnel = tunnel_ ? tunnel_->name() : "-";
     log_fields(spdlog::level::info,
                fmt::format("tunnel={} conn={} req={} remote={} \"{} {}\" {} in={}B out={}B {}ms", tunnel, conn_id_,
@@ -605,7 +608,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
                 {"method", ex_.method},
                 {"path", ex_.target},
                 {"status", static_cast<int64_t>(ex_.status)},
-                {"outcome", outcome == std::to_string(ex_.status) ? std::string_view("complete") : outcome},
+                {"outcome", complete ? std::string_view("complete") : std::string_view(outcome)},
                 {"bytes_in", static_cast<int64_t>(ex_.bytes_in)},
                 {"bytes_out", static_cast<int64_t>(ex_.resp_bytes)},
                 {"duration_ms", static_cast<int64_t>(ms)}});

@@ -161,6 +161,7 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
     auto took = clock::now() - started_;
     state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
     state_.stats.record_tcp_connection(tunnel_->name(), bytes_in_, bytes_out_);
+    if (!spdlog::should_log(spdlog::level::info)) return;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     log_fields(spdlog::level::info,
                fmt::format("tunnel={} tcp remote={} req={}: {} in={}B out={}B {}ms", tunnel_->name(), remote_, id_,
