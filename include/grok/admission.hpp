@@ -36,6 +36,10 @@ struct admission {
   unsigned tunnel_limit = 0;   ///< tunnels this token may hold at once (0 = no limit)
   bool limit_from_entry = false;  ///< the limit is the entry's max_tunnels, not tunnels.max_per_token
   uint32_t client_window = 0;  ///< response bytes the client grants per exchange
+  bool pool = false;           ///< asks to join the name's pool
+  token_digest pool_key{};     ///< who may share its pool (see grok::pool_key)
+
+  claimant who() const { return claimant(token, pool_key, pool); }
 };
 
 /// Checks a Hello. `draining`: the server is shutting down. `auth_wait`: how
@@ -52,8 +56,8 @@ refusal refuse_tcp_port(const server_config& cfg);
 
 /// After a reload: why an open tunnel must close (its token revoked, its
 /// name now reserved for another token, TCP no longer allowed), or nullopt.
-std::optional<refusal> recheck_after_reload(const server_config& cfg, const token_digest& token, const std::string& name,
-                                            const std::optional<token_digest>& name_reserved_for, bool tcp);
+std::optional<refusal> recheck_after_reload(const server_config& cfg, const claimant& who, const std::string& name,
+                                            const std::optional<name_reservation>& reserved, bool tcp);
 
 /// Failed Hellos per source address (auth.max_failures per
 /// auth.failure_window): past the limit the address is refused without its

@@ -27,6 +27,15 @@ struct client_options {
   /// stream and reconnects (a server gone silent is noticed within their sum).
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{5000};
+  /// Share the name with the other tunnels that ask for it with `pool`
+  /// (same token or tokens-file pool): the server spreads requests over them.
+  bool pool = false;
+  /// When set, GET this path on the local service every `health_interval`;
+  /// while it fails (not 2xx/3xx within `health_timeout`) the server sends
+  /// this tunnel no new request.
+  std::string health_path;
+  std::chrono::milliseconds health_interval{10000};
+  std::chrono::milliseconds health_timeout{2000};
 };
 
 class client {

@@ -55,6 +55,7 @@ struct server_config {
   uint32_t max_exchanges = 1000;              ///< in flight per tunnel
   uint64_t max_queued_bytes = 64ull << 20;    ///< bytes waiting on one tunnel's stream
   std::chrono::milliseconds name_grace{60000};///< offline names answer 502 this long
+  unsigned max_pool_members = 64;             ///< tunnels in one pool (`grok --pool`)
   uint16_t tcp_port_start = 20000;            ///< public ports for `grok tcp` tunnels
   uint16_t tcp_port_end = 20099;              ///< inclusive; start 0 = TCP tunnels off
   unsigned max_streams_per_connection = 4;    ///< concurrent gRPC streams on one client connection

@@ -26,15 +26,20 @@ struct token_entry {
   std::vector<std::string> names;  ///< names only this token may take
   unsigned max_tunnels = 0;        ///< tunnels at once; 0 = tunnels.max_per_token
   bool tcp = true;                 ///< may open TCP tunnels
+  std::string pool;                ///< tokens naming the same pool may serve one name together
   int line = -1;                   ///< 0-based line in its file, -1 if inline
 };
 
 /// Parses a tokens file: a YAML list of maps with keys label (required),
-/// sha256 (required, 64 hex digits), names (list), max_tunnels, tcp.
+/// sha256 (required, 64 hex digits), names (list), max_tunnels, pool, tcp.
 /// Errors are config_error "FILE:LINE: [i].key: reason". Labels, digests and
 /// reserved names must be unique across entries.
 std::vector<token_entry> parse_tokens_file(const std::string& yaml_text, const std::string& source);
 std::vector<token_entry> load_tokens_file(const std::string& path);
+
+/// The key that decides who may join a pool: the pool label's when the
+/// entry names one, else the token's own digest.
+token_digest pool_key(const token_digest& token, const token_entry* entry);
 
 /// A new random token: "grok_" followed by 43 base64url characters (256 bits).
 std::string generate_token();

@@ -38,6 +38,7 @@ on_refusal classify(pb::Refused::Reason reason, bool name_chosen) {
     case pb::Refused::TAKEN_OVER:
     case pb::Refused::UNAVAILABLE:
     case pb::Refused::TOO_MANY_TUNNELS:
+    case pb::Refused::POOL_MISMATCH:
       return on_refusal::exit;
     case pb::Refused::NAME_TAKEN:
     case pb::Refused::NAME_RESERVED:
@@ -64,6 +65,8 @@ std::string hint(pb::Refused::Reason reason, const std::string& server) {
       return " (update grok or grok-server so both speak the same protocol)";
     case pb::Refused::TOO_MANY_TUNNELS:
       return " (stop one of this token's other tunnels first)";
+    case pb::Refused::POOL_MISMATCH:
+      return " (pool members share a token, or tokens whose entries name the same pool; choose another --subdomain)";
     default:
       return {};
   }

@@ -65,6 +65,14 @@ int main(int argc, char** argv) {
   http->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   http->add_option("--token", token, "authentication token (default from the config file)");
   http->add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  std::string health_interval, health_timeout;
+  http->add_flag("--pool", opts.pool,
+                 "share the name with other grok processes that ask for it with --pool (same token, or tokens of one "
+                 "pool): the server spreads requests over them");
+  http->add_option("--health-check", opts.health_path,
+                   "GET this path on the local service; while it fails (not 2xx/3xx) the tunnel gets no new request");
+  http->add_option("--health-interval", health_interval, "time between health checks (default 10s)");
+  http->add_option("--health-timeout", health_timeout, "how long a health check may take (default 2s)");
 
   auto* tcp = app.add_subcommand("tcp", "expose a local TCP service on a public port of the server");
   tcp->fallthrough();
@@ -72,6 +80,9 @@ int main(int argc, char** argv) {
   tcp->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   tcp->add_option("--token", token, "authentication token (default from the config file)");
   tcp->add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  tcp->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (a pool's members name the same one)");
+  tcp->add_flag("--pool", opts.pool,
+                "share the name and its public port with other `grok tcp --pool` processes: each connection goes to one");
 
   std::string serve_dir, serve_auth;
   auto* serve = app.add_subcommand("serve", "serve the files of a folder through the tunnel (no local server needed)");
@@ -165,6 +176,26 @@ int main(int argc, char** argv) {
     if (app.count("--config") > 0 || std::filesystem::exists(config_path)) cfg = grok::load_client_config(config_path);
     if (*http || *tcp) std::tie(opts.local_host, opts.local_port) = grok::parse_local_address(local);
     opts.tcp = static_cast<bool>(*tcp);
+    if (opts.pool && opts.subdomain.empty())
+      throw std::invalid_argument("--pool needs --subdomain NAME: the name the pool's members share");
+    if (*http) {
+      if (!opts.health_path.empty() && (opts.health_path.front() != '/' ||
+                                        opts.health_path.find_first_of(" \r\n\t") != std::string::npos))
+        throw std::invalid_argument("--health-check: expected a path such as /health, got '" + opts.health_path + "'");
+      if (opts.health_path.empty() && (!health_interval.empty() || !health_timeout.empty()))
+        throw std::invalid_argument("--health-interval and --health-timeout need --health-check PATH");
+      auto duration = [](const std::string& flag, const std::string& text) {
+        try {
+          auto d = grok::parse_duration(text);
+          if (d.count() <= 0) throw std::invalid_argument("must be more than 0");
+          return d;
+        } catch (const std::exception& e) {
+          throw std::invalid_argument(flag + ": " + e.what());
+        }
+      };
+      if (!health_interval.empty()) opts.health_interval = duration("--health-interval", health_interval);
+      if (!health_timeout.empty()) opts.health_timeout = duration("--health-timeout", health_timeout);
+    }
   } catch (const std::exception& e) {
     std::cerr << "grok: " << e.what() << "\n";
     return 2;

@@ -23,10 +23,20 @@ void tunnel_session::start(pb::Tunnel::Stub& stub) {
   h->set_client_version("grok 0.1.0");
   h->set_initial_window(opts_.initial_window);
   h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
-  asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
+  h->set_pool(opts_.pool);
+  std::optional<pb::Frame> unchecked;
+  if (!opts_.health_path.empty()) {
+    // No request until the first check passes.
+    unchecked.emplace();
+    unchecked->mutable_health()->set_healthy(false);
+    unchecked->mutable_health()->set_detail("not checked yet");
+  }
+  asio::post(strand_, [self = shared_from_this(), f = std::move(f), unchecked = std::move(unchecked)]() mutable {
     if (self->closed_) return;  // stopped before it started: the stream may be over already
     self->writer_.attach(self.get());
-    self->writer_.push(std::move(f));
+    self->writer_.push_deferred(std::move(f));
+    if (unchecked) self->writer_.push_deferred(std::move(*unchecked));
+    self->writer_.flush();
   });
 }
 
@@ -81,7 +91,11 @@ void tunnel_session::handle_batch(pb::Batch& b) {
         server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
         max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
         console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
-                opts_.local_host + ":" + std::to_string(opts_.local_port));
+                        opts_.local_host + ":" + std::to_string(opts_.local_port) +
+                        (a.pool_members() ? " (pool member " + std::to_string(a.pool_members()) + " of " +
+                                                std::to_string(a.pool_members()) + ")"
+                                          : std::string()));
+        start_health_check();
         break;
       }
       case pb::Frame::kRefused:
@@ -120,9 +134,31 @@ void tunnel_session::handle_batch(pb::Batch& b) {
   }
 }
 
+void tunnel_session::start_health_check() {
+  if (opts_.health_path.empty() || health_) return;
+  health_check::settings hs;
+  hs.local = local_;
+  hs.host = opts_.local_host + ":" + std::to_string(opts_.local_port);
+  hs.path = opts_.health_path;
+  hs.interval = opts_.health_interval;
+  hs.timeout = opts_.health_timeout;
+  health_ = std::make_shared<health_check>(ioc_, std::move(hs), [weak = weak_from_this()](const probe_result& r) {
+    auto self = weak.lock();
+    if (!self) return;
+    console().write(std::string(r.healthy ? "Healthy     " : "Unhealthy   ") + r.detail +
+                    (r.healthy ? "" : " (no new requests until it passes)"));
+    pb::Frame f;
+    f.mutable_health()->set_healthy(r.healthy);
+    f.mutable_health()->set_detail(r.detail);
+    self->send(std::move(f));
+  });
+  health_->start();
+}
+
 void tunnel_session::close() {
   if (closed_) return;
   closed_ = true;
+  if (health_) health_->stop();
   writer_.detach();
   for (auto& [id, ex] : exchanges_) ex->cancel();
   exchanges_.clear();

@@ -21,6 +21,7 @@
 #include "grok/completion_poller.hpp"
 #include "grok/frame_writer.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
+#include "health_check.hpp"
 #include "local_exchange.hpp"
 #include "stream_call.hpp"
 
@@ -93,6 +94,8 @@ class tunnel_session final : public exchange_host,
   void handle_batch(pb::Batch& b);
   /// Strand: cancels every exchange and gives up the strand's hold on the stream.
   void close();
+  /// Strand: the tunnel is online; starts the health check if there is one.
+  void start_health_check();
 
   asio::io_context& ioc_;
   strand_t strand_;
@@ -114,6 +117,7 @@ class tunnel_session final : public exchange_host,
   uint32_t server_window_ = 64 * 1024;
   uint32_t max_frame_ = 64 * 1024;
   bool closed_ = false;
+  std::shared_ptr<health_check> health_;
 };
 
 }  // namespace grok::client_detail

@@ -35,6 +35,8 @@ std::variant<admission, refusal> admit_hello(const pb::Hello& h, const server_co
   const token_entry* entry = lookup_token(cfg, a.token);
   if (!entry && cfg.auth_required()) return refusal{pb::Refused::BAD_TOKEN, "invalid token", true};
   if (entry) a.token_label = entry->label;
+  a.pool = h.pool();
+  a.pool_key = pool_key(a.token, entry);
   a.limit_from_entry = entry && entry->max_tunnels != 0;
   a.tunnel_limit = a.limit_from_entry ? entry->max_tunnels : cfg.max_per_token;
   a.name = ascii_lower(h.name());
@@ -62,8 +64,19 @@ refusal refuse_claim(claim_result r, const std::string& name, const server_confi
       return make_refusal(pb::Refused::NAME_TAKEN, "name '" + name + "' is already in use by another tunnel");
     case claim_result::reserved:
       return make_refusal(pb::Refused::NAME_RESERVED, "name '" + name + "' is reserved for another token");
+    case claim_result::not_a_pool:
+      return make_refusal(pb::Refused::POOL_MISMATCH, "name '" + name +
+                                                          "' is held by a tunnel that is not a pool; only --pool tunnels may share a name");
+    case claim_result::other_pool:
+      return make_refusal(pb::Refused::POOL_MISMATCH,
+                          "the pool for '" + name + "' belongs to another token (members share a token or a tokens-file pool)");
+    case claim_result::pool_full:
+      return make_refusal(pb::Refused::POOL_FULL, "the pool for '" + name + "' already has " +
+                                                      std::to_string(cfg.max_pool_members) +
+                                                      " members (tunnels.max_pool_members)");
     case claim_result::held:
     case claim_result::ok:
+    case claim_result::joined:
     case claim_result::taken_over:
       break;
   }
@@ -79,11 +92,11 @@ refusal refuse_tcp_port(const server_config& cfg) {
                                               std::to_string(cfg.tcp_port_end));
 }
 
-std::optional<refusal> recheck_after_reload(const server_config& cfg, const token_digest& token, const std::string& name,
-                                            const std::optional<token_digest>& name_reserved_for, bool tcp) {
-  const token_entry* t = lookup_token(cfg, token);
+std::optional<refusal> recheck_after_reload(const server_config& cfg, const claimant& who, const std::string& name,
+                                            const std::optional<name_reservation>& reserved, bool tcp) {
+  const token_entry* t = lookup_token(cfg, who.token);
   if (!t && cfg.auth_required()) return make_refusal(pb::Refused::BAD_TOKEN, "token revoked");
-  if (name_reserved_for && *name_reserved_for != token)
+  if (reserved && !reserved->allows(who))
     return make_refusal(pb::Refused::NAME_RESERVED, "name '" + name + "' is now reserved for another token");
   if (tcp && t && !t->tcp) return make_refusal(pb::Refused::BAD_TOKEN, "this token may no longer open TCP tunnels");
   return std::nullopt;

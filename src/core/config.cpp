@@ -531,6 +531,9 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           cfg.max_queued_bytes = r.size(f, kib, std::numeric_limits<uint64_t>::max());
         }},
         {"name_grace", [&](const entry& f) { cfg.name_grace = r.duration(f, true); }},
+        {"max_pool_members", [&](const entry& f) {
+          cfg.max_pool_members = static_cast<unsigned>(r.integer(f, 1, 1024));
+        }},
         {"tcp_port_start", [&](const entry& f) {
           cfg.tcp_port_start = static_cast<uint16_t>(r.integer(f, 0, 65535));
           tcp_range_line = f.line;

@@ -139,13 +139,16 @@ std::vector<token_entry> parse_tokens_file(const std::string& yaml_text, const s
         if (res.ec != std::errc() || res.ptr != s.data() + s.size() || v > std::numeric_limits<uint32_t>::max())
           fail(source, line, path, "expected an integer in 0..4294967295, got '" + s + "'");
         e.max_tunnels = static_cast<unsigned>(v);
+      } else if (k == "pool") {
+        e.pool = scalar(source, value, path, "a pool label");
+        if (!valid_token_label(e.pool)) fail(source, line, path, "use 1-64 of A-Z, a-z, 0-9, '.', '_', '@', '-'");
       } else if (k == "tcp") {
         auto s = scalar(source, value, path, "true or false");
         if (s == "true" || s == "yes" || s == "on") e.tcp = true;
         else if (s == "false" || s == "no" || s == "off") e.tcp = false;
         else fail(source, line, path, "expected true or false, got '" + s + "'");
       } else {
-        fail(source, line, path, "unknown key (expected label, sha256, names, max_tunnels, tcp)");
+        fail(source, line, path, "unknown key (expected label, sha256, names, max_tunnels, pool, tcp)");
       }
     }
     if (e.label.empty()) fail(source, e.line, at, "missing label");
@@ -198,8 +201,14 @@ std::string render_token_entry(const token_entry& e) {
     out += "]\n";
   }
   if (e.max_tunnels != 0) out += "  max_tunnels: " + std::to_string(e.max_tunnels) + "\n";
+  if (!e.pool.empty()) out += "  pool: " + e.pool + "\n";
   if (!e.tcp) out += "  tcp: false\n";
   return out;
+}
+
+token_digest pool_key(const token_digest& token, const token_entry* entry) {
+  if (!entry || entry->pool.empty()) return token;
+  return sha256_digest("grok-pool:" + entry->pool);
 }
 
 int find_token(const std::vector<token_entry>& entries, const token_digest& d) {
@@ -218,7 +227,8 @@ const char* new_file_header =
     "# grok-server tokens (auth.tokens_file): one entry per token.\n"
     "# Only each token's SHA-256 is kept here; `grok-server token add LABEL` prints a new token once\n"
     "# and appends its entry. Keys: label, sha256, names (reserved for this token), max_tunnels\n"
-    "# (0 = tunnels.max_per_token), tcp (may open TCP tunnels, default true).\n"
+    "# (0 = tunnels.max_per_token), pool (tokens naming the same pool may serve one name together\n"
+    "# with `grok --pool`), tcp (may open TCP tunnels, default true).\n"
     "# Apply changes with `systemctl reload grok-server`.\n";
 
 }  // namespace

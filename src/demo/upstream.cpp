@@ -61,6 +61,10 @@ bool g_idle_408 = false;
 // once since the last GET /in-flight: tests use it to show requests overlapped.
 std::atomic<int> g_in_flight{0};
 std::atomic<int> g_in_flight_peak{0};
+// GET /health answers 200 until POST /health/fail, 503 until POST /health/pass.
+std::atomic<bool> g_healthy{true};
+// --name NAME: "/" says "Hello from NAME" (which of several copies answered).
+std::string g_hello;
 
 struct in_flight_mark
 {
@@ -385,7 +389,18 @@ private:
         auto const& path = target_.path;
         if (path == "/")
             return do_drain_body([self = shared_from_this()] {
-                self->do_write_text(http::status::ok, std::string(k_hello));
+                self->do_write_text(http::status::ok, g_hello.empty() ? std::string(k_hello) : g_hello);
+            });
+        if (path == "/health")
+            return do_drain_body([self = shared_from_this()] {
+                bool ok = g_healthy.load();
+                self->do_write_text(ok ? http::status::ok : http::status::service_unavailable,
+                                    ok ? "ok\n" : "failing\n");
+            });
+        if (path == "/health/fail" || path == "/health/pass")
+            return do_drain_body([self = shared_from_this(), pass = path == "/health/pass"] {
+                g_healthy.store(pass);
+                self->do_write_text(http::status::ok, pass ? "health: passing\n" : "health: failing\n");
             });
         if (path == "/echo")
             return start_echo(false);
@@ -1010,7 +1025,7 @@ struct options
 
 [[noreturn]] void usage(int code)
 {
-    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--log-requests] [--keep-alive-timeout MS [--idle-408]]\n";
+    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--name NAME] [--log-requests] [--keep-alive-timeout MS [--idle-408]]\n";
     std::exit(code);
 }
 
@@ -1030,7 +1045,7 @@ options parse_args(int argc, char** argv)
         } else if (arg == "--idle-408") {
             g_idle_408 = true;
             continue;
-        } else if (arg == "--port" || arg == "--host" || arg == "--keep-alive-timeout") {
+        } else if (arg == "--port" || arg == "--host" || arg == "--keep-alive-timeout" || arg == "--name") {
             if (i + 1 >= argc) {
                 std::cerr << "grok-demo-upstream: " << arg << " needs a value\n";
                 usage(2);
@@ -1049,6 +1064,8 @@ options parse_args(int argc, char** argv)
             opts.port = static_cast<std::uint16_t>(port);
         } else if (name == "--host") {
             opts.host = std::string(value);
+        } else if (name == "--name") {
+            g_hello = "Hello from " + std::string(value) + "\n";
         } else if (name == "--keep-alive-timeout") {
             unsigned ms = 0;
             auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);

@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <ctime>
 #include <filesystem>
 
@@ -120,7 +121,14 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       g.exchanges_in_flight = state_.exchanges_in_flight.load();
       g.worker_threads = state_.worker_threads.load();
       g.connections_refused_per_ip = state_.per_ip_connections.refused();
-      for (auto& t : tunnels) g.queued_bytes.emplace_back(t->name(), t->queued_bytes());
+      std::map<std::string, uint64_t> queued;
+      for (auto& t : tunnels) {
+        queued[t->name()] += t->queued_bytes();
+        if (t->pooled())
+          g.pool_members.push_back({t->name(), t->conn_id(), t->peer(), t->accepting(), t->exchanges_in_flight(),
+                                    t->exchanges_total()});
+      }
+      g.queued_bytes.assign(queued.begin(), queued.end());
       sample_process(g);
       state_.stats.keep_tunnels(state_.names.known_names());
       body = state_.stats.render(g, state_.reloads_ok.load(), state_.reloads_failed.load());
@@ -137,7 +145,10 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
                 ",\"peer\":" + json_string(t->peer()) + ",\"token\":" + json_string(t->token_label()) +
                 ",\"connected_seconds\":" + std::to_string(up) +
                 ",\"exchanges_in_flight\":" + std::to_string(t->exchanges_in_flight()) +
-                ",\"queued_bytes\":" + std::to_string(t->queued_bytes()) + "}";
+                ",\"exchanges_total\":" + std::to_string(t->exchanges_total()) +
+                ",\"queued_bytes\":" + std::to_string(t->queued_bytes()) +
+                ",\"pool\":" + (t->pooled() ? "true" : "false") + ",\"member\":" + std::to_string(t->conn_id()) +
+                ",\"healthy\":" + (t->accepting() ? "true" : "false") + "}";
       }
       body += "]\n";
     } else {

@@ -118,7 +118,18 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   };
 
   /// State of the exchange in progress; reset for each request.
+  /// What a retry on another pool member needs: the head, and the request
+  /// bytes sent so far. Kept only until the member returns credit or starts
+  /// its response (then its local service has the request), so never more
+  /// than one window.
+  struct replay {
+    pb::Frame head;
+    std::string body;
+    bool body_done = false;
+  };
+
   struct exchange {
+    uint64_t seq = 0; ///< this connection's count of requests
     uint64_t id = 0;  ///< 0 until a tunnel takes the exchange
     stage at = stage::routing;
     upload up = upload::waiting;
@@ -140,6 +151,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     uint64_t bytes_in = 0;
     uint64_t discarded = 0;
     std::optional<response_relay> relay;  ///< set once the RequestHead is sent
+    std::unique_ptr<replay> again;        ///< see replay; only on a pool
+    bool retried = false;                 ///< a pool member refused it; another took it
     uint64_t resp_bytes = 0;
     unsigned status = 0;
 
@@ -165,6 +178,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
   void do_read_header() {
     ex_ = exchange{};
+    ex_.seq = ++requests_started_;
     cfg_ = state_.config();  // a reload applies from the next request on
     if (buffer_.capacity() > 16 * 1024 && buffer_.size() < 16 * 1024) {
       buffer_.shrink_to_fit();
@@ -286,6 +300,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (found.t && found.t->is_tcp()) found.t.reset();  // a TCP tunnel's name serves no HTTP
     if (!found.t) {
       if (found.recently_offline) return reply_error(502, "Tunnel " + host + " is offline.");
+      if (found.unhealthy)
+        return reply_error(503, "Tunnel " + host + " is online, but its local service fails its health check.");
       return reply_error(404, "Tunnel " + host + " not found.");
     }
     tunnel_ = std::move(found.t);
@@ -293,12 +309,20 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     pb::Frame frame = std::move(ok.frame);
     ex_.id = tunnel_->next_exchange_id();
     frame.set_exchange_id(ex_.id);
+    if (tunnel_->pooled()) ex_.again = std::make_unique<replay>(replay{frame, {}, false});
     ex_.upgrade = std::move(ok.upgrade);
     ex_.expect_continue = ok.expect_continue;
     ex_.up = ok.req_done ? upload::done : upload::waiting;
 
     ex_.last_upload = clock::now();
     arm_response_timer(cfg_->response_timeout);
+    make_relay();
+    ex_.at = stage::open;
+    state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);
+    tunnel_->open(this->shared_from_this(), std::move(frame));
+  }
+
+  void make_relay() {
     response_relay::params rp;
     rp.id = ex_.id;
     rp.version = ex_.version;
@@ -307,15 +331,51 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     rp.upgrade = ex_.upgrade;
     rp.initial_window = cfg_->initial_window;
     ex_.relay.emplace(std::move(rp));
-    ex_.at = stage::open;
-    state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);
-    tunnel_->open(this->shared_from_this(), std::move(frame));
+  }
+
+  /// A pool member's local service refused the connection before it took
+  /// any byte of the request: the exchange starts over, once, on another
+  /// member. False when there is none, or it cannot be replayed.
+  bool retry_elsewhere(const std::string& why) {
+    if (!ex_.again || ex_.retried) return false;
+    auto found = state_.names.find(tunnel_->name(), tunnel_.get());
+    if (!found.t || found.t->is_tcp()) return false;
+    spdlog::info("tunnel={} conn={} req={}: the local service of tunnel conn={} refused ({}); trying conn={}",
+                 tunnel_->name(), conn_id_, ex_.id, tunnel_->conn_id(), why, found.t->conn_id());
+    ex_.retried = true;
+    tunnel_->close_exchange(ex_.id);
+    tunnel_ = std::move(found.t);
+    ex_.id = tunnel_->next_exchange_id();
+    ex_.tunnel_gone = false;
+    pb::Frame head = std::move(ex_.again->head);
+    head.set_exchange_id(ex_.id);
+    make_relay();
+    tunnel_->open(this->shared_from_this(), std::move(head));
+    return true;
   }
 
   void handle_opened(uint64_t id, uint32_t window) {
     if (id != ex_.id || ex_.finished()) return;
     ex_.relay->opened(window);
-    if (ex_.up != upload::waiting) return;  // no body
+    if (ex_.retried && ex_.again) {
+      // The bytes the refusing member was sent go to this one first.
+      auto again = std::move(ex_.again);
+      if (again->body.size() > window) return fail_exchange(502, "The local service refused the connection.");
+      ex_.relay->credit().spend(again->body.size());
+      std::string_view rest = again->body;
+      do {
+        auto piece = rest.substr(0, cfg_->max_frame_size);
+        rest.remove_prefix(piece.size());
+        bool last = rest.empty();
+        if (!piece.empty() || (last && again->body_done))
+          tunnel_->send(make_data(id, std::string(piece), last && again->body_done));
+      } while (!rest.empty());
+      if (ex_.up == upload::body && ex_.read == reader::waiting_credit) {
+        ex_.read = reader::idle;
+        do_read_body();
+      }
+    }
+    if (ex_.up != upload::waiting) return;  // no body, or it is already on its way
     ex_.up = upload::body;
     grow_buffer();
     if (ex_.expect_continue && ex_.version >= 11) {
@@ -345,14 +405,15 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     parser_->get().body().size = want;
     lowest().expires_after(cfg_->idle_timeout);
     http::async_read_some(stream_, buffer_, *parser_,
-                          [self = this->shared_from_this(), id = ex_.id](error_code ec, size_t) {
-                            self->on_read_body(ec, id);
+                          [self = this->shared_from_this(), seq = ex_.seq](error_code ec, size_t) {
+                            self->on_read_body(ec, seq);
                           });
   }
 
-  void on_read_body(error_code ec, uint64_t id) {
+  void on_read_body(error_code ec, uint64_t seq) {
     ex_.read = reader::idle;
-    if (id != ex_.id || ex_.finished()) return;
+    if (seq != ex_.seq || ex_.finished()) return;
+    auto id = ex_.id;  // a retry on another pool member changes it
     if (ec == http::error::need_buffer) ec = {};
     if (ec == http::error::body_limit) {
       cancel_upstream("request body too large");
@@ -388,11 +449,18 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       return do_read_body();
     }
     if (got > 0 || done) {
-      ex_.relay->credit().spend(got);
       ex_.last_upload = clock::now();
       ex_.bytes_in += got;
       body_buf_.resize(got);
-      tunnel_->send(make_data(id, std::move(body_buf_), done));
+      if (ex_.again) {
+        ex_.again->body += body_buf_;
+        ex_.again->body_done = done;
+      }
+      // On the way to another pool member: these go after what the first was sent.
+      if (!(ex_.retried && ex_.again)) {
+        ex_.relay->credit().spend(got);
+        tunnel_->send(make_data(id, std::move(body_buf_), done));
+      }
       body_buf_ = std::string();
     }
     if (done) {
@@ -462,10 +530,14 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
         return protocol_error(st.reason);
       case kind::reset:
         ex_.tunnel_gone = true;
+        if (st.reset_code == pb::Reset::UPSTREAM_REFUSED && retry_elsewhere(st.reset_message)) return;
         return handle_reset(st.reset_code, st.reset_message);
       case kind::progress:
         break;
     }
+    // Credit back or a response started: the member's local service has the
+    // request, so it is not sent anywhere else.
+    if (st.credit_granted || st.head) ex_.again.reset();
     if (st.head) {
       response_timer_.cancel();
       ex_.down = download::streaming;
@@ -618,8 +690,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   /// a long upload is not cut while it is still moving.
   void arm_response_timer(clock::duration after) {
     response_timer_.expires_after(after);
-    response_timer_.async_wait([self = this->shared_from_this(), id = ex_.id](error_code ec) {
-      if (ec || id != self->ex_.id || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished()) return;
+    response_timer_.async_wait([self = this->shared_from_this(), seq = ex_.seq](error_code ec) {
+      auto id = self->ex_.id;
+      if (ec || seq != self->ex_.seq || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished()) return;
       auto due = self->ex_.last_upload + self->cfg_->response_timeout;
       if (due > clock::now()) return self->arm_response_timer(due - clock::now());
       spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->tunnel_->name(), self->conn_id_,
@@ -745,6 +818,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   bool hold_writes_ = false;  // frames of one run are being handled: write once after them
   bool closed_ = false;
   uint64_t requests_ = 0;
+  uint64_t requests_started_ = 0;
   uint64_t head_bytes_ = 0;  // bytes of the current request head parsed so far
 };
 

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   add->add_option("label", tok.label, "who the token is for (1-64 of A-Z a-z 0-9 . _ @ -)")->required();
   add->add_option("--name", tok.names, "a name only this token may take (repeatable)");
   add->add_option("--max-tunnels", tok.max_tunnels, "tunnels at once (0 = tunnels.max_per_token)");
+  add->add_option("--pool", tok.pool, "tokens with the same pool label may serve one name together (grok --pool)");
   add->add_flag("--no-tcp", tok.no_tcp, "may not open TCP tunnels");
   file_opt(add);
   auto* list = token_cmd->add_subcommand("list", "show the tokens file's entries (labels, names, limits)");

@@ -64,7 +64,17 @@ class metrics {
     double cpu_seconds = 0;                   ///< process: user + system CPU time
     uint64_t open_fds = 0;                    ///< process: open file descriptors
     double start_time_seconds = 0;            ///< process: start, seconds since the epoch
-    std::vector<std::pair<std::string, uint64_t>> queued_bytes;  ///< per tunnel
+    std::vector<std::pair<std::string, uint64_t>> queued_bytes;  ///< per tunnel name (a pool's summed)
+    /// One tunnel of a pool.
+    struct member {
+      std::string name;
+      uint64_t conn_id = 0;
+      std::string peer;
+      bool healthy = true;
+      uint32_t in_flight = 0;
+      uint64_t exchanges = 0;
+    };
+    std::vector<member> pool_members;
   };
 
   std::string render(const gauges& g, uint64_t reloads_ok, uint64_t reloads_failed) const {
@@ -126,6 +136,21 @@ class metrics {
     line("# TYPE grok_tunnel_queued_bytes gauge");
     for (auto& [name, bytes] : g.queued_bytes)
       line("grok_tunnel_queued_bytes{tunnel=\"" + escape(name) + "\"} " + std::to_string(bytes));
+    line("# HELP grok_pool_member_healthy Whether a pool member's local service passes its health check (1) or not (0).");
+    line("# TYPE grok_pool_member_healthy gauge");
+    auto member_labels = [&](const gauges::member& m) {
+      return "{tunnel=\"" + escape(m.name) + "\",member=\"" + std::to_string(m.conn_id) + "\",peer=\"" +
+             escape(m.peer) + "\"} ";
+    };
+    for (auto& m : g.pool_members) line("grok_pool_member_healthy" + member_labels(m) + (m.healthy ? "1" : "0"));
+    line("# HELP grok_pool_member_exchanges_in_flight Public requests in flight on a pool member.");
+    line("# TYPE grok_pool_member_exchanges_in_flight gauge");
+    for (auto& m : g.pool_members)
+      line("grok_pool_member_exchanges_in_flight" + member_labels(m) + std::to_string(m.in_flight));
+    line("# HELP grok_pool_member_exchanges_total Public requests given to a pool member since it joined.");
+    line("# TYPE grok_pool_member_exchanges_total counter");
+    for (auto& m : g.pool_members)
+      line("grok_pool_member_exchanges_total" + member_labels(m) + std::to_string(m.exchanges));
     line("# HELP grok_public_connections_refused_total Public connections closed at accept: their IP was at "
          "server.max_connections_per_ip.");
     line("# TYPE grok_public_connections_refused_total counter");

@@ -89,10 +89,10 @@ class server_state {
 };
 
 inline void server_state::set_config(std::shared_ptr<const server_config> c) {
-  std::unordered_map<std::string, token_digest> reserved;
+  std::unordered_map<std::string, name_reservation> reserved;
   for (const auto& t : c->token_table)
-    for (const auto& n : t.names) reserved.emplace(n, t.digest);
-  names.configure(std::move(reserved), c->name_grace);
+    for (const auto& n : t.names) reserved.emplace(n, name_reservation(t.digest, pool_key(t.digest, &t)));
+  names.configure(std::move(reserved), c->name_grace, c->max_pool_members);
   auth_failures.configure(c->max_auth_failures, c->auth_failure_window);
   std::lock_guard lk(mu_);
   cfg_ = std::move(c);

@@ -197,7 +197,11 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
 
 }  // namespace
 
-std::shared_ptr<listener> open_tcp_listener(server_state& state, std::weak_ptr<tunnel> owner, uint16_t& port) {
+tcp_port::~tcp_port() {
+  listener_->stop([&state = state_, port = port_] { state.release_tcp_port(port); });
+}
+
+std::shared_ptr<tcp_port> open_tcp_port(server_state& state, const std::string& name) {
   auto cfg = state.config();
   if (cfg->tcp_port_start == 0) return nullptr;
   auto address = asio::ip::make_address(cfg->bind_address);
@@ -206,12 +210,14 @@ std::shared_ptr<listener> open_tcp_listener(server_state& state, std::weak_ptr<t
     if (!state.reserve_tcp_port(candidate)) continue;
     try {
       auto l = std::make_shared<listener>(state.ioc(), tcp::endpoint(address, candidate),
-                                          [&state, owner](tcp::socket&& s) {
-                                            if (auto t = owner.lock())
-                                              std::make_shared<tcp_session>(std::move(s), state, std::move(t))->start();
+                                          [&state, name](tcp::socket&& s) {
+                                            auto found = state.names.find(name);
+                                            if (found.t && found.t->is_tcp())
+                                              std::make_shared<tcp_session>(std::move(s), state, std::move(found.t))
+                                                  ->start();
                                           });
-      port = candidate;
-      return l;
+      l->start();
+      return std::make_shared<tcp_port>(state, std::move(l), candidate);
     } catch (const boost::system::system_error&) {
       state.release_tcp_port(candidate);  // taken by another program
     }

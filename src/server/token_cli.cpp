@@ -68,6 +68,7 @@ int run_token_add(const token_command& cmd, const std::string& config_path) {
   for (const auto& n : cmd.names) e.names.push_back(ascii_lower(n));
   e.max_tunnels = cmd.max_tunnels;
   e.tcp = !cmd.no_tcp;
+  e.pool = cmd.pool;
   auto token = generate_token();
   e.digest = sha256_digest(token);
   write_atomically(path, tokens_file_add(text, path, e));
@@ -90,12 +91,13 @@ int run_token_list(const token_command& cmd, const std::string& config_path) {
   auto text = read_text(path, exists);
   if (!exists) throw std::runtime_error(path + ": no such file (grok-server token add LABEL creates it)");
   auto entries = parse_tokens_file(text, path);
-  std::cout << "LABEL\tSHA256\tNAMES\tMAX_TUNNELS\tTCP\n";
+  std::cout << "LABEL\tSHA256\tNAMES\tMAX_TUNNELS\tPOOL\tTCP\n";
   for (auto& e : entries) {
     std::string names;
     for (auto& n : e.names) names += (names.empty() ? "" : ",") + n;
     std::cout << e.label << "\t" << digest_hex(e.digest).substr(0, 12) << "…\t" << (names.empty() ? "-" : names)
               << "\t" << (e.max_tunnels ? std::to_string(e.max_tunnels) : "default") << "\t"
+              << (e.pool.empty() ? "-" : e.pool) << "\t"
               << (e.tcp ? "yes" : "no") << "\n";
   }
   return 0;

@@ -12,6 +12,7 @@ struct token_command {
   std::string label;
   std::vector<std::string> names;
   unsigned max_tunnels = 0;
+  std::string pool;
   bool no_tcp = false;
 };
 

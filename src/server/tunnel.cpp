@@ -114,7 +114,9 @@ void tunnel::post_done() {
 }
 
 void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
+  opening_.fetch_add(1, std::memory_order_relaxed);
   asio::post(strand_, [self = shared_from_this(), sink = std::move(sink), head = std::move(head)]() mutable {
+    self->opening_.fetch_sub(1, std::memory_order_relaxed);
     auto id = head.exchange_id();
     if (self->phase_ != phase::open) {
       sink->on_unavailable(id, 502, "tunnel offline");
@@ -125,6 +127,7 @@ void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
       return;
     }
     self->exchanges_.emplace(id, sink);
+    self->exchanges_total_.fetch_add(1, std::memory_order_relaxed);
     self->queue(std::move(head));
     self->update_gauges();
     sink->on_opened(id, self->client_window_);
@@ -177,7 +180,7 @@ void tunnel::apply_config(std::shared_ptr<const server_config> cfg) {
   asio::post(strand_, [self = shared_from_this(), cfg = std::move(cfg)] {
     self->cfg_ = cfg;
     if (self->phase_ != phase::open) return;
-    auto why = recheck_after_reload(*cfg, self->token_digest_, self->name_, self->state_.names.reserved_by(self->name_),
+    auto why = recheck_after_reload(*cfg, self->who_, self->name_, self->state_.names.reservation(self->name_),
                                     self->is_tcp_);
     if (!why) return;
     spdlog::warn("tunnel={} conn={}: {} (reload); closing", self->name_, self->conn_id_, why->message);
@@ -259,8 +262,11 @@ void tunnel::handle_batch(pb::Batch& b) {
       }
       case pb::Frame::kGoAway:
         // The client is leaving: route nothing new here, finish what is in flight.
-        if (registered_) state_.names.release(name_, this, token_digest_);
+        if (registered_) state_.names.release(name_, this);
         registered_ = false;
+        break;
+      case pb::Frame::kHealth:
+        handle_health(f.health());
         break;
       default:
         deliver();
@@ -294,23 +300,33 @@ void tunnel::handle_hello(const pb::Hello& h) {
   // With tokens, a session of the same token takes a live name over (the
   // old one may be frozen: a laptop lid, a partition); without, every
   // client has the same identity and a name stays with whoever holds it.
+  who_ = a.who();
   std::shared_ptr<tunnel> displaced;
-  auto claimed = state_.names.claim(name_, shared_from_this(), token_digest_,
-                                    cfg_->auth_required() ? &displaced : nullptr);
+  size_t members = 0;
+  auto claimed = state_.names.claim(name_, shared_from_this(), who_, cfg_->auth_required() ? &displaced : nullptr,
+                                    &members);
   if (claimed == claim_result::taken_over) {
     spdlog::info("tunnel={} conn={}: taking the name over from conn={}", name_, conn_id_, displaced->conn_id());
     displaced->taken_over();
-  } else if (claimed != claim_result::ok) {
+  } else if (claimed != claim_result::ok && claimed != claim_result::joined) {
     auto r = refuse_claim(claimed, name_, *cfg_);
     name_.clear();
     return refuse(r);
   }
   registered_ = true;
-  uint16_t tcp_port = 0;
+  if (claimed == claim_result::joined) {
+    auto first = state_.names.members(name_);
+    if (!first.empty() && first.front()->is_tcp() != is_tcp_)
+      return refuse(refusal{pb::Refused::POOL_MISMATCH, "the pool for '" + name_ + "' serves " +
+                                                            (is_tcp_ ? "HTTP" : "TCP") + ", not " +
+                                                            (is_tcp_ ? "TCP" : "HTTP")});
+  }
+  uint16_t port = 0;
   if (is_tcp_) {
-    tcp_ = open_tcp_listener(state_, weak_from_this(), tcp_port_);
+    tcp_ = std::static_pointer_cast<tcp_port>(
+        state_.names.shared(name_, [this]() -> std::shared_ptr<void> { return open_tcp_port(state_, name_); }));
     if (!tcp_) return refuse(refuse_tcp_port(*cfg_));
-    tcp_port = tcp_port_;
+    port = tcp_->port();
   }
   client_window_ = a.client_window;
   phase_ = phase::open;
@@ -318,18 +334,33 @@ void tunnel::handle_hello(const pb::Hello& h) {
   auto* acc = f.mutable_accepted();
   acc->set_protocol_version(protocol_version);
   acc->set_name(name_);
-  public_url_ = tcp_ ? "tcp://" + cfg_->domain + ":" + std::to_string(tcp_port)
+  if (who_.pool) acc->set_pool_members(static_cast<uint32_t>(members));
+  public_url_ = tcp_ ? "tcp://" + cfg_->domain + ":" + std::to_string(port)
                      : make_public_url(*cfg_, state_.public_port.load(), name_);
-  acc->set_tcp_port(tcp_port);
+  acc->set_tcp_port(port);
   connected_at_ = clock::now();
   acc->set_public_url(public_url_);
   acc->set_initial_window(cfg_->initial_window);
   acc->set_max_frame_size(cfg_->max_frame_size);
   acc->set_max_exchanges(cfg_->max_exchanges);
   writer_.push(std::move(f));
-  if (tcp_) tcp_->start();
-  spdlog::info("tunnel={} conn={} peer={}{}{}: online at {}", name_, conn_id_, peer_,
-               token_label_.empty() ? "" : " token=", token_label_, public_url_);
+  spdlog::info("tunnel={} conn={} peer={}{}{}: online at {}{}", name_, conn_id_, peer_,
+               token_label_.empty() ? "" : " token=", token_label_, public_url_,
+               who_.pool ? fmt::format(" (pool member {} of {})", members, members) : std::string());
+}
+
+void tunnel::handle_health(const pb::Health& h) {
+  bool was = healthy_.exchange(h.healthy(), std::memory_order_relaxed);
+  bool first = std::exchange(first_health_, false);
+  if (was == h.healthy() && !first) return;
+  auto detail = h.detail().substr(0, 200);
+  if (h.healthy())
+    spdlog::info("tunnel={} conn={}: local service healthy; taking requests ({})", name_, conn_id_, detail);
+  else if (first)
+    spdlog::info("tunnel={} conn={}: no requests until its first health check passes", name_, conn_id_);
+  else
+    spdlog::warn("tunnel={} conn={}: local service unhealthy ({}); no new requests until it recovers", name_,
+                 conn_id_, detail);
 }
 
 void tunnel::refuse(const refusal& r) {
@@ -356,12 +387,11 @@ void tunnel::close(stream_end how, const std::string& message, const std::string
   bool was_open = phase_ == phase::open;
   phase_ = phase::closing;
   hello_timer_.cancel();
-  if (registered_) state_.names.release(name_, this, token_digest_);
+  if (registered_) state_.names.release(name_, this);
   registered_ = false;
   if (token_counted_) state_.names.remove_token_tunnel(token_digest_);
   token_counted_ = false;
-  if (tcp_) tcp_->stop([&state = state_, port = tcp_port_] { state.release_tcp_port(port); });
-  tcp_.reset();
+  tcp_.reset();  // the last member's closes the port
   // In-flight exchanges learn at once; they answer 502 instead of waiting for a timeout.
   auto exchanges = std::move(exchanges_);
   exchanges_.clear();

@@ -39,6 +39,7 @@ class exchange_sink {
 };
 
 class listener;
+class tcp_port;
 
 /// How a tunnel's stream ends; the gRPC call maps each to its status code.
 enum class stream_end {
@@ -88,6 +89,18 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   clock::time_point connected_at() const { return connected_at_; }
   uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
   uint32_t exchanges_in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  /// Exchanges this tunnel was given since it connected.
+  uint64_t exchanges_total() const { return exchanges_total_.load(std::memory_order_relaxed); }
+
+  // What the name registry asks when it picks a pool member.
+  /// Whether the client's health check passes (true when it runs none).
+  bool accepting() const { return healthy_.load(std::memory_order_relaxed); }
+  /// Exchanges in flight, counting the ones on their way to the strand.
+  unsigned load() const {
+    return in_flight_.load(std::memory_order_relaxed) + opening_.load(std::memory_order_relaxed);
+  }
+  /// Set once before the tunnel is registered: it shares its name with a pool.
+  bool pooled() const { return who_.pool; }
 
   /// Set once before the tunnel is registered, read-only afterwards.
   const std::string& name() const { return name_; }
@@ -112,6 +125,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void start_hello_timer();
   void handle_batch(pb::Batch& b);
   void handle_hello(const pb::Hello& h);
+  void handle_health(const pb::Health& h);
   void refuse(const refusal& r);
   void close(stream_end how, const std::string& message, const std::string& why);
   void maybe_finish();
@@ -134,6 +148,10 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint32_t> in_flight_{0};
+  std::atomic<uint32_t> opening_{0};  ///< open() calls not yet on the strand
+  std::atomic<uint64_t> exchanges_total_{0};
+  std::atomic<bool> healthy_{true};
+  claimant who_;  ///< set once in handle_hello
 
   // strand only
   phase phase_ = phase::hello;
@@ -144,6 +162,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   std::string finish_message_;
   bool registered_ = false;
   bool token_counted_ = false;  // included in server_state's per-token count
+  bool first_health_ = true;    // no Health frame yet
   uint32_t client_window_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
   /// handle_batch's scratch: frames of the batch grouped by exchange.
@@ -155,8 +174,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   };
   std::vector<frame_group> groups_;
   std::unordered_map<uint64_t, size_t> group_index_;
-  std::shared_ptr<listener> tcp_;  // TCP tunnels only
-  uint16_t tcp_port_ = 0;
+  std::shared_ptr<tcp_port> tcp_;  // TCP tunnels only; shared by a pool's members
 };
 
 }  // namespace grok::server_detail

@@ -66,7 +66,7 @@ TEST_CASE("tokens file errors name the file, line and entry") {
   CHECK(parse_error("- label: x\n  sha256: nothex\n") ==
         "tokens.yaml:2: [0].sha256: expected the token's SHA-256 as 64 hex digits");
   CHECK(parse_error("- label: x\n  sha256: " + a + "\n  colour: red\n") ==
-        "tokens.yaml:3: [0].colour: unknown key (expected label, sha256, names, max_tunnels, tcp)");
+        "tokens.yaml:3: [0].colour: unknown key (expected label, sha256, names, max_tunnels, pool, tcp)");
   CHECK(parse_error("- label: x\n  sha256: " + a + "\n- label: x\n  sha256: " + b + "\n") ==
         "tokens.yaml:3: [1].label: duplicate of [0]");
   CHECK(parse_error("- label: x\n  sha256: " + a + "\n- label: y\n  sha256: " + a + "\n") ==

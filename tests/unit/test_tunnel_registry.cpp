@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,10 @@ namespace {
 
 struct fake_tunnel {
   int id;
+  bool healthy = true;
+  unsigned in_flight = 0;
+  bool accepting() const { return healthy; }
+  unsigned load() const { return in_flight; }
 };
 
 /// A registry whose clock is `now`, with the grace `grace`.
@@ -45,7 +50,7 @@ TEST_CASE("after release, only the owner may take the name until the grace has p
   fixture f(10s);
   auto a = f.tunnel(1);
   REQUIRE(f.reg.claim("app", a, f.alice) == claim_result::ok);
-  f.reg.release("app", a.get(), f.alice);
+  f.reg.release("app", a.get());
   auto found = f.reg.find("app");
   CHECK(found.t == nullptr);
   CHECK(found.recently_offline);  // answers 502, not 404
@@ -62,13 +67,13 @@ TEST_CASE("the owner reclaims its name within the grace") {
   fixture f(10s);
   auto a = f.tunnel(1);
   REQUIRE(f.reg.claim("app", a, f.alice) == claim_result::ok);
-  f.reg.release("app", a.get(), f.alice);
+  f.reg.release("app", a.get());
   f.now += 5s;
   auto again = f.tunnel(2);
   CHECK(f.reg.claim("app", again, f.alice) == claim_result::ok);
   CHECK(f.reg.find("app").t == again);
   // The reclaim ended the grace: once released again, a new grace starts from then.
-  f.reg.release("app", again.get(), f.alice);
+  f.reg.release("app", again.get());
   f.now += 9s;
   CHECK(f.reg.claim("app", f.tunnel(3), f.bob) == claim_result::held);
 }
@@ -86,7 +91,7 @@ TEST_CASE("a live name passes to a new tunnel of the same token only when the cl
   CHECK(displaced == old);
   CHECK(f.reg.find("app").t == fresh);
   // The displaced tunnel's release, when it closes, leaves the name with the new one.
-  f.reg.release("app", old.get(), f.alice);
+  f.reg.release("app", old.get());
   CHECK(f.reg.find("app").t == fresh);
   CHECK(f.reg.size() == 1);
 }
@@ -95,10 +100,10 @@ TEST_CASE("a release by a tunnel that no longer holds the name changes nothing")
   fixture f;
   auto a = f.tunnel(1), b = f.tunnel(2);
   REQUIRE(f.reg.claim("app", a, f.alice) == claim_result::ok);
-  f.reg.release("app", b.get(), f.bob);  // b never held it
+  f.reg.release("app", b.get());  // b never held it
   CHECK(f.reg.find("app").t == a);
-  f.reg.release("app", a.get(), f.alice);
-  f.reg.release("app", a.get(), f.alice);  // twice: still one grace for alice
+  f.reg.release("app", a.get());
+  f.reg.release("app", a.get());  // twice: still one grace for alice
   CHECK(f.reg.claim("app", f.tunnel(3), f.bob) == claim_result::held);
 }
 
@@ -114,7 +119,7 @@ TEST_CASE("reserved names go only to their token, and never to a random pick") {
   auto live = f.tunnel(3), gone = f.tunnel(4);
   REQUIRE(f.reg.claim("live", live, f.bob) == claim_result::ok);
   REQUIRE(f.reg.claim("held", gone, f.bob) == claim_result::ok);
-  f.reg.release("held", gone.get(), f.bob);
+  f.reg.release("held", gone.get());
   size_t next = 0;
   CHECK(f.reg.free_name([&] { return candidates[next++]; }) == "free");
   CHECK(next == 4);
@@ -149,4 +154,124 @@ TEST_CASE("of many concurrent claims of one name, exactly one wins") {
     CHECK(wins == 1);
     CHECK(taken == 7);
   }
+}
+
+TEST_CASE("pools: members of one token or one pool key share a name; nobody else joins") {
+  fixture f;
+  auto team = sha256_digest("pool:team");
+  claimant alice_pool(f.alice, team, true), bob_pool(f.bob, team, true), bob_alone(f.bob, f.bob, true);
+  size_t members = 0;
+  CHECK(f.reg.claim("api", f.tunnel(1), alice_pool, nullptr, &members) == claim_result::ok);
+  CHECK(members == 1);
+  CHECK(f.reg.claim("api", f.tunnel(2), alice_pool, nullptr, &members) == claim_result::joined);
+  CHECK(members == 2);
+  CHECK(f.reg.claim("api", f.tunnel(3), bob_pool, nullptr, &members) == claim_result::joined);  // same pool key
+  CHECK(members == 3);
+  CHECK(f.reg.claim("api", f.tunnel(4), bob_alone) == claim_result::other_pool);
+  std::shared_ptr<fake_tunnel> displaced;
+  CHECK(f.reg.claim("api", f.tunnel(5), claimant(f.alice), &displaced) == claim_result::taken);  // not a pool member
+  CHECK(displaced == nullptr);
+  CHECK(f.reg.members("api").size() == 3);
+  CHECK(f.reg.tunnels().size() == 3);
+  CHECK(f.reg.size() == 1);
+
+  // A name a lone tunnel holds is not joinable, by its own token either.
+  REQUIRE(f.reg.claim("solo", f.tunnel(6), f.alice) == claim_result::ok);
+  CHECK(f.reg.claim("solo", f.tunnel(7), claimant(f.alice, f.alice, true)) == claim_result::not_a_pool);
+
+  // A pool has at most its limit of members.
+  f.reg.configure({}, 60s, 3);
+  CHECK(f.reg.claim("api", f.tunnel(8), alice_pool) == claim_result::pool_full);
+}
+
+TEST_CASE("pools: the name stays while one member is left; then only the pool may reclaim it within the grace") {
+  fixture f;
+  auto team = sha256_digest("pool:team");
+  claimant alice_pool(f.alice, team, true), bob_pool(f.bob, team, true);
+  auto a = f.tunnel(1), b = f.tunnel(2);
+  REQUIRE(f.reg.claim("api", a, alice_pool) == claim_result::ok);
+  REQUIRE(f.reg.claim("api", b, bob_pool) == claim_result::joined);
+  f.reg.release("api", a.get());
+  CHECK(f.reg.find("api").t == b);
+  f.reg.release("api", b.get());
+  CHECK(f.reg.find("api").recently_offline);
+  CHECK(f.reg.claim("api", f.tunnel(3), claimant(sha256_digest("carol"))) == claim_result::held);
+  CHECK(f.reg.claim("api", f.tunnel(4), claimant(f.bob)) == claim_result::held);  // bob alone is not the pool
+  CHECK(f.reg.claim("api", f.tunnel(5), bob_pool) == claim_result::ok);           // a member of the pool is
+}
+
+TEST_CASE("pools: a reserved name admits the reserving token's pool") {
+  fixture f;
+  auto team = sha256_digest("pool:team");
+  f.reg.configure({{"shop", name_reservation(f.alice, team)}}, 60s);
+  CHECK(f.reg.claim("shop", f.tunnel(1), claimant(f.bob, team, false)) == claim_result::reserved);  // not asking to pool
+  CHECK(f.reg.claim("shop", f.tunnel(2), claimant(f.bob, sha256_digest("x"), true)) == claim_result::reserved);
+  CHECK(f.reg.claim("shop", f.tunnel(3), claimant(f.bob, team, true)) == claim_result::ok);
+}
+
+TEST_CASE("pools: each exchange goes to the accepting member with the least in flight, in turns among equals") {
+  fixture f;
+  auto key = f.alice;
+  claimant c(f.alice, key, true);
+  std::vector<std::shared_ptr<fake_tunnel>> m;
+  for (int i = 0; i < 3; ++i) {
+    m.push_back(f.tunnel(i));
+    REQUIRE(f.reg.claim("api", m.back(), c) != claim_result::other_pool);
+  }
+  // All idle: in turns.
+  std::vector<int> order;
+  for (int i = 0; i < 6; ++i) order.push_back(f.reg.find("api").t->id);
+  CHECK(order == std::vector<int>{0, 1, 2, 0, 1, 2});
+  // The least loaded wins whatever the turn.
+  m[0]->in_flight = 5;
+  m[1]->in_flight = 1;
+  m[2]->in_flight = 3;
+  for (int i = 0; i < 4; ++i) CHECK(f.reg.find("api").t->id == 1);
+  // Equal loads take turns again.
+  m[2]->in_flight = 1;
+  std::set<int> seen;
+  for (int i = 0; i < 4; ++i) seen.insert(f.reg.find("api").t->id);
+  CHECK(seen == std::set<int>{1, 2});
+  // An unhealthy member gets nothing; `except` (a retry) skips one more.
+  m[1]->healthy = false;
+  for (int i = 0; i < 4; ++i) CHECK(f.reg.find("api").t->id == 2);
+  CHECK(f.reg.find("api", m[2].get()).t->id == 0);
+  // None accepting: no tunnel, and the lookup says why.
+  m[0]->healthy = m[2]->healthy = false;
+  auto none = f.reg.find("api");
+  CHECK(none.t == nullptr);
+  CHECK(none.unhealthy);
+  CHECK_FALSE(none.recently_offline);
+  // A member that left is never picked, and the turns go on among the rest.
+  m[0]->healthy = m[1]->healthy = m[2]->healthy = true;
+  m[0]->in_flight = m[1]->in_flight = m[2]->in_flight = 0;
+  f.reg.release("api", m[1].get());
+  std::set<int> rest;
+  for (int i = 0; i < 6; ++i) rest.insert(f.reg.find("api").t->id);
+  CHECK(rest == std::set<int>{0, 2});
+}
+
+TEST_CASE("pools: what the members share is made once and dropped with the name") {
+  fixture f;
+  claimant c(f.alice, f.alice, true);
+  auto a = f.tunnel(1), b = f.tunnel(2);
+  int made = 0;
+  auto make = [&] {
+    ++made;
+    return std::make_shared<int>(made);
+  };
+  CHECK(f.reg.shared("api", make) == nullptr);  // nobody holds it
+  REQUIRE(f.reg.claim("api", a, c) == claim_result::ok);
+  REQUIRE(f.reg.claim("api", b, c) == claim_result::joined);
+  auto first = f.reg.shared("api", make);
+  auto second = f.reg.shared("api", make);
+  CHECK(first == second);
+  CHECK(made == 1);
+  std::weak_ptr<void> weak = first;
+  first.reset();
+  second.reset();
+  f.reg.release("api", a.get());
+  CHECK_FALSE(weak.expired());  // b still holds the name
+  f.reg.release("api", b.get());
+  CHECK(weak.expired());
 }
