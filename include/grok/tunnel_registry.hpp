@@ -160,6 +160,7 @@ class tunnel_registry {
     std::shared_ptr<Tunnel> t;
     bool recently_offline = false;  ///< no tunnel, but one held the name within the grace
     bool unhealthy = false;         ///< tunnels hold the name, but none is accepting (health checks fail)
+    size_t members = 0;             ///< the tunnels serving the name
   };
   /// The tunnel for `name`'s next exchange: of its accepting members, the
   /// one with the fewest exchanges in flight, taking turns among equals.
@@ -168,10 +169,10 @@ class tunnel_registry {
     std::lock_guard lk(mu_);
     if (auto it = names_.find(name); it != names_.end()) {
       auto t = pick(it->second, except);
-      return {t, false, t == nullptr && except == nullptr};
+      return {t, false, t == nullptr && except == nullptr, it->second.members.size()};
     }
     auto off = offline_.find(name);
-    return {nullptr, off != offline_.end() && off->second.until > now_(), false};
+    return {nullptr, off != offline_.end() && off->second.until > now_(), false, 0};
   }
 
   /// What the tunnels of `name` share (a TCP pool's public port), made by

@@ -305,11 +305,12 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       return reply_error(404, "Tunnel " + host + " not found.");
     }
     tunnel_ = std::move(found.t);
+    bool others = found.members > 1;  // a pool member to retry on, should this one refuse
 
     pb::Frame frame = std::move(ok.frame);
     ex_.id = tunnel_->next_exchange_id();
     frame.set_exchange_id(ex_.id);
-    if (tunnel_->pooled()) ex_.again = std::make_unique<replay>(replay{frame, {}, false});
+    if (others) ex_.again = std::make_unique<replay>(replay{frame, {}, false});
     ex_.upgrade = std::move(ok.upgrade);
     ex_.expect_continue = ok.expect_continue;
     ex_.up = ok.req_done ? upload::done : upload::waiting;

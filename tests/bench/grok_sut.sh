@@ -4,7 +4,9 @@
 # Starts grok-server (public HTTP on $PUBLIC_PORT, tunnel port $CONTROL_PORT, domain $TUNNEL_DOMAIN,
 # default logging: an access line per request, as users run it) and `grok http $BACKEND_PORT -s
 # $TUNNEL_SUBDOMAIN` with its console on, and stays in the foreground. WORKERS (env) sets the
-# server's worker_pool_size (default 0 = auto). Two builds side by side: two -s with two BIN dirs.
+# server's worker_pool_size (default 0 = auto). MEMBERS (env, default 1) starts that many
+# clients with --pool, so the name is served by a pool. Two builds side by side: two -s with two
+# BIN dirs.
 set -euo pipefail
 bin=${1:?usage: grok_sut.sh BUILD_DIR}
 : "${PUBLIC_PORT:?} ${CONTROL_PORT:?} ${BACKEND_PORT:?} ${SUT_WORKDIR:?}"
@@ -29,8 +31,13 @@ for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$CONTROL_PORT") 2>/dev/null && break
   sleep 0.1
 done
-"$bin/grok" --insecure --config /dev/null http "127.0.0.1:$BACKEND_PORT" \
-  --subdomain "${TUNNEL_SUBDOMAIN:-bench}" --server "127.0.0.1:$CONTROL_PORT" --token "$token" \
-  >"$SUT_WORKDIR/client.log" 2>&1 &
-echo $! >"$SUT_WORKDIR/client.pid"
+members=${MEMBERS:-1}
+pool=()
+[ "$members" -gt 1 ] && pool=(--pool)
+for i in $(seq "$members"); do
+  "$bin/grok" --insecure --config /dev/null http "127.0.0.1:$BACKEND_PORT" \
+    --subdomain "${TUNNEL_SUBDOMAIN:-bench}" --server "127.0.0.1:$CONTROL_PORT" --token "$token" "${pool[@]}" \
+    >"$SUT_WORKDIR/client$i.log" 2>&1 &
+  [ "$i" -eq 1 ] && echo $! >"$SUT_WORKDIR/client.pid"
+done
 wait
