@@ -59,6 +59,10 @@ struct server_config {
   uint16_t tcp_port_start = 20000;            ///< public ports for `grok tcp` tunnels
   uint16_t tcp_port_end = 20099;              ///< inclusive; start 0 = TCP tunnels off
   unsigned max_streams_per_connection = 4;    ///< concurrent gRPC streams on one client connection
+  uint32_t tunnel_max_connections_per_ip = 256;  ///< tunnel-port connections per source IP; 0 = unlimited
+  uint32_t tunnel_max_connections = 10000;    ///< tunnel-port connections in all; 0 = unlimited
+  std::chrono::milliseconds hello_timeout{10000};  ///< TLS + HTTP/2 handshake, and then a Hello, each within this
+  uint64_t grpc_memory_quota = 1ull << 30;    ///< memory gRPC may use for all tunnel connections
 
   // tls.*
   std::string tls_cert_file;                  ///< PEM chain (a wildcard cert for *.domain)

@@ -545,6 +545,17 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         {"max_streams_per_connection", [&](const entry& f) {
           cfg.max_streams_per_connection = static_cast<unsigned>(r.integer(f, 1, 1000));
         }},
+        {"max_connections_per_ip", [&](const entry& f) {
+          cfg.tunnel_max_connections_per_ip = static_cast<uint32_t>(r.integer(f, 0, 1000000));
+        }},
+        {"max_connections", [&](const entry& f) {
+          cfg.tunnel_max_connections = static_cast<uint32_t>(r.integer(f, 0, 10000000));
+        }},
+        {"hello_timeout", [&](const entry& f) {
+          cfg.hello_timeout = r.duration(f, false);
+          if (cfg.hello_timeout > std::chrono::minutes(10)) r.fail(f, "at most 10m");
+        }},
+        {"grpc_memory_quota", [&](const entry& f) { cfg.grpc_memory_quota = r.size(f, 16 * mib, 1ull << 40); }},
       });
     }},
     {"tls", [&](const entry& e) {

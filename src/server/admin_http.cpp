@@ -121,6 +121,9 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       g.exchanges_in_flight = state_.exchanges_in_flight.load();
       g.worker_threads = state_.worker_threads.load();
       g.connections_refused_per_ip = state_.per_ip_connections.refused();
+      g.tunnel_connections = state_.tunnel_connections.active();
+      g.tunnel_refused_per_ip = state_.tunnel_connections.refused_per_ip();
+      g.tunnel_refused_total = state_.tunnel_connections.refused_total();
       std::map<std::string, uint64_t> queued;
       for (auto& t : tunnels) {
         queued[t->name()] += t->queued_bytes();

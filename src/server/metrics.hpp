@@ -75,6 +75,9 @@ class metrics {
       uint64_t exchanges = 0;
     };
     std::vector<member> pool_members;
+    size_t tunnel_connections = 0;            ///< open on the tunnel port
+    uint64_t tunnel_refused_per_ip = 0;       ///< counters, sampled like the gauges
+    uint64_t tunnel_refused_total = 0;
   };
 
   std::string render(const gauges& g, uint64_t reloads_ok, uint64_t reloads_failed) const {
@@ -151,6 +154,13 @@ class metrics {
     line("# TYPE grok_pool_member_exchanges_total counter");
     for (auto& m : g.pool_members)
       line("grok_pool_member_exchanges_total" + member_labels(m) + std::to_string(m.exchanges));
+    line("# HELP grok_tunnel_connections_active Open connections to the tunnel (gRPC) port.");
+    line("# TYPE grok_tunnel_connections_active gauge");
+    line("grok_tunnel_connections_active " + std::to_string(g.tunnel_connections));
+    line("# HELP grok_tunnel_connections_refused_total Tunnel-port connections closed at accept, by the limit they hit.");
+    line("# TYPE grok_tunnel_connections_refused_total counter");
+    line("grok_tunnel_connections_refused_total{reason=\"per_ip\"} " + std::to_string(g.tunnel_refused_per_ip));
+    line("grok_tunnel_connections_refused_total{reason=\"total\"} " + std::to_string(g.tunnel_refused_total));
     line("# HELP grok_public_connections_refused_total Public connections closed at accept: their IP was at "
          "server.max_connections_per_ip.");
     line("# TYPE grok_public_connections_refused_total counter");

@@ -16,6 +16,7 @@
 #include "grok/config.hpp"
 #include "grok/tunnel_registry.hpp"
 #include "metrics.hpp"
+#include "tunnel_port_guard.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -68,6 +69,8 @@ class server_state {
   auth_failure_limiter auth_failures;
   /// Public connections per source IP (server.max_connections_per_ip).
   ip_connection_limiter per_ip_connections;
+  /// Tunnel-port connections per source IP and in total.
+  tunnel_port_guard tunnel_connections;
   server_detail::metrics stats;
 
   /// The public HTTP port actually bound (differs from the config for port 0).
@@ -94,6 +97,7 @@ inline void server_state::set_config(std::shared_ptr<const server_config> c) {
     for (const auto& n : t.names) reserved.emplace(n, name_reservation(t.digest, pool_key(t.digest, &t)));
   names.configure(std::move(reserved), c->name_grace, c->max_pool_members);
   auth_failures.configure(c->max_auth_failures, c->auth_failure_window);
+  tunnel_connections.configure(c->tunnel_max_connections_per_ip, c->tunnel_max_connections);
   std::lock_guard lk(mu_);
   cfg_ = std::move(c);
 }

@@ -69,11 +69,12 @@ void tunnel::attach(tunnel_stream* s) {
 
 void tunnel::start_hello_timer() {
   // An unauthenticated stream holds nothing for long.
-  hello_timer_.expires_after(std::chrono::seconds(10));
+  hello_timer_.expires_after(cfg_->hello_timeout);
   hello_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec || self->phase_ != phase::hello) return;
-    spdlog::warn("tunnel conn={} peer={}: no Hello within 10s, closing", self->conn_id_, self->peer_);
-    self->close(stream_end::deadline_exceeded, "no Hello within 10s", "no hello");
+    auto why = fmt::format("no Hello within {}ms (tunnels.hello_timeout)", self->cfg_->hello_timeout.count());
+    spdlog::warn("tunnel conn={} peer={}: {}, closing", self->conn_id_, self->peer_, why);
+    self->close(stream_end::deadline_exceeded, why, "no hello");
   });
 }
 

@@ -1,7 +1,14 @@
 #include "tunnel_service.hpp"
 
+#include <arpa/inet.h>
+#include <grpc/support/sync_generic.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/version_info.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <atomic>
@@ -14,9 +21,81 @@
 #include "stream_call.hpp"
 #include "tunnel.hpp"
 
+// gRPC's socket mutator (src/core/lib/iomgr/socket_mutator.h, not an
+// installed header): the one hook that sees a tunnel-port socket right
+// after accept, before TLS or HTTP/2 read a byte from it. Declared here as
+// gRPC 1.51 defines it; grpc_socket_mutator_init is exported by libgrpc.
+static_assert(GRPC_CPP_VERSION_MAJOR == 1 && GRPC_CPP_VERSION_MINOR == 51,
+              "grpc_socket_mutator below mirrors gRPC 1.51; check src/core/lib/iomgr/socket_mutator.h of this version");
+typedef enum {
+  GRPC_FD_CLIENT_CONNECTION_USAGE,
+  GRPC_FD_SERVER_LISTENER_USAGE,
+  GRPC_FD_SERVER_CONNECTION_USAGE,
+} grpc_fd_usage;
+struct grpc_mutate_socket_info {
+  int fd;
+  grpc_fd_usage usage;
+};
+struct grpc_socket_mutator_vtable {
+  bool (*mutate_fd)(int fd, grpc_socket_mutator* mutator);
+  int (*compare)(grpc_socket_mutator* a, grpc_socket_mutator* b);
+  void (*destroy)(grpc_socket_mutator* mutator);
+  bool (*mutate_fd_2)(const grpc_mutate_socket_info* info, grpc_socket_mutator* mutator);
+};
+struct grpc_socket_mutator {
+  const grpc_socket_mutator_vtable* vtable;
+  gpr_refcount refcount;
+};
+void grpc_socket_mutator_init(grpc_socket_mutator* mutator, const grpc_socket_mutator_vtable* vtable);
+
 namespace grok::server_detail {
 
 namespace {
+
+/// Counts each accepted tunnel-port socket against the guard's limits and
+/// shuts down the ones over them (gRPC then reads EOF and drops them).
+/// Always "succeeds": a failed mutation would stop gRPC's accept loop.
+struct guard_mutator {
+  grpc_socket_mutator base;  // first: gRPC passes &base
+  tunnel_port_guard* guard;
+
+  static bool mutate_fd(int, grpc_socket_mutator*) { return true; }
+  static int compare(grpc_socket_mutator* a, grpc_socket_mutator* b) { return a < b ? -1 : a > b ? 1 : 0; }
+  static void destroy(grpc_socket_mutator*) {}  // owned by tunnel_service::impl
+  static bool mutate_fd_2(const grpc_mutate_socket_info* info, grpc_socket_mutator* m) {
+    if (info->usage != GRPC_FD_SERVER_CONNECTION_USAGE) return true;
+    auto* self = reinterpret_cast<guard_mutator*>(m);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    char text[INET6_ADDRSTRLEN] = "unknown";
+    if (::getpeername(info->fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      if (ss.ss_family == AF_INET)
+        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
+      else if (auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss); ss.ss_family == AF_INET6) {
+        if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr))  // an IPv4 peer on a dual-stack socket
+          ::inet_ntop(AF_INET, &v6->sin6_addr.s6_addr[12], text, sizeof text);
+        else
+          ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+      }
+    }
+    if (self->guard->admit(info->fd, text) != tunnel_port_guard::verdict::admitted) ::shutdown(info->fd, SHUT_RDWR);
+    return true;
+  }
+  static constexpr grpc_socket_mutator_vtable vtable{mutate_fd, compare, destroy, mutate_fd_2};
+
+  explicit guard_mutator(tunnel_port_guard& g) : guard(&g) { grpc_socket_mutator_init(&base, &vtable); }
+};
+
+/// Hands the mutator to the server's channel arguments.
+class guard_option final : public grpc::ServerBuilderOption {
+ public:
+  explicit guard_option(guard_mutator& m) : m_(m) {}
+  void UpdateArguments(grpc::ChannelArguments* args) override { args->SetSocketMutator(&m_.base); }
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>*) override {}
+
+ private:
+  guard_mutator& m_;
+};
 
 grpc::StatusCode status_code(stream_end how) {
   switch (how) {
@@ -40,8 +119,9 @@ grpc::StatusCode status_code(stream_end how) {
 /// poller, rather than the callback API's two threads taking turns on
 /// gRPC's pollset, halves the thread wake-ups per request.
 struct tunnel_service::impl {
-  explicit impl(server_state& s) : state(s) {}
+  explicit impl(server_state& s) : state(s), mutator(s.tunnel_connections) {}
   server_state& state;
+  guard_mutator mutator;  // outlives the server
   pb::Tunnel::AsyncService async;
   std::unique_ptr<grpc::ServerCompletionQueue> cq;
   std::unique_ptr<grpc::Server> server;
@@ -162,6 +242,15 @@ uint16_t tunnel_service::start(const server_config& c) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 5);
   // A grok client opens one stream per connection; more from one peer are held back by HTTP/2.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(c.max_streams_per_connection));
+  // What an unauthenticated peer may hold: connections per address and in
+  // total (counted at accept), the TLS and HTTP/2 handshake and a connection
+  // without a stream each for at most hello_timeout, gRPC's memory in all.
+  builder.SetOption(std::make_unique<guard_option>(impl_->mutator));
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, static_cast<int>(c.hello_timeout.count()));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, static_cast<int>(c.hello_timeout.count()));
+  grpc::ResourceQuota quota("grok-tunnel-port");
+  quota.Resize(static_cast<size_t>(c.grpc_memory_quota));
+  builder.SetResourceQuota(quota);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || port == 0)
     throw std::runtime_error("cannot listen for tunnel clients on " + address +

@@ -1218,3 +1218,28 @@ TEST_CASE("name races: one winner among parallel claims, no hijack of a live nam
     CHECK(s.server->count_lines_containing("other-token") == 0);
   }
 }
+
+TEST_CASE("tunnel port: an address past tunnels.max_connections_per_ip is closed at accept; silent ones go at hello_timeout") {
+  auto api = free_port();
+  stack::options o;
+  o.start_client = false;
+  o.server_section_yaml = "  api_port: " + std::to_string(api) + "\n";
+  o.extra_server_yaml = "  max_connections_per_ip: 4\n  hello_timeout: 1s\n";
+  stack s(o);
+  std::vector<std::unique_ptr<connection>> idle;
+  for (int i = 0; i < 4; ++i) idle.push_back(std::make_unique<connection>(s.grpc_port));
+  // Each admitted one gets the server's HTTP/2 preface; the fifth only an EOF, at once.
+  for (auto& c : idle) CHECK_FALSE(c->read_piece(scaled(2s)).bytes.empty());
+  connection over(s.grpc_port);
+  auto t0 = clock::now();
+  CHECK(over.wait_closed(scaled(1s)));
+  CHECK(clock::now() - t0 < scaled(500ms));
+  CHECK(sample(metrics_text(api), "grok_tunnel_connections_refused_total{reason=\"per_ip\"}") == 1);
+  CHECK(sample(metrics_text(api), "grok_tunnel_connections_active") == 4);
+  // The silent ones are closed once hello_timeout passes (1 s here), ...
+  for (auto& c : idle) CHECK(c->wait_closed(scaled(3s)));
+  // ... which frees the address: a real client gets its tunnel.
+  s.start_client("app");
+  CHECK(request(s.http_port, "GET", s.host(), "/").status == 200);
+  CHECK(s.server->count_lines_containing("refusing connections from 127.0.0.1") == 1);
+}

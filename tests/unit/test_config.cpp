@@ -454,7 +454,8 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
         "trusted_proxies", "max_connections_per_ip", "api_token"}},
       {"tunnels",
        {"worker_pool_size", "response_timeout", "heartbeat_interval", "heartbeat_timeout", "max_per_token", "initial_window", "max_frame_size",
-        "max_exchanges", "max_queued_bytes", "name_grace", "tcp_port_start", "tcp_port_end", "max_streams_per_connection"}},
+        "max_exchanges", "max_queued_bytes", "name_grace", "tcp_port_start", "tcp_port_end", "max_streams_per_connection",
+        "max_pool_members", "max_connections_per_ip", "max_connections", "hello_timeout", "grpc_memory_quota"}},
       {"tls", {"cert_file", "key_file", "grpc", "redirect_http"}},
       {"auth", {"tokens", "allow_anonymous", "tcp_tokens", "tokens_file", "max_failures", "failure_window"}},
       {"logging", {"level", "format"}},
@@ -499,6 +500,11 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
   CHECK(cfg.tcp_port_start == d.tcp_port_start);
   CHECK(cfg.tcp_port_end == d.tcp_port_end);
   CHECK(cfg.max_streams_per_connection == d.max_streams_per_connection);
+  CHECK(cfg.max_pool_members == d.max_pool_members);
+  CHECK(cfg.tunnel_max_connections_per_ip == d.tunnel_max_connections_per_ip);
+  CHECK(cfg.tunnel_max_connections == d.tunnel_max_connections);
+  CHECK(cfg.hello_timeout == d.hello_timeout);
+  CHECK(cfg.grpc_memory_quota == d.grpc_memory_quota);
   CHECK(cfg.tls_cert_file == d.tls_cert_file);
   CHECK(cfg.tls_key_file == d.tls_key_file);
   CHECK(cfg.tls_grpc == d.tls_grpc);
