@@ -38,6 +38,7 @@ enum class claim_result {
   held,        ///< its last holder went offline less than the grace ago and may reclaim it
   taken_over,  ///< a live tunnel of the same token held it; it is the claimant's now
   not_a_pool,  ///< a pool member asked for a name a tunnel holds alone
+  pooled,      ///< a lone tunnel asked for a name a pool holds
   other_pool,  ///< the name's pool belongs to another token (or pool label)
   pool_full,   ///< the pool has its limit of members
 };
@@ -92,7 +93,7 @@ class tunnel_registry {
     if (auto live = names_.find(name); live != names_.end()) {
       auto& e = live->second;
       if (who.pool || e.pool) {
-        if (!who.pool) return claim_result::taken;
+        if (!who.pool) return claim_result::pooled;
         if (!e.pool) return claim_result::not_a_pool;
         if (e.pool_key != who.pool_key) return claim_result::other_pool;
         if (e.members.size() >= max_pool_members_) return claim_result::pool_full;

@@ -67,6 +67,9 @@ refusal refuse_claim(claim_result r, const std::string& name, const server_confi
     case claim_result::not_a_pool:
       return make_refusal(pb::Refused::POOL_MISMATCH, "name '" + name +
                                                           "' is held by a tunnel that is not a pool; only --pool tunnels may share a name");
+    case claim_result::pooled:
+      return make_refusal(pb::Refused::NAME_TAKEN,
+                          "name '" + name + "' is served by a pool of tunnels; start grok with --pool to join it");
     case claim_result::other_pool:
       return make_refusal(pb::Refused::POOL_MISMATCH,
                           "the pool for '" + name + "' belongs to another token (members share a token or a tokens-file pool)");

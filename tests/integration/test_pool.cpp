@@ -284,7 +284,7 @@ TEST_CASE("pool: only the same token or the same tokens-file pool may join; a lo
   // A tunnel that did not ask for a pool cannot take a pool's name.
   member lone(s, b.port, "api", {}, "alice-token", "http", false);
   CHECK(lone.p->wait_exit(scaled(10s)) == 1);
-  CHECK(lone.p->wait_for_text("already in use", 1s));
+  CHECK(lone.p->wait_for_text("name 'api' is served by a pool of tunnels; start grok with --pool to join it", 1s));
   // Nor can a pool member join a name a lone tunnel holds, even with its token.
   member solo(s, a.port, "solo", {}, "bob-token");
   member joiner(s, b.port, "solo", {"--pool"}, "bob-token", "http", false);

@@ -169,7 +169,7 @@ TEST_CASE("pools: members of one token or one pool key share a name; nobody else
   CHECK(members == 3);
   CHECK(f.reg.claim("api", f.tunnel(4), bob_alone) == claim_result::other_pool);
   std::shared_ptr<fake_tunnel> displaced;
-  CHECK(f.reg.claim("api", f.tunnel(5), claimant(f.alice), &displaced) == claim_result::taken);  // not a pool member
+  CHECK(f.reg.claim("api", f.tunnel(5), claimant(f.alice), &displaced) == claim_result::pooled);  // not a pool member
   CHECK(displaced == nullptr);
   CHECK(f.reg.members("api").size() == 3);
   CHECK(f.reg.tunnels().size() == 3);
