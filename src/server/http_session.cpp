@@ -361,7 +361,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (ex_.retried && ex_.again) {
       // The bytes the refusing member was sent go to this one first.
       auto again = std::move(ex_.again);
-      if (again->body.size() > window) return fail_exchange(502, "The local service refused the connection.");
+      // A read of the public socket may still be on its way: its bytes go behind these.
+      auto pending = ex_.read == reader::reading ? body_buf_.size() : 0;
+      if (again->body.size() + pending > window) return fail_exchange(502, "The local service refused the connection.");
       ex_.relay->credit().spend(again->body.size());
       std::string_view rest = again->body;
       do {
