@@ -63,6 +63,7 @@ struct server_config {
   uint32_t tunnel_max_connections = 10000;    ///< tunnel-port connections in all; 0 = unlimited
   std::chrono::milliseconds hello_timeout{10000};  ///< TLS + HTTP/2 handshake, and then a Hello, each within this
   uint64_t grpc_memory_quota = 1ull << 30;    ///< memory gRPC may use for all tunnel connections
+  unsigned grpc_poll_threads = 2;             ///< threads polling the tunnel streams' completion queue
 
   // tls.*
   std::string tls_cert_file;                  ///< PEM chain (a wildcard cert for *.domain)

@@ -14,6 +14,21 @@ const token_entry* lookup_token(const server_config& cfg, const token_digest& d)
   return i < 0 ? nullptr : &cfg.token_table[static_cast<size_t>(i)];
 }
 
+/// 'TEXT' for a refusal and the log, at most 64 bytes of it: a client's
+/// name is echoed back, not a 7 MiB one. Bytes that are not printable ASCII
+/// show as '?'.
+std::string quoted_excerpt(const std::string& text) {
+  constexpr size_t shown = 64;
+  std::string out = "'";
+  for (size_t i = 0; i < std::min(text.size(), shown); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  }
+  out += "'";
+  if (text.size() > shown) out += " (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
 refusal make_refusal(pb::Refused::Reason reason, std::string message) {
   return refusal{reason, std::move(message), false};
 }
@@ -41,7 +56,7 @@ std::variant<admission, refusal> admit_hello(const pb::Hello& h, const server_co
   a.tunnel_limit = a.limit_from_entry ? entry->max_tunnels : cfg.max_per_token;
   a.name = ascii_lower(h.name());
   if (!a.name.empty() && !valid_tunnel_name(a.name))
-    return make_refusal(pb::Refused::BAD_NAME, "'" + h.name() + "' is not a valid name: use 1-63 of a-z, 0-9 and '-'");
+    return make_refusal(pb::Refused::BAD_NAME, quoted_excerpt(h.name()) + " is not a valid name: use 1-63 of a-z, 0-9 and '-'");
   a.tcp = h.protocol() == pb::Hello::TCP;
   // With any token accepted (no entry), a non-empty auth.tcp_tokens still limits TCP.
   bool tcp_allowed = entry ? entry->tcp : cfg.tcp_token_table.empty() || find_token(cfg.tcp_token_table, a.token) >= 0;

@@ -556,6 +556,9 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           if (cfg.hello_timeout > std::chrono::minutes(10)) r.fail(f, "at most 10m");
         }},
         {"grpc_memory_quota", [&](const entry& f) { cfg.grpc_memory_quota = r.size(f, 16 * mib, 1ull << 40); }},
+        {"grpc_poll_threads", [&](const entry& f) {
+          cfg.grpc_poll_threads = static_cast<unsigned>(r.integer(f, 1, 16));
+        }},
       });
     }},
     {"tls", [&](const entry& e) {

@@ -124,6 +124,8 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       g.tunnel_connections = state_.tunnel_connections.active();
       g.tunnel_refused_per_ip = state_.tunnel_connections.refused_per_ip();
       g.tunnel_refused_total = state_.tunnel_connections.refused_total();
+      g.tunnel_refused_banned = state_.tunnel_connections.refused_banned();
+      g.tunnel_bans = state_.tunnel_connections.bans();
       std::map<std::string, uint64_t> queued;
       for (auto& t : tunnels) {
         queued[t->name()] += t->queued_bytes();

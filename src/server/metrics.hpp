@@ -78,6 +78,8 @@ class metrics {
     size_t tunnel_connections = 0;            ///< open on the tunnel port
     uint64_t tunnel_refused_per_ip = 0;       ///< counters, sampled like the gauges
     uint64_t tunnel_refused_total = 0;
+    uint64_t tunnel_refused_banned = 0;
+    uint64_t tunnel_bans = 0;
   };
 
   std::string render(const gauges& g, uint64_t reloads_ok, uint64_t reloads_failed) const {
@@ -161,6 +163,10 @@ class metrics {
     line("# TYPE grok_tunnel_connections_refused_total counter");
     line("grok_tunnel_connections_refused_total{reason=\"per_ip\"} " + std::to_string(g.tunnel_refused_per_ip));
     line("grok_tunnel_connections_refused_total{reason=\"total\"} " + std::to_string(g.tunnel_refused_total));
+    line("grok_tunnel_connections_refused_total{reason=\"banned\"} " + std::to_string(g.tunnel_refused_banned));
+    line("# HELP grok_tunnel_port_bans_total Addresses banned from the tunnel port for streams that ended without a Hello.");
+    line("# TYPE grok_tunnel_port_bans_total counter");
+    line("grok_tunnel_port_bans_total " + std::to_string(g.tunnel_bans));
     line("# HELP grok_public_connections_refused_total Public connections closed at accept: their IP was at "
          "server.max_connections_per_ip.");
     line("# TYPE grok_public_connections_refused_total counter");

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <charconv>
 #include <boost/asio/post.hpp>
 
 #include "grok/admission.hpp"
@@ -26,6 +27,15 @@ std::string peer_ip(const std::string& peer) {
     return std::string(p.substr(0, p.rfind(':')));
   }
   return peer;
+}
+
+/// The port part of a gRPC peer string, 0 if there is none.
+uint16_t peer_port(const std::string& peer) {
+  auto colon = peer.rfind(':');
+  if (colon == std::string::npos) return 0;
+  unsigned port = 0;
+  auto r = std::from_chars(peer.data() + colon + 1, peer.data() + peer.size(), port);
+  return r.ec == std::errc() && port <= 65535 ? static_cast<uint16_t>(port) : 0;
 }
 
 /// A random name: 10 of a-z and 0-9.
@@ -282,7 +292,11 @@ void tunnel::handle_batch(pb::Batch& b) {
 
 void tunnel::handle_hello(const pb::Hello& h) {
   hello_timer_.cancel();
+  hello_seen_ = true;
   auto ip = peer_ip(peer_);
+  // A connection that carried a Hello is spared by a ban of its address (a
+  // bad token is the failed-attempt limiter's business).
+  state_.tunnel_connections.said_hello(ip, peer_port(peer_));
   auto checked = admit_hello(h, *cfg_, state_.draining.load(), state_.auth_failures.blocked(ip));
   if (auto* r = std::get_if<refusal>(&checked)) {
     if (r->bad_token) {
@@ -386,6 +400,9 @@ void tunnel::close(stream_end how, const std::string& message, const std::string
     return;
   }
   bool was_open = phase_ == phase::open;
+  // A stream that ends before any Hello counts against its address (rapid
+  // resets, streams opened and dropped); enough of them ban it.
+  if (phase_ == phase::hello && !hello_seen_) state_.tunnel_connections.abandoned(peer_ip(peer_));
   phase_ = phase::closing;
   hello_timer_.cancel();
   if (registered_) state_.names.release(name_, this);

@@ -163,6 +163,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   bool registered_ = false;
   bool token_counted_ = false;  // included in server_state's per-token count
   bool first_health_ = true;    // no Health frame yet
+  bool hello_seen_ = false;     // a Hello arrived (admitted or not)
   uint32_t client_window_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
   /// handle_batch's scratch: frames of the batch grouped by exchange.

@@ -68,17 +68,21 @@ struct guard_mutator {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     char text[INET6_ADDRSTRLEN] = "unknown";
+    uint16_t port = 0;
     if (::getpeername(info->fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-      if (ss.ss_family == AF_INET)
+      if (ss.ss_family == AF_INET) {
         ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
-      else if (auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss); ss.ss_family == AF_INET6) {
+        port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+      } else if (auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss); ss.ss_family == AF_INET6) {
+        port = ntohs(v6->sin6_port);
         if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr))  // an IPv4 peer on a dual-stack socket
           ::inet_ntop(AF_INET, &v6->sin6_addr.s6_addr[12], text, sizeof text);
         else
           ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
       }
     }
-    if (self->guard->admit(info->fd, text) != tunnel_port_guard::verdict::admitted) ::shutdown(info->fd, SHUT_RDWR);
+    if (self->guard->admit(info->fd, text, port) != tunnel_port_guard::verdict::admitted)
+      ::shutdown(info->fd, SHUT_RDWR);
     return true;
   }
   static constexpr grpc_socket_mutator_vtable vtable{mutate_fd, compare, destroy, mutate_fd_2};
@@ -112,12 +116,15 @@ grpc::StatusCode status_code(stream_end how) {
 
 }  // namespace
 
-/// Accepts tunnel streams on gRPC's async API. One thread polls the
-/// completion queue: it reads every tunnel's batches and posts each to its
-/// tunnel's strand. Writes start on the strand itself (gRPC sends them
-/// inline); only their completions come back through this thread. One
-/// poller, rather than the callback API's two threads taking turns on
-/// gRPC's pollset, halves the thread wake-ups per request.
+/// Accepts tunnel streams on gRPC's async API. tunnels.grpc_poll_threads
+/// (2) threads poll the completion queue: they read every tunnel's batches
+/// and post each to its tunnel's strand. Writes start on the strand itself
+/// (gRPC sends them inline); only their completions come back through these
+/// threads. gRPC also accepts and hands-shakes tunnel-port connections on
+/// them: with one, a burst of connections refused at accept held every
+/// tunnel's reads up for a second (tests/attack/h2_attacks.py, idle flood).
+/// Completions of one call may arrive on two threads at once; each kind
+/// touches its own state (see tunnel_call::on_event).
 struct tunnel_service::impl {
   explicit impl(server_state& s) : state(s), mutator(s.tunnel_connections) {}
   server_state& state;
@@ -125,7 +132,7 @@ struct tunnel_service::impl {
   pb::Tunnel::AsyncService async;
   std::unique_ptr<grpc::ServerCompletionQueue> cq;
   std::unique_ptr<grpc::Server> server;
-  std::thread poller;
+  std::vector<std::thread> pollers;
   std::atomic<uint64_t> next_conn{1};
   std::atomic<int64_t> calls{0};  ///< tunnel_call objects alive, the one awaiting a stream included
 };
@@ -164,6 +171,7 @@ class tunnel_call final : public tunnel_stream, public stream_call_base {
         t_ = std::make_shared<tunnel>(svc_.state, ctx_.peer(), svc_.next_conn.fetch_add(1));
         set_holds(3);  // the tunnel's hold, done, the read below
         t_->attach(this);
+        set_up_.store(true, std::memory_order_release);
         stream_.Read(&in_, &ops_[read]);
         return;
       case read:
@@ -179,6 +187,10 @@ class tunnel_call final : public tunnel_stream, public stream_call_base {
       case finish:
         break;
       case done:
+        // A stream cancelled at once (a reset right after its HEADERS) may
+        // report done on the other poll thread while this call is still
+        // being set up there; that takes microseconds.
+        while (!set_up_.load(std::memory_order_acquire)) std::this_thread::yield();
         if (ctx_.IsCancelled()) t_->post_cancelled();
         break;
       case events:
@@ -209,6 +221,7 @@ class tunnel_call final : public tunnel_stream, public stream_call_base {
   std::array<cq_tag<tunnel_call, event>, events> ops_{
       {{this, accepted}, {this, read}, {this, write}, {this, finish}, {this, done}}};
   std::shared_ptr<tunnel> t_;
+  std::atomic<bool> set_up_{false};  ///< t_ and the holds are set (the accepted event is handled)
 };
 
 tunnel_service::tunnel_service(server_state& state) : impl_(std::make_unique<impl>(state)) {}
@@ -246,6 +259,9 @@ uint16_t tunnel_service::start(const server_config& c) {
   // total (counted at accept), the TLS and HTTP/2 handshake and a connection
   // without a stream each for at most hello_timeout, gRPC's memory in all.
   builder.SetOption(std::make_unique<guard_option>(impl_->mutator));
+  // A grok client's request metadata is a few hundred bytes; a header block
+  // past this is refused rather than collected (CONTINUATION floods).
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, static_cast<int>(c.hello_timeout.count()));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, static_cast<int>(c.hello_timeout.count()));
   grpc::ResourceQuota quota("grok-tunnel-port");
@@ -256,14 +272,15 @@ uint16_t tunnel_service::start(const server_config& c) {
     throw std::runtime_error("cannot listen for tunnel clients on " + address +
                              ": the address is in use or not available on this host");
   new tunnel_call(*impl_);
-  impl_->poller = start_completion_poller<tunnel_call, tunnel_call::event>(*impl_->cq);
+  for (unsigned i = 0; i < std::max(1u, c.grpc_poll_threads); ++i)
+    impl_->pollers.push_back(start_completion_poller<tunnel_call, tunnel_call::event>(*impl_->cq));
   return static_cast<uint16_t>(port);
 }
 
 bool tunnel_service::started() const { return impl_->server != nullptr; }
 
 void tunnel_service::stop(std::chrono::milliseconds grace, std::chrono::milliseconds report_after) {
-  if (!impl_->poller.joinable()) return;
+  if (impl_->pollers.empty()) return;
   impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
   // Shutdown has cancelled every stream by now; each ends as soon as its
   // tunnel's strand calls Finish. A stream still open would use the queue
@@ -279,11 +296,12 @@ void tunnel_service::stop(std::chrono::milliseconds grace, std::chrono::millisec
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   impl_->cq->Shutdown();
-  impl_->poller.join();
+  for (auto& p : impl_->pollers) p.join();
+  impl_->pollers.clear();
 }
 
 tunnel_service::~tunnel_service() {
-  if (impl_->poller.joinable()) {
+  if (!impl_->pollers.empty()) {
     stop(std::chrono::seconds(5), std::chrono::seconds(5));
   } else if (impl_->cq) {  // never started: drain what the shutdown queues
     impl_->cq->Shutdown();

@@ -4,7 +4,7 @@
 # Starts grok-server (public HTTP on $PUBLIC_PORT, tunnel port $CONTROL_PORT, domain $TUNNEL_DOMAIN,
 # default logging: an access line per request, as users run it) and `grok http $BACKEND_PORT -s
 # $TUNNEL_SUBDOMAIN` with its console on, and stays in the foreground. WORKERS (env) sets the
-# server's worker_pool_size (default 0 = auto). MEMBERS (env, default 1) starts that many
+# server's worker_pool_size (default 0 = auto), POLLERS its grpc_poll_threads (default 2). MEMBERS (env, default 1) starts that many
 # clients with --pool, so the name is served by a pool. Two builds side by side: two -s with two
 # BIN dirs.
 set -euo pipefail
@@ -22,6 +22,7 @@ server:
 tunnels:
   tcp_port_start: 0
   worker_pool_size: ${WORKERS:-0}
+  grpc_poll_threads: ${POLLERS:-2}
 auth:
   tokens: [$token]
 YAML

@@ -168,3 +168,11 @@ TEST_CASE("failed attempts block an address for the rest of their window, and on
   for (int i = 0; i < 10; ++i) lim.failed("10.0.0.3");
   CHECK(lim.blocked("10.0.0.3") == 0ms);
 }
+
+TEST_CASE("a refused name is echoed back at most 64 bytes long, printable") {
+  auto cfg = config_with_tokens();
+  auto r = refused(admit_hello(hello("alice-token", std::string(7 << 20, 'A')), cfg, false, 0ms));
+  CHECK(r.message == "'" + std::string(64, 'A') + "' (7340032 bytes) is not a valid name: use 1-63 of a-z, 0-9 and '-'");
+  r = refused(admit_hello(hello("alice-token", std::string("bad\r\nname\x01", 10)), cfg, false, 0ms));
+  CHECK(r.message == "'bad??name?' is not a valid name: use 1-63 of a-z, 0-9 and '-'");
+}

@@ -455,7 +455,7 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
       {"tunnels",
        {"worker_pool_size", "response_timeout", "heartbeat_interval", "heartbeat_timeout", "max_per_token", "initial_window", "max_frame_size",
         "max_exchanges", "max_queued_bytes", "name_grace", "tcp_port_start", "tcp_port_end", "max_streams_per_connection",
-        "max_pool_members", "max_connections_per_ip", "max_connections", "hello_timeout", "grpc_memory_quota"}},
+        "max_pool_members", "max_connections_per_ip", "max_connections", "hello_timeout", "grpc_memory_quota", "grpc_poll_threads"}},
       {"tls", {"cert_file", "key_file", "grpc", "redirect_http"}},
       {"auth", {"tokens", "allow_anonymous", "tcp_tokens", "tokens_file", "max_failures", "failure_window"}},
       {"logging", {"level", "format"}},
@@ -505,6 +505,7 @@ TEST_CASE("config: shipped conf/grok-server.yaml parses and documents every key"
   CHECK(cfg.tunnel_max_connections == d.tunnel_max_connections);
   CHECK(cfg.hello_timeout == d.hello_timeout);
   CHECK(cfg.grpc_memory_quota == d.grpc_memory_quota);
+  CHECK(cfg.grpc_poll_threads == d.grpc_poll_threads);
   CHECK(cfg.tls_cert_file == d.tls_cert_file);
   CHECK(cfg.tls_key_file == d.tls_key_file);
   CHECK(cfg.tls_grpc == d.tls_grpc);
