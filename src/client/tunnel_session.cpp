@@ -14,7 +14,7 @@ void tunnel_session::start(pb::Tunnel::Stub& stub) {
   stream_ = stub.PrepareAsyncConnect(&ctx_, &cq_);
   set_holds(2);  // the strand's hold, the first read
   stream_->StartCall(nullptr);
-  stream_->Read(&in_, &ops_[read]);
+  arm_read(*stream_, &ops_[read]);
   pb::Frame f;
   auto* h = f.mutable_hello();
   h->set_protocol_version(protocol_version);

@@ -36,11 +36,20 @@ class stream_call_base {
   }
 
   /// Poll thread, for a successful read: `deliver(batch)` posts the batch to
-  /// the owner's strand, then the next read is armed.
+  /// the owner's strand, then the next read is armed. With several poll
+  /// threads, the read may complete on another one: gRPC orders the two, but
+  /// out of ThreadSanitizer's sight, so the arming is published here too.
   template <class Stream, class Deliver>
   void on_read(Stream& stream, void* tag, Deliver&& deliver) {
+    reads_armed_.load(std::memory_order_acquire);
     deliver(std::make_shared<pb::Batch>(std::move(in_)));
     in_.Clear();
+    arm_read(stream, tag);
+  }
+  /// Starts a read into in_.
+  template <class Stream>
+  void arm_read(Stream& stream, void* tag) {
+    reads_armed_.fetch_add(1, std::memory_order_release);
     stream.Read(&in_, tag);
   }
 
@@ -48,6 +57,7 @@ class stream_call_base {
 
  private:
   std::atomic<int> refs_{0};
+  std::atomic<uint64_t> reads_armed_{0};
 };
 
 }  // namespace grok

@@ -83,7 +83,8 @@ void tunnel::start_hello_timer() {
   hello_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec || self->phase_ != phase::hello) return;
     auto why = fmt::format("no Hello within {}ms (tunnels.hello_timeout)", self->cfg_->hello_timeout.count());
-    spdlog::warn("tunnel conn={} peer={}: {}, closing", self->conn_id_, self->peer_, why);
+    // Not a warning: anyone can open streams; an address doing it again and again is banned, and that is logged.
+    spdlog::debug("tunnel conn={} peer={}: {}, closing", self->conn_id_, self->peer_, why);
     self->close(stream_end::deadline_exceeded, why, "no hello");
   });
 }

@@ -172,9 +172,10 @@ class tunnel_call final : public tunnel_stream, public stream_call_base {
         set_holds(3);  // the tunnel's hold, done, the read below
         t_->attach(this);
         set_up_.store(true, std::memory_order_release);
-        stream_.Read(&in_, &ops_[read]);
+        arm_read(stream_, &ops_[read]);
         return;
       case read:
+        set_up_.load(std::memory_order_acquire);  // t_, set on the thread that accepted the call
         if (!ok) {
           t_->post_read_closed();
           break;
@@ -182,9 +183,11 @@ class tunnel_call final : public tunnel_stream, public stream_call_base {
         on_read(stream_, &ops_[read], [this](std::shared_ptr<pb::Batch> b) { t_->post_batch(std::move(b)); });
         return;
       case write:
+        set_up_.load(std::memory_order_acquire);
         t_->write_finished(ok);
         break;
       case finish:
+        set_up_.load(std::memory_order_acquire);
         break;
       case done:
         // A stream cancelled at once (a reset right after its HEADERS) may
