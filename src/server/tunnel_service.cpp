@@ -145,6 +145,7 @@ struct tunnel_service::impl {
 class tunnel_call final : public tunnel_stream, public stream_call_base {
  public:
   explicit tunnel_call(tunnel_service::impl& svc) : svc_(svc), counted_(svc.calls), stream_(&ctx_) {
+    publish_tags();
     ctx_.AsyncNotifyWhenDone(&ops_[done]);
     svc_.async.RequestConnect(&ctx_, &stream_, svc_.cq.get(), svc_.cq.get(), &ops_[accepted]);
   }
