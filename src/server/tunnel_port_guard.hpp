@@ -39,7 +39,7 @@ class tunnel_port_guard {
 
   /// Streams or connections ended without a Hello that ban an address,
   /// per window; how long a ban lasts.
-  static constexpr unsigned abandoned_limit = 32;
+  static constexpr unsigned abandoned_limit = 16;
   static constexpr std::chrono::seconds abandoned_window{10};
   static constexpr std::chrono::seconds ban_time{60};
 
