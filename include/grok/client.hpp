@@ -10,6 +10,8 @@
 
 namespace grok {
 
+class inspector;
+
 struct client_options {
   std::string server = "127.0.0.1:4443";  ///< grok-server's tunnel address, HOST:PORT
   std::string token;
@@ -27,6 +29,8 @@ struct client_options {
   /// stream and reconnects (a server gone silent is noticed within their sum).
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{5000};
+  /// Records every exchange for the request inspector; null when it is off.
+  std::shared_ptr<inspector> inspect;
 };
 
 class client {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "console.hpp"
+#include "inspector.hpp"
 
 namespace grok::client_detail {
 
@@ -82,6 +83,10 @@ void tunnel_session::handle_batch(pb::Batch& b) {
         max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
         console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
                 opts_.local_host + ":" + std::to_string(opts_.local_port));
+        if (opts_.inspect) {
+          opts_.inspect->set_tunnel(a.name(), a.public_url());
+          console().write("Inspector   " + opts_.inspect->url());
+        }
         break;
       }
       case pb::Frame::kRefused:
@@ -101,7 +106,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
         exchanges_.emplace(id, start_local_exchange(ioc_, shared_from_this(), id,
                                                     std::move(*f.mutable_request_head()), server_window_,
                                                     opts_.initial_window, max_frame_, pool_, local_,
-                                                    std::move(pooled)));
+                                                    std::move(pooled), opts_.inspect.get()));
         break;
       }
       case pb::Frame::kData:

@@ -1,0 +1,367 @@
+#include "grok/capture_ring.hpp"
+#include "grok/file_server.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <optional>
+
+namespace grok {
+
+namespace json = boost::json;
+
+uint64_t captured_exchange::footprint() const {
+  // Strings by size, each header with a fixed overhead for its two strings:
+  // an estimate that grows with what a record holds, which is what the cap is for.
+  uint64_t n = sizeof(captured_exchange) + tunnel.size() + remote_addr.size() + method.size() + target.size() +
+               reason.size() + error.size() + request_body.bytes.size() + response_body.bytes.size();
+  for (const auto* hs : {&request_headers, &response_headers})
+    for (const auto& [k, v] : *hs) n += k.size() + v.size() + 2 * sizeof(std::string);
+  return n;
+}
+
+std::string capture_id(uint64_t seq) { return "req_" + std::to_string(seq); }
+
+uint64_t capture_seq(const std::string& id) {
+  if (!id.starts_with("req_") || id.size() == 4 || id.size() > 24) return 0;
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(id.data() + 4, id.data() + id.size(), v);
+  if (ec != std::errc() || p != id.data() + id.size()) return 0;
+  return v;
+}
+
+uint64_t capture_ring::add(captured_exchange rec) {
+  std::shared_ptr<const captured_exchange> shared;
+  {
+    std::lock_guard lk(mu_);
+    rec.seq = next_seq_++;
+    auto bytes = rec.footprint();
+    shared = std::make_shared<const captured_exchange>(std::move(rec));
+    slots_.push_back(slot{shared->seq, bytes, shared});
+    bytes_ += bytes;
+    evict_locked();
+  }
+  if (notify_) notify_(shared);
+  return shared->seq;
+}
+
+bool capture_ring::update(uint64_t seq, captured_exchange rec) {
+  std::shared_ptr<const captured_exchange> shared;
+  {
+    std::lock_guard lk(mu_);
+    auto it = std::lower_bound(slots_.begin(), slots_.end(), seq, [](const slot& s, uint64_t v) { return s.seq < v; });
+    if (it == slots_.end() || it->seq != seq) return false;
+    rec.seq = seq;
+    auto bytes = rec.footprint();
+    shared = std::make_shared<const captured_exchange>(std::move(rec));
+    bytes_ = bytes_ - it->bytes + bytes;
+    it->bytes = bytes;
+    it->rec = shared;
+    evict_locked();
+  }
+  if (notify_) notify_(shared);
+  return true;
+}
+
+void capture_ring::evict_locked() {
+  while (bytes_ > limits_.max_bytes && !slots_.empty()) {
+    bytes_ -= slots_.front().bytes;
+    slots_.pop_front();
+    ++evicted_;
+  }
+}
+
+std::shared_ptr<const captured_exchange> capture_ring::find(uint64_t seq) const {
+  std::lock_guard lk(mu_);
+  auto it = std::lower_bound(slots_.begin(), slots_.end(), seq, [](const slot& s, uint64_t v) { return s.seq < v; });
+  if (it == slots_.end() || it->seq != seq) return nullptr;
+  return it->rec;
+}
+
+std::vector<std::shared_ptr<const captured_exchange>> capture_ring::newest(size_t limit) const {
+  std::lock_guard lk(mu_);
+  size_t n = limit == 0 ? slots_.size() : std::min(limit, slots_.size());
+  std::vector<std::shared_ptr<const captured_exchange>> out;
+  out.reserve(n);
+  for (auto it = slots_.rbegin(); it != slots_.rend() && out.size() < n; ++it) out.push_back(it->rec);
+  return out;
+}
+
+void capture_ring::clear() {
+  {
+    std::lock_guard lk(mu_);
+    slots_.clear();
+    bytes_ = 0;
+  }
+  if (notify_) notify_(nullptr);
+}
+
+uint64_t capture_ring::bytes() const {
+  std::lock_guard lk(mu_);
+  return bytes_;
+}
+size_t capture_ring::size() const {
+  std::lock_guard lk(mu_);
+  return slots_.size();
+}
+uint64_t capture_ring::evicted() const {
+  std::lock_guard lk(mu_);
+  return evicted_;
+}
+
+// ---- JSON ----------------------------------------------------------------------
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  if (bytes.empty()) return out;
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(std::max(n, 0)));
+  return out;
+}
+
+namespace {
+
+const char* kind_name(captured_exchange::kind k) {
+  switch (k) {
+    case captured_exchange::kind::websocket: return "websocket";
+    case captured_exchange::kind::sse: return "sse";
+    case captured_exchange::kind::tcp: return "tcp";
+    default: return "http";
+  }
+}
+
+const char* state_name(captured_exchange::state s) {
+  switch (s) {
+    case captured_exchange::state::done: return "done";
+    case captured_exchange::state::failed: return "failed";
+    default: return "open";
+  }
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  auto secs = std::chrono::time_point_cast<std::chrono::seconds>(t);
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t - secs).count();
+  std::time_t tt = std::chrono::system_clock::to_time_t(secs);
+  std::tm utc{};
+  gmtime_r(&tt, &utc);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &utc);
+  char out[64];
+  std::snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(micros));
+  return out;
+}
+
+std::string proto_name(unsigned version) { return version == 10 ? "HTTP/1.0" : "HTTP/1.1"; }
+
+// ngrok's shape: {"Name": ["value", ...]}, names in the order they first came.
+json::object headers_object(const header_list& hs) {
+  json::object o;
+  for (const auto& [k, v] : hs) {
+    auto& slot = o[k];
+    if (!slot.is_array()) slot = json::array();
+    slot.as_array().emplace_back(v);
+  }
+  return o;
+}
+
+std::string raw_request(const captured_exchange& r) {
+  std::string out = r.method + " " + r.target + " " + proto_name(r.http_version) + "\r\n";
+  for (const auto& [k, v] : r.request_headers) out += k + ": " + v + "\r\n";
+  out += "\r\n";
+  out += r.request_body.bytes;
+  return out;
+}
+
+std::string raw_response(const captured_exchange& r) {
+  std::string out = proto_name(r.http_version) + " " + std::to_string(r.status) + " " + r.reason + "\r\n";
+  for (const auto& [k, v] : r.response_headers) out += k + ": " + v + "\r\n";
+  out += "\r\n";
+  out += r.response_body.bytes;
+  return out;
+}
+
+json::object summary(const captured_exchange& r) {
+  json::object o;
+  auto id = capture_id(r.seq);
+  o["uri"] = "/api/requests/http/" + id;
+  o["id"] = id;
+  o["seq"] = r.seq;
+  o["tunnel_name"] = r.tunnel;
+  o["remote_addr"] = r.remote_addr;
+  o["start"] = rfc3339(r.start);
+  o["duration"] = static_cast<int64_t>(r.duration.count());
+  o["kind"] = kind_name(r.what);
+  o["state"] = state_name(r.where);
+  if (r.replay_of) o["replay_of"] = capture_id(r.replay_of);
+  if (!r.error.empty()) o["error"] = r.error;
+  json::object req;
+  req["method"] = r.method;
+  req["uri"] = r.target;
+  req["proto"] = proto_name(r.http_version);
+  req["body_size"] = r.request_body.size;
+  o["request"] = std::move(req);
+  json::object res;
+  res["status_code"] = r.status;
+  res["status"] = r.status ? std::to_string(r.status) + (r.reason.empty() ? "" : " " + r.reason) : "";
+  res["body_size"] = r.response_body.size;
+  o["response"] = std::move(res);
+  return o;
+}
+
+json::object full(const captured_exchange& r) {
+  json::object o = summary(r);
+  auto& req = o["request"].as_object();
+  req["headers"] = headers_object(r.request_headers);
+  req["raw"] = base64_encode(raw_request(r));
+  req["body_truncated"] = r.request_body.truncated();
+  req["body"] = base64_encode(r.request_body.bytes);
+  auto& res = o["response"].as_object();
+  res["proto"] = proto_name(r.http_version);
+  res["headers"] = headers_object(r.response_headers);
+  res["raw"] = r.status ? base64_encode(raw_response(r)) : "";
+  res["body_truncated"] = r.response_body.truncated();
+  res["body"] = base64_encode(r.response_body.bytes);
+  return o;
+}
+
+}  // namespace
+
+std::string capture_json(const captured_exchange& rec) { return json::serialize(full(rec)); }
+
+std::string capture_summary_json(const captured_exchange& rec) { return json::serialize(summary(rec)); }
+
+std::string capture_list_json(const std::vector<std::shared_ptr<const captured_exchange>>& recs) {
+  json::object o;
+  o["uri"] = "/api/requests/http";
+  json::array a;
+  a.reserve(recs.size());
+  for (const auto& r : recs) a.emplace_back(full(*r));
+  o["requests"] = std::move(a);
+  return json::serialize(o);
+}
+
+std::string tunnels_json(const std::vector<tunnel_info>& tunnels, bool inspect) {
+  json::object o;
+  json::array a;
+  for (const auto& t : tunnels) {
+    json::object e;
+    e["name"] = t.name;
+    e["uri"] = "/api/tunnels/" + t.name;
+    e["public_url"] = t.public_url;
+    e["proto"] = t.proto;
+    json::object c;
+    c["addr"] = t.addr;
+    c["inspect"] = inspect;
+    e["config"] = std::move(c);
+    a.emplace_back(std::move(e));
+  }
+  o["tunnels"] = std::move(a);
+  o["uri"] = "/api/tunnels";
+  return json::serialize(o);
+}
+
+std::string parse_replay_id(std::string_view text, uint64_t& seq) {
+  boost::system::error_code ec;
+  auto v = json::parse(text, ec);
+  if (ec || !v.is_object()) return "the body must be a JSON object";
+  auto* id = v.as_object().if_contains("id");
+  if (!id || !id->is_string()) return "\"id\" (a string) is required";
+  seq = capture_seq(std::string(id->as_string()));
+  if (seq == 0) return "\"id\" is not a request id";
+  return {};
+}
+
+std::string parse_replay(std::string_view text, const captured_exchange& original, replay_request& out) {
+  boost::system::error_code ec;
+  auto v = json::parse(text, ec);
+  if (ec || !v.is_object()) return "the body must be a JSON object";
+  const auto& o = v.as_object();
+  out.seq = original.seq;
+  out.method = original.method;
+  out.target = original.target;
+  out.headers = original.request_headers;
+  out.body = original.request_body.bytes;
+  out.edited = false;
+  if (original.request_body.truncated() && !o.contains("body") && !o.contains("body_base64"))
+    return "the original body was truncated; give \"body\" to replay it";
+  if (auto* m = o.if_contains("method")) {
+    if (!m->is_string() || m->as_string().empty()) return "\"method\" must be a non-empty string";
+    std::string method(m->as_string());
+    for (char c : method)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return "\"method\" is not a token";
+    out.method = std::move(method);
+    out.edited = true;
+  }
+  for (const char* key : {"path", "uri"}) {
+    if (auto* p = o.if_contains(key)) {
+      if (!p->is_string() || p->as_string().empty() || p->as_string()[0] != '/')
+        return std::string("\"") + key + "\" must be a string starting with /";
+      std::string target(p->as_string());
+      for (char c : target)
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return std::string("\"") + key + "\" contains a space or control character";
+      out.target = std::move(target);
+      out.edited = true;
+    }
+  }
+  auto check_header = [](const std::string& k, const std::string& val) -> std::string {
+    if (k.empty()) return "a header name is empty";
+    for (char c : k)
+      if (static_cast<unsigned char>(c) <= 0x20 || c == ':' || c == 0x7f) return "header name '" + k + "' is not a token";
+    for (char c : val)
+      if (c == '\r' || c == '\n' || c == '\0') return "the value of header '" + k + "' contains a line break";
+    return {};
+  };
+  if (auto* h = o.if_contains("headers")) {
+    header_list hs;
+    if (h->is_object()) {
+      for (const auto& [k, vals] : h->as_object()) {
+        std::string name(k);
+        auto add = [&](const json::value& x) -> std::string {
+          if (!x.is_string()) return "header values must be strings";
+          std::string val(x.as_string());
+          if (auto e = check_header(name, val); !e.empty()) return e;
+          hs.emplace_back(name, std::move(val));
+          return {};
+        };
+        if (vals.is_array()) {
+          for (const auto& x : vals.as_array())
+            if (auto e = add(x); !e.empty()) return e;
+        } else if (auto e = add(vals); !e.empty()) {
+          return e;
+        }
+      }
+    } else if (h->is_array()) {
+      for (const auto& pair : h->as_array()) {
+        if (!pair.is_array() || pair.as_array().size() != 2 || !pair.as_array()[0].is_string() ||
+            !pair.as_array()[1].is_string())
+          return "\"headers\" must be an object of name: [values] or a list of [name, value]";
+        std::string name(pair.as_array()[0].as_string()), val(pair.as_array()[1].as_string());
+        if (auto e = check_header(name, val); !e.empty()) return e;
+        hs.emplace_back(std::move(name), std::move(val));
+      }
+    } else {
+      return "\"headers\" must be an object of name: [values] or a list of [name, value]";
+    }
+    out.headers = std::move(hs);
+    out.edited = true;
+  }
+  if (auto* b = o.if_contains("body")) {
+    if (!b->is_string()) return "\"body\" must be a string";
+    out.body = std::string(b->as_string());
+    out.edited = true;
+  } else if (auto* b64 = o.if_contains("body_base64")) {
+    std::optional<std::string> decoded;
+    if (b64->is_string()) decoded = base64_decode(std::string_view(b64->as_string()));
+    if (!decoded) return "\"body_base64\" must be base64";
+    out.body = std::move(*decoded);
+    out.edited = true;
+  }
+  return {};
+}
+
+}  // namespace grok
