@@ -71,7 +71,7 @@ TEST_CASE("the ring stays under its memory cap by dropping the oldest records fi
 
 TEST_CASE("a record that grows is re-counted; one already dropped is not brought back") {
   capture_ring ring({.max_bytes = 64 * 1024, .max_body = 32 * 1024});
-  auto first = ring.add(record("/first", 0));
+  auto first = ring.add(record("/first", 10 * 1024));
   auto second = ring.add(record("/second", 0));
   auto before = ring.bytes();
   auto grown = record("/second", 0);
