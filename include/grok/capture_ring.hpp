@@ -126,8 +126,11 @@ struct tunnel_info {
 /// status_code, proto, headers, raw}; plus grok's own fields (seq, kind,
 /// state, body sizes and truncation, replay_of, error).
 std::string capture_json(const captured_exchange& rec);
-/// The list shape: {"uri": "/api/requests/http", "requests": [...]}, newest first.
-std::string capture_list_json(const std::vector<std::shared_ptr<const captured_exchange>>& recs);
+/// The list shape: {"uri": "/api/requests/http", "requests": [...]}, in the
+/// order given; each record as capture_json without the separate "body"
+/// fields ("raw" has them), or, with `summaries`, as capture_summary_json.
+std::string capture_list_json(const std::vector<std::shared_ptr<const captured_exchange>>& recs,
+                              bool summaries = false);
 /// A row of the live list (no bodies): what the SSE stream sends per change.
 std::string capture_summary_json(const captured_exchange& rec);
 /// {"tunnels": [...], "uri": "/api/tunnels"}.

@@ -246,6 +246,7 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
     if (path == "/api/requests/http" || path == "/api/requests/http/") {
       if (method == http::verb::get) {
         size_t limit = 0;
+        bool summaries = false;
         std::string tunnel;
         while (!query.empty()) {
           auto amp = query.find('&');
@@ -261,6 +262,8 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
               return error(req, http::status::bad_request, "limit must be a number");
           } else if (key == "tunnel_name") {
             tunnel = *value;
+          } else if (key == "summary") {
+            summaries = *value == "1" || *value == "true";
           }
         }
         auto recs = owner_->ring->newest(tunnel.empty() ? limit : 0);
@@ -268,7 +271,7 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
           std::erase_if(recs, [&](const auto& r) { return r->tunnel != tunnel; });
           if (limit && recs.size() > limit) recs.resize(limit);
         }
-        return reply(req, http::status::ok, capture_list_json(recs));
+        return reply(req, http::status::ok, capture_list_json(recs, summaries));
       }
       if (method == http::verb::delete_) {
         owner_->ring->clear();
@@ -557,11 +560,12 @@ void inspector::start() {
   error_code ec;
   auto address = asio::ip::make_address(o.host == "localhost" ? "127.0.0.1" : o.host, ec);
   if (ec) throw std::runtime_error("'" + o.host + "' is not an IP address");
-  // The default port moves on when taken (another grok, an ngrok); a port
-  // given with --inspect does not.
-  const unsigned tries = o.next_free && o.port != 0 ? 20 : 1;
+  // The default port moves on when taken (another grok, an ngrok), and past
+  // 20 taken ports to one the system picks; a port given with --inspect does not.
+  const unsigned tries = o.next_free && o.port != 0 ? 21 : 1;
   for (unsigned i = 0; i < tries; ++i) {
-    tcp::endpoint ep(address, static_cast<uint16_t>(o.port + i));
+    uint16_t port = tries > 1 && i + 1 == tries ? 0 : static_cast<uint16_t>(o.port + i);
+    tcp::endpoint ep(address, port);
     impl_->acceptor.close(ec);
     impl_->acceptor.open(ep.protocol(), ec);
     if (ec) throw std::runtime_error("cannot open a socket: " + ec.message());
@@ -569,7 +573,7 @@ void inspector::start() {
     impl_->acceptor.bind(ep, ec);
     if (!ec) break;
     if (ec != asio::error::address_in_use || i + 1 == tries)
-      throw std::runtime_error("cannot listen on " + o.host + ":" + std::to_string(o.port + i) + ": " + ec.message());
+      throw std::runtime_error("cannot listen on " + o.host + ":" + std::to_string(port) + ": " + ec.message());
   }
   impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) throw std::runtime_error("cannot listen: " + ec.message());

@@ -213,36 +213,41 @@ json::object summary(const captured_exchange& r) {
   return o;
 }
 
-json::object full(const captured_exchange& r) {
+/// With `bodies`, each body on its own ("body", base64) besides "raw".
+json::object full(const captured_exchange& r, bool bodies) {
   json::object o = summary(r);
   auto& req = o["request"].as_object();
   req["headers"] = headers_object(r.request_headers);
   req["raw"] = base64_encode(raw_request(r));
   req["body_truncated"] = r.request_body.truncated();
-  req["body"] = base64_encode(r.request_body.bytes);
+  if (bodies) req["body"] = base64_encode(r.request_body.bytes);
   auto& res = o["response"].as_object();
   res["proto"] = proto_name(r.http_version);
   res["headers"] = headers_object(r.response_headers);
   res["raw"] = r.status ? base64_encode(raw_response(r)) : "";
   res["body_truncated"] = r.response_body.truncated();
-  res["body"] = base64_encode(r.response_body.bytes);
+  if (bodies) res["body"] = base64_encode(r.response_body.bytes);
   return o;
 }
 
 }  // namespace
 
-std::string capture_json(const captured_exchange& rec) { return json::serialize(full(rec)); }
+std::string capture_json(const captured_exchange& rec) { return json::serialize(full(rec, true)); }
 
 std::string capture_summary_json(const captured_exchange& rec) { return json::serialize(summary(rec)); }
 
-std::string capture_list_json(const std::vector<std::shared_ptr<const captured_exchange>>& recs) {
-  json::object o;
-  o["uri"] = "/api/requests/http";
-  json::array a;
-  a.reserve(recs.size());
-  for (const auto& r : recs) a.emplace_back(full(*r));
-  o["requests"] = std::move(a);
-  return json::serialize(o);
+std::string capture_list_json(const std::vector<std::shared_ptr<const captured_exchange>>& recs, bool summaries) {
+  // One record's document at a time: a full ring is tens of MiB of JSON, and
+  // one document for all of it would hold that several times over.
+  std::string out = R"({"uri":"/api/requests/http","requests":[)";
+  bool first = true;
+  for (const auto& r : recs) {
+    if (!first) out += ',';
+    first = false;
+    out += json::serialize(summaries ? summary(*r) : full(*r, false));
+  }
+  out += "]}";
+  return out;
 }
 
 std::string tunnels_json(const std::vector<tunnel_info>& tunnels, bool inspect) {

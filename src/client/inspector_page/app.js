@@ -116,7 +116,7 @@ async function api(path, init) {
 }
 
 async function loadList() {
-  const data = await api('/api/requests/http?limit=' + MAX_ROWS);
+  const data = await api('/api/requests/http?summary=1&limit=' + MAX_ROWS);
   rows.clear();
   for (const r of data.requests) rows.set(r.id, r);
   render();
