@@ -65,8 +65,8 @@ function rowFor(r) {
                                                          : human(r.response.body_size);
   const tr = el('tr', {'data-id': r.id, tabindex: '0', role: 'row', 'aria-selected': String(r.id === selected)},
     el('td', {}, time), el('td', {}, r.request.method), el('td', {class: 'path', title: r.request.uri}, r.request.uri),
-    el('td', {class: statusClass(r)}, statusText(r)), el('td', {}, duration(r.duration, r.state)),
-    el('td', {}, size), el('td', {class: 'wide'}, r.remote_addr));
+    el('td', {class: statusClass(r)}, statusText(r)), el('td', {class: 'mid'}, duration(r.duration, r.state)),
+    el('td', {class: 'mid'}, size), el('td', {class: 'wide'}, r.remote_addr));
   if (r.replay_of) {
     tr.classList.add('replay');
     tr.setAttribute('data-replay-of', r.replay_of);
