@@ -570,13 +570,14 @@ void inspector::start() {
     impl_->acceptor.open(ep.protocol(), ec);
     if (ec) throw std::runtime_error("cannot open a socket: " + ec.message());
     impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    // With SO_REUSEADDR two sockets may bind one port until one listens:
+    // a port is ours only once listen() succeeds (twenty groks starting at once).
     impl_->acceptor.bind(ep, ec);
+    if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (!ec) break;
     if (ec != asio::error::address_in_use || i + 1 == tries)
       throw std::runtime_error("cannot listen on " + o.host + ":" + std::to_string(port) + ": " + ec.message());
   }
-  impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("cannot listen: " + ec.message());
   auto bound = impl_->acceptor.local_endpoint();
   std::string host = bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
   if (o.host == "localhost") host = "localhost";

@@ -64,7 +64,7 @@ function rowFor(r) {
   const size = r.kind === 'tcp' || r.kind === 'websocket' ? human(r.request.body_size) + ' / ' + human(r.response.body_size)
                                                          : human(r.response.body_size);
   const tr = el('tr', {'data-id': r.id, tabindex: '0', role: 'row', 'aria-selected': String(r.id === selected)},
-    el('td', {}, time), el('td', {}, r.request.method), el('td', {class: 'path', title: r.request.uri}, r.request.uri),
+    el('td', {}, time), el('td', {}, r.request.method), el('td', {class: 'path', title: r.request.uri}, r.request.uri || (r.kind === 'tcp' ? 'connection' : '')),
     el('td', {class: statusClass(r)}, statusText(r)), el('td', {class: 'mid'}, duration(r.duration, r.state)),
     el('td', {class: 'mid'}, size), el('td', {class: 'wide'}, r.remote_addr));
   if (r.replay_of) {
