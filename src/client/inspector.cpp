@@ -600,6 +600,8 @@ void inspector::stop() {
 
 std::string inspector::url() const { return impl_->url; }
 
+bool inspector::watched() const { return impl_->subscribers.load(std::memory_order_relaxed) > 0; }
+
 void inspector::set_tunnel(const std::string& name, const std::string& public_url) {
   std::lock_guard lk(impl_->tunnel_mu);
   impl_->tunnel.name = name;

@@ -48,6 +48,8 @@ class inspector {
   std::string tunnel_name() const;
 
   capture_ring& ring() { return *ring_; }
+  /// Any thread: a page follows the list live (exchanges are then shown from their start).
+  bool watched() const;
 
   struct impl;
 

@@ -328,3 +328,71 @@ TEST_CASE("inspector: off-loopback needs a password, which it then asks for; --n
   CHECK(page.body.find("<script src=\"/app.js\">") != std::string::npos);
   CHECK(request(open.port, "GET", "127.0.0.1", "/app.js").get("Content-Type").starts_with("text/javascript"));
 }
+
+TEST_CASE("inspector: an SSE response shows its head and a live byte count; a TCP tunnel one row per connection") {
+  const auto tcp_port = free_port();
+  stack::options o;
+  o.start_client = false;
+  o.extra_server_yaml = "  tcp_port_start: " + std::to_string(tcp_port) + "\n  tcp_port_end: " + std::to_string(tcp_port) + "\n";
+  stack s(o);
+  {
+    inspected g(s);
+    connection c(s.http_port, scaled(10s));
+    c.send("GET /sse?n=30&interval_ms=50 HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
+    INFO("while the stream runs, its row is open with status 200 and a growing byte count");
+    std::vector<uint64_t> sizes;
+    auto until = clock::now() + scaled(5s);
+    while (clock::now() < until && sizes.size() < 2) {
+      auto a = g.get("/api/requests/http?summary=1").at("requests").as_array();
+      if (!a.empty()) {
+        const auto& r = a[0].as_object();
+        if (r.at("state").as_string() == "open" && r.at("kind").as_string() == "sse" &&
+            r.at("response").as_object().at("status_code").to_number<int>() == 200) {
+          auto n = r.at("response").as_object().at("body_size").to_number<uint64_t>();
+          if (n > 0 && (sizes.empty() || n > sizes.back())) sizes.push_back(n);
+        }
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    CHECK(sizes.size() == 2);
+    auto done = g.wait_list([](const json::array& a) { return a.size() == 1 && done_count(a) == 1; }, 10s);
+    CHECK(done[0].as_object().at("kind").as_string() == "sse");
+  }
+  auto client = std::make_unique<process>(std::vector<std::string>{
+      binary("grok"), "--insecure", "--config", "/dev/null", "tcp", std::to_string(s.upstream_port), "--server",
+      "127.0.0.1:" + std::to_string(s.grpc_port), "--token", s.opts.token, "--inspect", "127.0.0.1:0"});
+  REQUIRE(client->wait_for_text("Forwarding  tcp://", scaled(15s)));
+  auto m = client->wait_for_line(std::regex(R"(Inspector   http://127\.0\.0\.1:(\d+)$)"), scaled(5s));
+  REQUIRE(m);
+  auto port = static_cast<uint16_t>(std::stoi((*m)[1]));
+  const std::string ask = "GET / HTTP/1.1\r\nHost: raw\r\nConnection: close\r\n\r\n";
+  for (int i = 0; i < 2; ++i) {
+    connection c(tcp_port, scaled(10s));
+    c.send(ask);
+    CHECK(c.read_response(scaled(10s)).status == 200);
+    c.wait_closed(scaled(5s));
+  }
+  auto until = clock::now() + scaled(5s);
+  json::array a;
+  do {
+    auto r = request(port, "GET", "127.0.0.1", "/api/requests/http");
+    REQUIRE(r.status == 200);
+    a = json::parse(r.body).as_object().at("requests").as_array();
+    if (a.size() == 2 && done_count(a) == 2) break;
+    std::this_thread::sleep_for(20ms);
+  } while (clock::now() < until);
+  REQUIRE(a.size() == 2);
+  for (const auto& v : a) {
+    const auto& r = v.as_object();
+    CHECK(r.at("kind").as_string() == "tcp");
+    CHECK(r.at("request").as_object().at("method").as_string() == "TCP");
+    CHECK(r.at("request").as_object().at("body_size").to_number<uint64_t>() == ask.size());
+    CHECK(r.at("response").as_object().at("body_size").to_number<uint64_t>() > 0);
+  }
+  auto t = json::parse(request(port, "GET", "127.0.0.1", "/api/tunnels").body).as_object();
+  CHECK(t.at("tunnels").as_array().at(0).as_object().at("proto").as_string() == "tcp");
+  CHECK(request(port, "POST", "127.0.0.1", "/api/requests/http",
+                R"({"id":")" + std::string(a[0].as_object().at("id").as_string()) + R"("})",
+                {{"Content-Type", "application/json"}})
+            .status == 400);  // a TCP connection cannot be replayed
+}
