@@ -53,8 +53,6 @@ struct captured_exchange {
   captured_body response_body;
   std::string error;          ///< why it failed, when it did
   uint64_t replay_of = 0;     ///< seq of the original, for a replay
-  /// Bytes the record holds, as the memory cap counts them.
-  uint64_t footprint() const;
 };
 
 /// "req_" and the sequence number: the id the API and the page use.
@@ -63,8 +61,11 @@ std::string capture_id(uint64_t seq);
 uint64_t capture_seq(const std::string& id);
 
 /// Records newest last, at most `max_bytes` of them (footprint), the oldest
-/// dropped first. A record is published when it starts and again as it
-/// changes; its latest version replaces the one before.
+/// dropped first. A record is published once it ends (or earlier, for one
+/// shown live) and again as it changes; its latest version replaces the one
+/// before. Each record is kept packed in one buffer: a ring of tens of
+/// thousands of records made of many small allocations each would leave
+/// malloc a fragmented heap to search on every request.
 class capture_ring {
  public:
   struct limits {
@@ -76,13 +77,17 @@ class capture_ring {
   const limits& bounds() const { return limits_; }
 
   /// Adds a new record; returns its sequence number. May drop old records.
-  uint64_t add(captured_exchange rec);
+  uint64_t add(const captured_exchange& rec);
   /// Replaces record `seq` with `rec` (seq kept); false when it was dropped meanwhile.
-  bool update(uint64_t seq, captured_exchange rec);
+  bool update(uint64_t seq, const captured_exchange& rec);
   /// Record `seq`, or null.
   std::shared_ptr<const captured_exchange> find(uint64_t seq) const;
   /// Newest first, at most `limit` (0 = all).
   std::vector<std::shared_ptr<const captured_exchange>> newest(size_t limit = 0) const;
+  /// Calls `f` with each record, newest first, at most `limit` (0 = all), one
+  /// unpacked at a time; stops when `f` returns false. The lock is not held
+  /// while `f` runs.
+  void each_newest(size_t limit, const std::function<bool(const captured_exchange&)>& f) const;
   /// Drops every record (sequence numbers keep counting).
   void clear();
   /// Bytes held, records held, records dropped to stay under the cap.
@@ -90,16 +95,16 @@ class capture_ring {
   size_t size() const;
   uint64_t evicted() const;
 
-  /// Called after every change, outside the lock, with the record changed
-  /// (null after clear()). Set before the first add.
-  void on_change(std::function<void(std::shared_ptr<const captured_exchange>)> f) { notify_ = std::move(f); }
+  /// Called after every change, outside the lock, with the sequence number
+  /// of the record changed (0 after clear()). Set before the first add.
+  void on_change(std::function<void(uint64_t)> f) { notify_ = std::move(f); }
 
  private:
   void evict_locked();
   struct slot {
     uint64_t seq;
     uint64_t bytes;
-    std::shared_ptr<const captured_exchange> rec;
+    std::shared_ptr<const std::string> packed;
   };
   limits limits_;
   mutable std::mutex mu_;
@@ -107,8 +112,12 @@ class capture_ring {
   uint64_t next_seq_ = 1;
   uint64_t bytes_ = 0;
   uint64_t evicted_ = 0;
-  std::function<void(std::shared_ptr<const captured_exchange>)> notify_;
+  std::function<void(uint64_t)> notify_;
 };
+
+/// One record in one buffer, and back (`seq` is not packed: the ring keeps it).
+std::string pack_capture(const captured_exchange& rec);
+captured_exchange unpack_capture(std::string_view packed, uint64_t seq);
 
 // ---- the API's JSON (ngrok's agent API shapes where they overlap) ----------
 
@@ -131,6 +140,9 @@ std::string capture_json(const captured_exchange& rec);
 /// fields ("raw" has them), or, with `summaries`, as capture_summary_json.
 std::string capture_list_json(const std::vector<std::shared_ptr<const captured_exchange>>& recs,
                               bool summaries = false);
+/// The same for the ring's newest `limit` records (0 = all) of tunnel
+/// `tunnel` (empty = any), built one record at a time.
+std::string capture_list_json(const capture_ring& ring, size_t limit, const std::string& tunnel, bool summaries);
 /// A row of the live list (no bodies): what the SSE stream sends per change.
 std::string capture_summary_json(const captured_exchange& rec);
 /// {"tunnels": [...], "uri": "/api/tunnels"}.

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -104,12 +105,12 @@ struct inspector::impl {
   // Live list: changes are gathered from any thread and sent by the inspector thread.
   std::atomic<int> subscribers{0};
   std::mutex pending_mu;
-  std::vector<std::shared_ptr<const captured_exchange>> pending;  // guarded by pending_mu
+  std::vector<uint64_t> pending;                                  // guarded by pending_mu
   bool pending_reset = false;                                     // guarded by pending_mu
   std::set<std::shared_ptr<inspector_conn>> streams;              // inspector thread only
 
   void do_accept();
-  void on_change(std::shared_ptr<const captured_exchange> rec);
+  void on_change(uint64_t seq);
   void flush_changes();
   void broadcast(const std::string& event);
   std::string replay(const replay_request& r, uint64_t& new_seq);
@@ -266,12 +267,7 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
             summaries = *value == "1" || *value == "true";
           }
         }
-        auto recs = owner_->ring->newest(tunnel.empty() ? limit : 0);
-        if (!tunnel.empty()) {
-          std::erase_if(recs, [&](const auto& r) { return r->tunnel != tunnel; });
-          if (limit && recs.size() > limit) recs.resize(limit);
-        }
-        return reply(req, http::status::ok, capture_list_json(recs, summaries));
+        return reply(req, http::status::ok, capture_list_json(*owner_->ring, limit, tunnel, summaries));
       }
       if (method == http::verb::delete_) {
         owner_->ring->clear();
@@ -464,24 +460,24 @@ void inspector::impl::do_accept() {
   });
 }
 
-void inspector::impl::on_change(std::shared_ptr<const captured_exchange> rec) {
+void inspector::impl::on_change(uint64_t seq) {
   if (subscribers.load(std::memory_order_relaxed) == 0) return;  // nobody watches: nothing to do
   bool first = false;
   {
     std::lock_guard lk(pending_mu);
     first = pending.empty() && !pending_reset;
-    if (!rec || pending.size() >= max_pending_changes) {
+    if (seq == 0 || pending.size() >= max_pending_changes) {
       pending.clear();
       pending_reset = true;
     } else {
-      pending.push_back(std::move(rec));
+      pending.push_back(seq);
     }
   }
   if (first) asio::post(ioc, [self = this] { self->flush_changes(); });
 }
 
 void inspector::impl::flush_changes() {
-  std::vector<std::shared_ptr<const captured_exchange>> batch;
+  std::vector<uint64_t> batch;
   bool reset = false;
   {
     std::lock_guard lk(pending_mu);
@@ -493,12 +489,11 @@ void inspector::impl::flush_changes() {
   std::string events;
   if (reset) events += "event: reset\ndata: {}\n\n";
   // A record changed several times in one burst is sent once, as it is now.
-  std::set<uint64_t> seen;
-  for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-    if (!seen.insert((*it)->seq).second) *it = nullptr;
-  }
-  for (const auto& r : batch) {
-    if (!r) continue;
+  std::sort(batch.begin(), batch.end());
+  batch.erase(std::unique(batch.begin(), batch.end()), batch.end());
+  for (auto seq : batch) {
+    auto r = ring->find(seq);
+    if (!r) continue;  // dropped or cleared meanwhile
     events += "event: request\ndata: ";
     events += capture_summary_json(*r);
     events += "\n\n";
@@ -548,8 +543,8 @@ inspector::inspector(inspector_options o)
   impl_->tunnel.addr = (impl_->opts.proto == "tcp" ? "tcp://" : "http://") + impl_->opts.local_host + ":" +
                        std::to_string(impl_->opts.local_port);
   std::weak_ptr<impl> weak = impl_;
-  ring_->on_change([weak](std::shared_ptr<const captured_exchange> rec) {
-    if (auto i = weak.lock()) i->on_change(std::move(rec));
+  ring_->on_change([weak](uint64_t seq) {
+    if (auto i = weak.lock()) i->on_change(seq);
   });
 }
 

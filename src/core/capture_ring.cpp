@@ -7,35 +7,13 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <optional>
 
 namespace grok {
 
 namespace json = boost::json;
-
-namespace {
-
-/// Heap bytes a string holds beyond its own object: none while it fits in
-/// place (15 bytes in libstdc++), else its capacity and malloc's 16-byte header.
-uint64_t heap_bytes(const std::string& s) { return s.capacity() > 15 ? s.capacity() + 16 : 0; }
-
-}  // namespace
-
-uint64_t captured_exchange::footprint() const {
-  // What malloc hands out for the record: the object with its shared_ptr
-  // control block (and the ring's slot), every string's heap part, the
-  // header vectors. RSS follows this closely for records of small requests,
-  // which is where an estimate by string sizes alone fell short by half.
-  uint64_t n = sizeof(captured_exchange) + 64 + heap_bytes(tunnel) + heap_bytes(remote_addr) + heap_bytes(method) +
-               heap_bytes(target) + heap_bytes(reason) + heap_bytes(error) + heap_bytes(request_body.bytes) +
-               heap_bytes(response_body.bytes);
-  for (const auto* hs : {&request_headers, &response_headers}) {
-    n += hs->capacity() * sizeof(header_list::value_type) + (hs->capacity() ? 16 : 0);
-    for (const auto& [k, v] : *hs) n += heap_bytes(k) + heap_bytes(v);
-  }
-  return n;
-}
 
 std::string capture_id(uint64_t seq) { return "req_" + std::to_string(seq); }
 
@@ -47,36 +25,149 @@ uint64_t capture_seq(const std::string& id) {
   return v;
 }
 
-uint64_t capture_ring::add(captured_exchange rec) {
-  std::shared_ptr<const captured_exchange> shared;
+namespace {
+
+// The packed layout: a fixed block of numbers, then each string as a
+// 64-bit length and its bytes, headers as a count and name/value strings.
+struct packed_numbers {
+  int64_t start_ns;
+  int64_t duration_ns;
+  uint64_t request_size;
+  uint64_t response_size;
+  uint64_t replay_of;
+  uint32_t status;
+  uint16_t http_version;
+  uint8_t what;
+  uint8_t where;
+};
+
+void put_string(std::string& out, std::string_view s) {
+  uint64_t n = s.size();
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  out.append(s);
+}
+
+std::string_view get_string(std::string_view& in) {
+  uint64_t n = 0;
+  std::memcpy(&n, in.data(), sizeof n);
+  auto s = in.substr(sizeof n, n);
+  in.remove_prefix(sizeof n + n);
+  return s;
+}
+
+void put_headers(std::string& out, const header_list& hs) {
+  uint64_t n = hs.size();
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  for (const auto& [k, v] : hs) {
+    put_string(out, k);
+    put_string(out, v);
+  }
+}
+
+header_list get_headers(std::string_view& in) {
+  uint64_t n = 0;
+  std::memcpy(&n, in.data(), sizeof n);
+  in.remove_prefix(sizeof n);
+  header_list hs;
+  hs.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    auto k = get_string(in);
+    auto v = get_string(in);
+    hs.emplace_back(std::string(k), std::string(v));
+  }
+  return hs;
+}
+
+}  // namespace
+
+std::string pack_capture(const captured_exchange& r) {
+  size_t size = sizeof(packed_numbers) + 10 * sizeof(uint64_t) + r.tunnel.size() + r.remote_addr.size() +
+                r.method.size() + r.target.size() + r.reason.size() + r.error.size() + r.request_body.bytes.size() +
+                r.response_body.bytes.size();
+  for (const auto* hs : {&r.request_headers, &r.response_headers})
+    for (const auto& [k, v] : *hs) size += 2 * sizeof(uint64_t) + k.size() + v.size();
+  std::string out;
+  out.reserve(size);
+  packed_numbers n{};
+  n.start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.start.time_since_epoch()).count();
+  n.duration_ns = r.duration.count();
+  n.request_size = r.request_body.size;
+  n.response_size = r.response_body.size;
+  n.replay_of = r.replay_of;
+  n.status = r.status;
+  n.http_version = static_cast<uint16_t>(r.http_version);
+  n.what = static_cast<uint8_t>(r.what);
+  n.where = static_cast<uint8_t>(r.where);
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  for (const auto* s : {&r.tunnel, &r.remote_addr, &r.method, &r.target, &r.reason, &r.error, &r.request_body.bytes,
+                        &r.response_body.bytes})
+    put_string(out, *s);
+  put_headers(out, r.request_headers);
+  put_headers(out, r.response_headers);
+  return out;
+}
+
+captured_exchange unpack_capture(std::string_view in, uint64_t seq) {
+  captured_exchange r;
+  packed_numbers n{};
+  std::memcpy(&n, in.data(), sizeof n);
+  in.remove_prefix(sizeof n);
+  r.seq = seq;
+  r.start = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(n.start_ns)));
+  r.duration = std::chrono::nanoseconds(n.duration_ns);
+  r.request_body.size = n.request_size;
+  r.response_body.size = n.response_size;
+  r.replay_of = n.replay_of;
+  r.status = n.status;
+  r.http_version = n.http_version;
+  r.what = static_cast<captured_exchange::kind>(n.what);
+  r.where = static_cast<captured_exchange::state>(n.where);
+  for (auto* s : {&r.tunnel, &r.remote_addr, &r.method, &r.target, &r.reason, &r.error, &r.request_body.bytes,
+                  &r.response_body.bytes})
+    *s = std::string(get_string(in));
+  r.request_headers = get_headers(in);
+  r.response_headers = get_headers(in);
+  return r;
+}
+
+namespace {
+
+/// What one packed record costs: its buffer (with malloc's header), the
+/// string and shared_ptr control block around it, its slot in the ring.
+uint64_t packed_bytes(const std::string& p) { return p.capacity() + 16 + 64 + 24; }
+
+}  // namespace
+
+uint64_t capture_ring::add(const captured_exchange& rec) {
+  auto packed = std::make_shared<const std::string>(pack_capture(rec));
+  auto bytes = packed_bytes(*packed);
+  uint64_t seq = 0;
   {
     std::lock_guard lk(mu_);
-    rec.seq = next_seq_++;
-    auto bytes = rec.footprint();
-    shared = std::make_shared<const captured_exchange>(std::move(rec));
-    slots_.push_back(slot{shared->seq, bytes, shared});
+    seq = next_seq_++;
+    slots_.push_back(slot{seq, bytes, std::move(packed)});
     bytes_ += bytes;
     evict_locked();
   }
-  if (notify_) notify_(shared);
-  return shared->seq;
+  if (notify_) notify_(seq);
+  return seq;
 }
 
-bool capture_ring::update(uint64_t seq, captured_exchange rec) {
-  std::shared_ptr<const captured_exchange> shared;
+bool capture_ring::update(uint64_t seq, const captured_exchange& rec) {
+  auto packed = std::make_shared<const std::string>(pack_capture(rec));
+  auto bytes = packed_bytes(*packed);
+  std::shared_ptr<const std::string> old;  // freed outside the lock
   {
     std::lock_guard lk(mu_);
     auto it = std::lower_bound(slots_.begin(), slots_.end(), seq, [](const slot& s, uint64_t v) { return s.seq < v; });
     if (it == slots_.end() || it->seq != seq) return false;
-    rec.seq = seq;
-    auto bytes = rec.footprint();
-    shared = std::make_shared<const captured_exchange>(std::move(rec));
     bytes_ = bytes_ - it->bytes + bytes;
     it->bytes = bytes;
-    it->rec = shared;
+    old = std::exchange(it->packed, std::move(packed));
     evict_locked();
   }
-  if (notify_) notify_(shared);
+  if (notify_) notify_(seq);
   return true;
 }
 
@@ -89,28 +180,47 @@ void capture_ring::evict_locked() {
 }
 
 std::shared_ptr<const captured_exchange> capture_ring::find(uint64_t seq) const {
-  std::lock_guard lk(mu_);
-  auto it = std::lower_bound(slots_.begin(), slots_.end(), seq, [](const slot& s, uint64_t v) { return s.seq < v; });
-  if (it == slots_.end() || it->seq != seq) return nullptr;
-  return it->rec;
+  std::shared_ptr<const std::string> packed;
+  {
+    std::lock_guard lk(mu_);
+    auto it = std::lower_bound(slots_.begin(), slots_.end(), seq, [](const slot& s, uint64_t v) { return s.seq < v; });
+    if (it == slots_.end() || it->seq != seq) return nullptr;
+    packed = it->packed;
+  }
+  return std::make_shared<const captured_exchange>(unpack_capture(*packed, seq));
+}
+
+void capture_ring::each_newest(size_t limit, const std::function<bool(const captured_exchange&)>& f) const {
+  std::vector<std::pair<uint64_t, std::shared_ptr<const std::string>>> picked;
+  {
+    std::lock_guard lk(mu_);
+    size_t n = limit == 0 ? slots_.size() : std::min(limit, slots_.size());
+    picked.reserve(n);
+    for (auto it = slots_.rbegin(); it != slots_.rend() && picked.size() < n; ++it) picked.emplace_back(it->seq, it->packed);
+  }
+  for (auto& [seq, packed] : picked) {
+    if (!f(unpack_capture(*packed, seq))) return;
+    packed.reset();  // a record dropped meanwhile is freed as the walk passes it
+  }
 }
 
 std::vector<std::shared_ptr<const captured_exchange>> capture_ring::newest(size_t limit) const {
-  std::lock_guard lk(mu_);
-  size_t n = limit == 0 ? slots_.size() : std::min(limit, slots_.size());
   std::vector<std::shared_ptr<const captured_exchange>> out;
-  out.reserve(n);
-  for (auto it = slots_.rbegin(); it != slots_.rend() && out.size() < n; ++it) out.push_back(it->rec);
+  each_newest(limit, [&](const captured_exchange& r) {
+    out.push_back(std::make_shared<const captured_exchange>(r));
+    return true;
+  });
   return out;
 }
 
 void capture_ring::clear() {
+  std::deque<slot> old;
   {
     std::lock_guard lk(mu_);
-    slots_.clear();
+    old.swap(slots_);
     bytes_ = 0;
   }
-  if (notify_) notify_(nullptr);
+  if (notify_) notify_(0);
 }
 
 uint64_t capture_ring::bytes() const {
@@ -259,6 +369,19 @@ std::string capture_list_json(const std::vector<std::shared_ptr<const captured_e
     first = false;
     out += json::serialize(summaries ? summary(*r) : full(*r, false));
   }
+  out += "]}";
+  return out;
+}
+
+std::string capture_list_json(const capture_ring& ring, size_t limit, const std::string& tunnel, bool summaries) {
+  std::string out = R"({"uri":"/api/requests/http","requests":[)";
+  size_t n = 0;
+  ring.each_newest(tunnel.empty() ? limit : 0, [&](const captured_exchange& r) {
+    if (!tunnel.empty() && r.tunnel != tunnel) return true;
+    if (n++ > 0) out += ',';
+    out += json::serialize(summaries ? summary(r) : full(r, false));
+    return limit == 0 || n < limit;
+  });
   out += "]}";
   return out;
 }

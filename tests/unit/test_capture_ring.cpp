@@ -97,11 +97,49 @@ TEST_CASE("a record that grows is re-counted; one already dropped is not brought
 TEST_CASE("every change is announced, and clear() announces a reset") {
   capture_ring ring({.max_bytes = 1 << 20, .max_body = 1024});
   std::vector<uint64_t> seen;
-  ring.on_change([&](std::shared_ptr<const captured_exchange> r) { seen.push_back(r ? r->seq : 0); });
+  ring.on_change([&](uint64_t seq) { seen.push_back(seq); });
   auto a = ring.add(record("/a", 0));
   ring.update(a, record("/a", 0));
   ring.clear();
   CHECK(seen == std::vector<uint64_t>{a, a, 0});
+}
+
+TEST_CASE("a record packs into one buffer and unpacks to the same record") {
+  auto r = record("/p?q=1", 300);
+  r.what = captured_exchange::kind::sse;
+  r.where = captured_exchange::state::failed;
+  r.start = std::chrono::system_clock::time_point(std::chrono::microseconds(1765000000123456));
+  r.duration = std::chrono::nanoseconds(123456789);
+  r.http_version = 10;
+  r.status = 502;
+  r.reason = "Bad Gateway";
+  r.response_headers = {{"Content-Type", "text/event-stream"}, {"", ""}};
+  r.error = "cut";
+  r.replay_of = 9;
+  std::string out(std::string("\0\xff", 2) + std::string(70, 'o'));
+  r.response_body.append(out.data(), out.size(), 50);
+  auto back = unpack_capture(pack_capture(r), 77);
+  CHECK(back.seq == 77);
+  CHECK(back.tunnel == r.tunnel);
+  CHECK(back.what == r.what);
+  CHECK(back.where == r.where);
+  CHECK(back.start == r.start);
+  CHECK(back.duration == r.duration);
+  CHECK(back.remote_addr == r.remote_addr);
+  CHECK(back.method == r.method);
+  CHECK(back.target == r.target);
+  CHECK(back.http_version == 10);
+  CHECK(back.request_headers == r.request_headers);
+  CHECK(back.request_body.bytes == r.request_body.bytes);
+  CHECK(back.request_body.size == 300);
+  CHECK(back.status == 502);
+  CHECK(back.reason == r.reason);
+  CHECK(back.response_headers == r.response_headers);
+  CHECK(back.response_body.bytes == out.substr(0, 50));
+  CHECK(back.response_body.size == out.size());
+  CHECK(back.response_body.truncated());
+  CHECK(back.error == "cut");
+  CHECK(back.replay_of == 9);
 }
 
 TEST_CASE("ids are req_N and nothing else parses as one") {
