@@ -60,12 +60,13 @@ std::string capture_id(uint64_t seq);
 /// The sequence number of a capture_id, 0 if `id` is not one.
 uint64_t capture_seq(const std::string& id);
 
-/// Records newest last, at most `max_bytes` of them (footprint), the oldest
-/// dropped first. A record is published once it ends (or earlier, for one
+/// Records newest last in one circular buffer of `max_bytes`, the oldest
+/// overwritten first. A record is published once it ends (or earlier, for one
 /// shown live) and again as it changes; its latest version replaces the one
-/// before. Each record is kept packed in one buffer: a ring of tens of
-/// thousands of records made of many small allocations each would leave
-/// malloc a fragmented heap to search on every request.
+/// before. Records are packed into the buffer rather than allocated one by
+/// one: tens of thousands of long-lived small allocations left malloc a
+/// fragmented heap to search on every request (a third of the client's CPU).
+/// The buffer's pages become resident only as records reach them.
 class capture_ring {
  public:
   struct limits {
@@ -76,7 +77,8 @@ class capture_ring {
 
   const limits& bounds() const { return limits_; }
 
-  /// Adds a new record; returns its sequence number. May drop old records.
+  /// Adds a new record; returns its sequence number. May drop old records
+  /// (and drops this one at once if it is larger than the whole buffer).
   uint64_t add(const captured_exchange& rec);
   /// Replaces record `seq` with `rec` (seq kept); false when it was dropped meanwhile.
   bool update(uint64_t seq, const captured_exchange& rec);
@@ -90,7 +92,8 @@ class capture_ring {
   void each_newest(size_t limit, const std::function<bool(const captured_exchange&)>& f) const;
   /// Drops every record (sequence numbers keep counting).
   void clear();
-  /// Bytes held, records held, records dropped to stay under the cap.
+  /// Bytes of the buffer in use (current and replaced versions not yet
+  /// overwritten), records held, records dropped to stay within the buffer.
   uint64_t bytes() const;
   size_t size() const;
   uint64_t evicted() const;
@@ -100,17 +103,35 @@ class capture_ring {
   void on_change(std::function<void(uint64_t)> f) { notify_ = std::move(f); }
 
  private:
-  void evict_locked();
-  struct slot {
+  static constexpr size_t npos = static_cast<size_t>(-1);
+  /// Where `need` bytes go, overwriting the oldest regions; npos if they never fit.
+  size_t place_locked(size_t need);
+  void drop_front_locked();
+  /// Writes `packed` for `seq`; false if it was dropped.
+  bool store_locked(uint64_t seq, const std::string& packed);
+  /// Copies record `seq`'s bytes; false if it is not held.
+  bool copy_locked(uint64_t seq, std::string& out) const;
+
+  struct region {  // a written version, in write order
     uint64_t seq;
-    uint64_t bytes;
-    std::shared_ptr<const std::string> packed;
+    size_t offset;
+    size_t size;
+  };
+  struct where {  // a record's current version
+    size_t offset = 0;
+    size_t size = 0;
+    bool live = false;
   };
   limits limits_;
   mutable std::mutex mu_;
-  std::deque<slot> slots_;  // ascending seq
+  std::unique_ptr<char[]> buf_;  // max_bytes, allocated at the first record
+  size_t head_ = 0;              // where the next region starts (before wrapping)
+  std::deque<region> order_;     // oldest first
+  std::deque<where> index_;      // index_[seq - base_seq_]
+  uint64_t base_seq_ = 1;
   uint64_t next_seq_ = 1;
-  uint64_t bytes_ = 0;
+  uint64_t used_ = 0;
+  size_t live_ = 0;
   uint64_t evicted_ = 0;
   std::function<void(uint64_t)> notify_;
 };

@@ -131,76 +131,133 @@ captured_exchange unpack_capture(std::string_view in, uint64_t seq) {
   return r;
 }
 
-namespace {
+size_t capture_ring::place_locked(size_t need) {
+  const size_t cap = limits_.max_bytes;
+  if (need > cap) return npos;
+  if (!buf_) buf_.reset(new char[cap]);  // not touched: pages are mapped as records reach them
+  size_t p = head_;
+  if (p + need > cap) {
+    // Wrap: what lies past head_ is the previous lap's, the oldest of all.
+    while (!order_.empty() && order_.front().offset >= head_) drop_front_locked();
+    p = 0;
+  }
+  while (!order_.empty() && order_.front().offset < p + need && p < order_.front().offset + order_.front().size)
+    drop_front_locked();
+  head_ = p + need;
+  return p;
+}
 
-/// What one packed record costs: its buffer (with malloc's header), the
-/// string and shared_ptr control block around it, its slot in the ring.
-uint64_t packed_bytes(const std::string& p) { return p.capacity() + 16 + 64 + 24; }
+void capture_ring::drop_front_locked() {
+  auto r = order_.front();
+  order_.pop_front();
+  used_ -= r.size;
+  if (r.seq >= base_seq_ && r.seq - base_seq_ < index_.size()) {
+    auto& w = index_[r.seq - base_seq_];
+    if (w.live && w.offset == r.offset && w.size == r.size) {  // its current version, not a replaced one
+      w.live = false;
+      --live_;
+      ++evicted_;
+    }
+  }
+  while (!index_.empty() && !index_.front().live) {
+    index_.pop_front();
+    ++base_seq_;
+  }
+}
 
-}  // namespace
+bool capture_ring::store_locked(uint64_t seq, const std::string& packed) {
+  auto p = place_locked(packed.size());
+  // The index may have moved past `seq` if its older version was just overwritten.
+  if (seq < base_seq_ || seq - base_seq_ >= index_.size()) {
+    if (p != npos) head_ = p;  // nothing written there
+    return false;
+  }
+  auto& w = index_[seq - base_seq_];
+  if (p == npos) {
+    if (w.live) --live_;
+    w.live = false;
+    return false;
+  }
+  std::memcpy(buf_.get() + p, packed.data(), packed.size());
+  order_.push_back(region{seq, p, packed.size()});
+  used_ += packed.size();
+  if (!w.live) ++live_;
+  w = where{p, packed.size(), true};
+  return true;
+}
 
 uint64_t capture_ring::add(const captured_exchange& rec) {
-  auto packed = std::make_shared<const std::string>(pack_capture(rec));
-  auto bytes = packed_bytes(*packed);
+  auto packed = pack_capture(rec);
   uint64_t seq = 0;
   {
     std::lock_guard lk(mu_);
     seq = next_seq_++;
-    slots_.push_back(slot{seq, bytes, std::move(packed)});
-    bytes_ += bytes;
-    evict_locked();
+    auto p = place_locked(packed.size());
+    // The index covers base_seq_ .. seq - 1 (or nothing): this record goes at its end.
+    if (index_.empty()) base_seq_ = seq;
+    if (p == npos) {
+      index_.push_back(where{});
+      ++evicted_;
+      if (index_.size() == 1) {
+        index_.pop_front();
+        ++base_seq_;
+      }
+    } else {
+      std::memcpy(buf_.get() + p, packed.data(), packed.size());
+      order_.push_back(region{seq, p, packed.size()});
+      used_ += packed.size();
+      index_.push_back(where{p, packed.size(), true});
+      ++live_;
+    }
   }
   if (notify_) notify_(seq);
   return seq;
 }
 
 bool capture_ring::update(uint64_t seq, const captured_exchange& rec) {
-  auto packed = std::make_shared<const std::string>(pack_capture(rec));
-  auto bytes = packed_bytes(*packed);
-  std::shared_ptr<const std::string> old;  // freed outside the lock
+  auto packed = pack_capture(rec);
   {
     std::lock_guard lk(mu_);
-    auto it = std::lower_bound(slots_.begin(), slots_.end(), seq, [](const slot& s, uint64_t v) { return s.seq < v; });
-    if (it == slots_.end() || it->seq != seq) return false;
-    bytes_ = bytes_ - it->bytes + bytes;
-    it->bytes = bytes;
-    old = std::exchange(it->packed, std::move(packed));
-    evict_locked();
+    if (seq < base_seq_ || seq - base_seq_ >= index_.size() || !index_[seq - base_seq_].live) return false;
+    if (!store_locked(seq, packed)) return false;
   }
   if (notify_) notify_(seq);
   return true;
 }
 
-void capture_ring::evict_locked() {
-  while (bytes_ > limits_.max_bytes && !slots_.empty()) {
-    bytes_ -= slots_.front().bytes;
-    slots_.pop_front();
-    ++evicted_;
-  }
+bool capture_ring::copy_locked(uint64_t seq, std::string& out) const {
+  if (seq < base_seq_ || seq - base_seq_ >= index_.size()) return false;
+  const auto& w = index_[seq - base_seq_];
+  if (!w.live) return false;
+  out.assign(buf_.get() + w.offset, w.size);
+  return true;
 }
 
 std::shared_ptr<const captured_exchange> capture_ring::find(uint64_t seq) const {
-  std::shared_ptr<const std::string> packed;
+  std::string packed;
   {
     std::lock_guard lk(mu_);
-    auto it = std::lower_bound(slots_.begin(), slots_.end(), seq, [](const slot& s, uint64_t v) { return s.seq < v; });
-    if (it == slots_.end() || it->seq != seq) return nullptr;
-    packed = it->packed;
+    if (!copy_locked(seq, packed)) return nullptr;
   }
-  return std::make_shared<const captured_exchange>(unpack_capture(*packed, seq));
+  return std::make_shared<const captured_exchange>(unpack_capture(packed, seq));
 }
 
 void capture_ring::each_newest(size_t limit, const std::function<bool(const captured_exchange&)>& f) const {
-  std::vector<std::pair<uint64_t, std::shared_ptr<const std::string>>> picked;
+  std::vector<uint64_t> seqs;
   {
     std::lock_guard lk(mu_);
-    size_t n = limit == 0 ? slots_.size() : std::min(limit, slots_.size());
-    picked.reserve(n);
-    for (auto it = slots_.rbegin(); it != slots_.rend() && picked.size() < n; ++it) picked.emplace_back(it->seq, it->packed);
+    size_t n = limit == 0 ? live_ : std::min(limit, live_);
+    seqs.reserve(n);
+    for (size_t i = index_.size(); i-- > 0 && seqs.size() < n;)
+      if (index_[i].live) seqs.push_back(base_seq_ + i);
   }
-  for (auto& [seq, packed] : picked) {
-    if (!f(unpack_capture(*packed, seq))) return;
-    packed.reset();  // a record dropped meanwhile is freed as the walk passes it
+  std::string packed;
+  for (auto seq : seqs) {
+    {
+      std::lock_guard lk(mu_);
+      if (!copy_locked(seq, packed)) continue;  // overwritten meanwhile
+    }
+    if (!f(unpack_capture(packed, seq))) return;
   }
 }
 
@@ -214,22 +271,25 @@ std::vector<std::shared_ptr<const captured_exchange>> capture_ring::newest(size_
 }
 
 void capture_ring::clear() {
-  std::deque<slot> old;
   {
     std::lock_guard lk(mu_);
-    old.swap(slots_);
-    bytes_ = 0;
+    order_.clear();
+    index_.clear();
+    base_seq_ = next_seq_;
+    head_ = 0;
+    used_ = 0;
+    live_ = 0;
   }
   if (notify_) notify_(0);
 }
 
 uint64_t capture_ring::bytes() const {
   std::lock_guard lk(mu_);
-  return bytes_;
+  return used_;
 }
 size_t capture_ring::size() const {
   std::lock_guard lk(mu_);
-  return slots_.size();
+  return live_;
 }
 uint64_t capture_ring::evicted() const {
   std::lock_guard lk(mu_);

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
+#include <map>
+#include <random>
 #include <string>
 
 #include "grok/capture_ring.hpp"
@@ -92,6 +94,44 @@ TEST_CASE("a record that grows is re-counted; one already dropped is not brought
   CHECK(ring.size() == 0);
   CHECK(ring.bytes() == 0);
   CHECK(ring.add(record("/after", 0)) == third + 1);  // ids are never reused
+}
+
+TEST_CASE("the circular buffer wraps: random adds and updates keep every held record's latest version") {
+  capture_ring ring({.max_bytes = 256 * 1024, .max_body = 64 * 1024});
+  std::mt19937 rng(42);
+  std::map<uint64_t, std::string> latest;  // seq -> target of its latest version
+  for (int i = 0; i < 5000; ++i) {
+    auto size = static_cast<size_t>(rng() % (40 * 1024));
+    if (latest.empty() || rng() % 3 != 0) {
+      auto target = "/a" + std::to_string(i);
+      latest[ring.add(record(target, size, 64 * 1024))] = target;
+    } else {
+      auto it = latest.lower_bound(static_cast<uint64_t>(rng() % (latest.rbegin()->first + 1)));
+      if (it == latest.end()) continue;
+      auto target = "/u" + std::to_string(i);
+      if (ring.update(it->first, record(target, size, 64 * 1024))) it->second = target;
+    }
+    REQUIRE(ring.bytes() <= 256 * 1024);
+  }
+  auto held = ring.newest();
+  CHECK(held.size() == ring.size());
+  CHECK(held.size() >= 6);  // 256 KiB of records of 20 KiB on average
+  for (size_t i = 0; i < held.size(); ++i) {
+    if (i > 0) CHECK(held[i - 1]->seq > held[i]->seq);
+    CHECK(held[i]->target == latest[held[i]->seq]);
+    CHECK(ring.find(held[i]->seq)->target == held[i]->target);
+  }
+  for (const auto& [seq, target] : latest) {
+    auto r = ring.find(seq);
+    if (r) CHECK(r->target == target);  // held ones are their latest version; the rest are gone
+  }
+  INFO("a record larger than the whole buffer is dropped at once");
+  auto huge = ring.add(record("/huge", 60 * 1024, 1 << 20));
+  capture_ring tiny({.max_bytes = 16 * 1024, .max_body = 4 * 1024});
+  auto big = tiny.add(record("/big", 20 * 1024, 1 << 20));
+  CHECK(tiny.find(big) == nullptr);
+  CHECK(tiny.size() == 0);
+  CHECK(ring.find(huge) != nullptr);
 }
 
 TEST_CASE("every change is announced, and clear() announces a reset") {
