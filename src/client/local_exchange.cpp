@@ -46,7 +46,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         pool_(pool),
         local_(local),
         started_(clock::now()) {
-    if (insp) capture_.emplace(*insp, head_);
+    if (insp) capture_ = std::make_unique<exchange_capture>(*insp, head_);
   }
 
   void start() {
@@ -468,7 +468,9 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   clock::time_point started_;
   std::unique_ptr<local_conn> conn_;
   std::optional<response_reader> reader_;
-  std::optional<exchange_capture> capture_;  ///< set when the inspector is on
+  /// Set when the inspector is on; a separate allocation keeps the exchange itself
+  /// under malloc's 1 KiB small-request size (larger ones cost a heap consolidation).
+  std::unique_ptr<exchange_capture> capture_;
   bool local_closed_ = false;  ///< the local service closed its end (a body may run until then)
   std::string body_buf_;
   write_queue out_;

@@ -41,27 +41,12 @@ struct packed_numbers {
   uint8_t where;
 };
 
-void put_string(std::string& out, std::string_view s) {
-  uint64_t n = s.size();
-  out.append(reinterpret_cast<const char*>(&n), sizeof n);
-  out.append(s);
-}
-
 std::string_view get_string(std::string_view& in) {
   uint64_t n = 0;
   std::memcpy(&n, in.data(), sizeof n);
   auto s = in.substr(sizeof n, n);
   in.remove_prefix(sizeof n + n);
   return s;
-}
-
-void put_headers(std::string& out, const header_list& hs) {
-  uint64_t n = hs.size();
-  out.append(reinterpret_cast<const char*>(&n), sizeof n);
-  for (const auto& [k, v] : hs) {
-    put_string(out, k);
-    put_string(out, v);
-  }
 }
 
 header_list get_headers(std::string_view& in) {
@@ -80,14 +65,28 @@ header_list get_headers(std::string_view& in) {
 
 }  // namespace
 
-std::string pack_capture(const captured_exchange& r) {
+namespace {
+
+size_t packed_size(const captured_exchange& r) {
   size_t size = sizeof(packed_numbers) + 10 * sizeof(uint64_t) + r.tunnel.size() + r.remote_addr.size() +
                 r.method.size() + r.target.size() + r.reason.size() + r.error.size() + r.request_body.bytes.size() +
                 r.response_body.bytes.size();
   for (const auto* hs : {&r.request_headers, &r.response_headers})
     for (const auto& [k, v] : *hs) size += 2 * sizeof(uint64_t) + k.size() + v.size();
-  std::string out;
-  out.reserve(size);
+  return size;
+}
+
+/// Writes the packed record to `out` (packed_size(r) bytes).
+void pack_into(const captured_exchange& r, char* out) {
+  auto put = [&](const void* p, size_t n) {
+    std::memcpy(out, p, n);
+    out += n;
+  };
+  auto put_str = [&](std::string_view s) {
+    uint64_t n = s.size();
+    put(&n, sizeof n);
+    put(s.data(), s.size());
+  };
   packed_numbers n{};
   n.start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.start.time_since_epoch()).count();
   n.duration_ns = r.duration.count();
@@ -98,12 +97,25 @@ std::string pack_capture(const captured_exchange& r) {
   n.http_version = static_cast<uint16_t>(r.http_version);
   n.what = static_cast<uint8_t>(r.what);
   n.where = static_cast<uint8_t>(r.where);
-  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  put(&n, sizeof n);
   for (const auto* s : {&r.tunnel, &r.remote_addr, &r.method, &r.target, &r.reason, &r.error, &r.request_body.bytes,
                         &r.response_body.bytes})
-    put_string(out, *s);
-  put_headers(out, r.request_headers);
-  put_headers(out, r.response_headers);
+    put_str(*s);
+  for (const auto* hs : {&r.request_headers, &r.response_headers}) {
+    uint64_t count = hs->size();
+    put(&count, sizeof count);
+    for (const auto& [k, v] : *hs) {
+      put_str(k);
+      put_str(v);
+    }
+  }
+}
+
+}  // namespace
+
+std::string pack_capture(const captured_exchange& r) {
+  std::string out(packed_size(r), '\0');
+  pack_into(r, out.data());
   return out;
 }
 
@@ -187,12 +199,12 @@ bool capture_ring::store_locked(uint64_t seq, const std::string& packed) {
 }
 
 uint64_t capture_ring::add(const captured_exchange& rec) {
-  auto packed = pack_capture(rec);
+  const auto size = packed_size(rec);
   uint64_t seq = 0;
   {
     std::lock_guard lk(mu_);
     seq = next_seq_++;
-    auto p = place_locked(packed.size());
+    auto p = place_locked(size);
     // The index covers base_seq_ .. seq - 1 (or nothing): this record goes at its end.
     if (index_.empty()) base_seq_ = seq;
     if (p == npos) {
@@ -203,10 +215,10 @@ uint64_t capture_ring::add(const captured_exchange& rec) {
         ++base_seq_;
       }
     } else {
-      std::memcpy(buf_.get() + p, packed.data(), packed.size());
-      order_.push_back(region{seq, p, packed.size()});
-      used_ += packed.size();
-      index_.push_back(where{p, packed.size(), true});
+      pack_into(rec, buf_.get() + p);  // straight into the buffer: no allocation per record
+      order_.push_back(region{seq, p, size});
+      used_ += size;
+      index_.push_back(where{p, size, true});
       ++live_;
     }
   }
