@@ -10,6 +10,8 @@
 
 namespace grok {
 
+class inspector;
+
 struct client_options {
   std::string server = "127.0.0.1:4443";  ///< grok-server's tunnel address, HOST:PORT
   std::string token;
@@ -36,6 +38,8 @@ struct client_options {
   std::string health_path;
   std::chrono::milliseconds health_interval{10000};
   std::chrono::milliseconds health_timeout{2000};
+  /// Records every exchange for the request inspector; null when it is off.
+  std::shared_ptr<inspector> inspect;
 };
 
 class client {

@@ -101,6 +101,12 @@ struct client_config {
   /// Pings to the server, and how long one may go unanswered before the stream is dropped.
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{5000};
+  // The request inspector (a page and an API on 127.0.0.1:4040).
+  bool inspect = true;                     ///< false: no inspector
+  std::string inspect_addr;                ///< HOST:PORT; empty = 127.0.0.1:4040, or the next free port
+  std::string inspect_auth;                ///< USER:PASS; required for a non-loopback inspect_addr
+  uint64_t inspect_max_memory = 64ull << 20;  ///< every captured exchange together; the oldest go first
+  uint64_t inspect_max_body = 1ull << 20;     ///< bytes kept of each body; the rest is counted only
 };
 
 /// The placeholder token of the example configuration (conf/grok-server.yaml).

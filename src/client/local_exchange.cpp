@@ -16,6 +16,7 @@
 #include "grok/http_rules.hpp"
 #include "grok/response_reader.hpp"
 #include "byte_pump.hpp"
+#include "exchange_capture.hpp"
 #include "io_errors.hpp"
 
 namespace grok::client_detail {
@@ -33,7 +34,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   /// `pooled` is a kept-alive connection to use (may be null); the exchange runs on its strand.
   local_exchange_impl(asio::io_context& ioc, std::shared_ptr<exchange_host> session, uint64_t id, pb::RequestHead head,
                       uint32_t send_window, uint32_t recv_window_size, uint32_t max_frame, local_pool& pool,
-                      const tcp::endpoint& local, std::unique_ptr<local_conn> pooled)
+                      const tcp::endpoint& local, std::unique_ptr<local_conn> pooled, inspector* insp)
       : strand_(pooled ? pooled->strand : asio::make_strand(ioc)),
         session_(std::move(session)),
         pooled_(std::move(pooled)),
@@ -44,7 +45,9 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         max_frame_(max_frame),
         pool_(pool),
         local_(local),
-        started_(clock::now()) {}
+        started_(clock::now()) {
+    if (insp) capture_ = std::make_unique<exchange_capture>(*insp, head_);
+  }
 
   void start() {
     upgraded_ = head_.tcp();  // a TCP connection is raw bytes from the start
@@ -149,6 +152,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         auto n = d.payload().size();
         if (!window_.on_data(n)) return fail(pb::Reset::PROTOCOL_ERROR, "server overran the window");
         bytes_in_ += n;
+        if (capture_ && n > 0) capture_->request_bytes(d.payload());
         if (up_ != upload::body && up_ != upload::raw) return;  // failed, or bytes past the end
         if (n > 0) {
           out_piece p{{}, std::move(*d.mutable_payload()), {}, static_cast<uint32_t>(n)};
@@ -269,8 +273,10 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
             status_ = reader_->status();
             keep_alive_ = reader_->keep_alive();
             down_ = download::body;  // raw bytes after a 101
+            if (capture_) capture_->response_head(f.response_head());
           } else {
             bytes_out_ += f.data().payload().size();
+            if (capture_) capture_->response_bytes(f.data().payload());
           }
           if (!held) {
             held = std::move(f);
@@ -292,6 +298,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         case event::upgraded:
           flush();
           upgraded_ = true;
+          if (capture_) capture_->upgraded();
           if (up_ != upload::failed) up_ = upload::raw;
           return do_read_raw();
         case event::failed:
@@ -343,6 +350,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
       auto n = chunk.size();
       credit_.spend(n);
       bytes_out_ += n;
+      if (capture_) capture_->raw_response_bytes(n);
       send(make_data(id_, std::move(chunk), false));
       return do_read_raw();
     }
@@ -360,6 +368,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
       if (ec) return self->fail(pb::Reset::UPSTREAM_RESET, "local service reset the connection");
       self->credit_.spend(n);
       self->bytes_out_ += n;
+      if (self->capture_) self->capture_->raw_response_bytes(n);
       self->body_buf_.resize(n);
       self->send(make_data(self->id_, std::move(self->body_buf_), false));
       self->body_buf_ = std::string();
@@ -397,6 +406,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
       conn_->stream.socket().close(ignored);
     }
     log_line(std::to_string(status_));
+    if (capture_) capture_->end(status_, {});
     release();
   }
 
@@ -409,6 +419,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
       conn_->stream.socket().close(ignored);
     }
     log_line(status_ ? std::to_string(status_) + " (" + why + ")" : "502 (" + why + ")");
+    if (capture_) capture_->end(status_ ? status_ : 502, why);
     release();
   }
 
@@ -424,6 +435,13 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     }
     if (!reset_by_server_) log_line("cancelled (tunnel closed)");
     else log_line(status_ ? std::to_string(status_) + " (cancelled by the public client)" : "cancelled by the public client");
+    if (capture_) {
+      // A WebSocket or TCP visitor that hangs up ends its connection the normal way.
+      const bool hung_up = reset_by_server_ && upgraded_;
+      capture_->end(status_, hung_up            ? std::string()
+                             : reset_by_server_ ? "cancelled by the public client"
+                                                : "tunnel closed");
+    }
     release();
   }
 
@@ -450,6 +468,9 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   clock::time_point started_;
   std::unique_ptr<local_conn> conn_;
   std::optional<response_reader> reader_;
+  /// Set when the inspector is on; a separate allocation keeps the exchange itself
+  /// under malloc's 1 KiB small-request size (larger ones cost a heap consolidation).
+  std::unique_ptr<exchange_capture> capture_;
   bool local_closed_ = false;  ///< the local service closed its end (a body may run until then)
   std::string body_buf_;
   write_queue out_;
@@ -475,9 +496,10 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
 std::shared_ptr<local_exchange> start_local_exchange(asio::io_context& ioc, std::shared_ptr<exchange_host> host,
                                                      uint64_t id, pb::RequestHead head, uint32_t send_window,
                                                      uint32_t recv_window, uint32_t max_frame, local_pool& pool,
-                                                     const tcp::endpoint& local, std::unique_ptr<local_conn> pooled) {
+                                                     const tcp::endpoint& local, std::unique_ptr<local_conn> pooled,
+                                                     inspector* insp) {
   auto ex = std::make_shared<local_exchange_impl>(ioc, std::move(host), id, std::move(head), send_window, recv_window,
-                                                  max_frame, pool, local, std::move(pooled));
+                                                  max_frame, pool, local, std::move(pooled), insp);
   ex->start();
   return ex;
 }

@@ -30,6 +30,8 @@
 #include "grok/log.hpp"
 #include "config_cli.hpp"
 #include "grpc_log.hpp"
+#include "inspect_cli.hpp"
+#include "inspector.hpp"
 
 namespace {
 
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
                    "GET this path on the local service; while it fails (not 2xx/3xx) the tunnel gets no new request");
   http->add_option("--health-interval", health_interval, "time between health checks (default 10s)");
   http->add_option("--health-timeout", health_timeout, "how long a health check may take (default 2s)");
+  grok::inspect_flags inspect;
+  grok::add_inspect_options(*http, inspect);
 
   auto* tcp = app.add_subcommand("tcp", "expose a local TCP service on a public port of the server");
   tcp->fallthrough();
@@ -83,6 +87,7 @@ int main(int argc, char** argv) {
   tcp->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (a pool's members name the same one)");
   tcp->add_flag("--pool", opts.pool,
                 "share the name and its public port with other `grok tcp --pool` processes: each connection goes to one");
+  grok::add_inspect_options(*tcp, inspect);
 
   std::string serve_dir, serve_auth;
   auto* serve = app.add_subcommand("serve", "serve the files of a folder through the tunnel (no local server needed)");
@@ -93,6 +98,7 @@ int main(int argc, char** argv) {
   serve->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   serve->add_option("--token", token, "authentication token (default from the config file)");
   serve->add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  grok::add_inspect_options(*serve, inspect);
 
   auto* config = app.add_subcommand("config", "show or change the client configuration file (see --config)");
   config->require_subcommand(1);
@@ -222,6 +228,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  std::optional<grok::inspector_options> inspect_opts;
+  try {
+    inspect_opts = grok::inspect_settings(inspect, cfg);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "grok: " << e.what() << "\n";
+    return 2;
+  }
   opts.insecure = insecure || cfg.insecure;
   opts.heartbeat_interval = cfg.heartbeat_interval;
   opts.heartbeat_timeout = cfg.heartbeat_timeout;
@@ -266,6 +279,20 @@ int main(int argc, char** argv) {
     std::cout << "Serving     " << serve_root.string() << (basic_auth ? " (basic auth)" : "") << std::endl;
   }
 
+  if (inspect_opts) {
+    inspect_opts->local_host = opts.local_host;
+    inspect_opts->local_port = opts.local_port;
+    inspect_opts->proto = opts.tcp ? "tcp" : "http";
+    inspect_opts->tunnel_name = opts.subdomain;
+    opts.inspect = std::make_shared<grok::inspector>(*inspect_opts);
+    try {
+      opts.inspect->start();
+    } catch (const std::exception& e) {
+      std::cerr << "grok: inspector: " << e.what() << " (--inspect ADDR picks another address, --no-inspect turns it off)\n";
+      return 1;
+    }
+  }
+
   grok::client c(opts);
   std::thread signals([&] {
     int sig = 0;
@@ -278,6 +305,7 @@ int main(int argc, char** argv) {
     pthread_kill(signals.native_handle(), SIGTERM);
     signals.join();
   }
+  if (opts.inspect) opts.inspect->stop();
   if (files) files->stop();
   return rc;
 }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "console.hpp"
+#include "inspector.hpp"
 
 namespace grok::client_detail {
 
@@ -95,6 +96,10 @@ void tunnel_session::handle_batch(pb::Batch& b) {
                         (a.pool_members() ? " (pool member " + std::to_string(a.pool_members()) + " of " +
                                                 std::to_string(a.pool_members()) + ")"
                                           : std::string()));
+        if (opts_.inspect) {
+          opts_.inspect->set_tunnel(a.name(), a.public_url());
+          console().write("Inspector   " + opts_.inspect->url());
+        }
         start_health_check();
         break;
       }
@@ -115,7 +120,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
         exchanges_.emplace(id, start_local_exchange(ioc_, shared_from_this(), id,
                                                     std::move(*f.mutable_request_head()), server_window_,
                                                     opts_.initial_window, max_frame_, pool_, local_,
-                                                    std::move(pooled)));
+                                                    std::move(pooled), opts_.inspect.get()));
         break;
       }
       case pb::Frame::kData:

@@ -689,6 +689,14 @@ std::string render_client_config(const client_config& cfg) {
   out << YAML::Key << "log_level" << YAML::Value << cfg.log_level;
   if (cfg.insecure) out << YAML::Key << "insecure" << YAML::Value << true;
   if (!cfg.ca.empty()) out << YAML::Key << "ca" << YAML::Value << YAML::DoubleQuoted << cfg.ca;
+  client_config defaults;
+  if (!cfg.inspect) out << YAML::Key << "inspect" << YAML::Value << false;
+  if (!cfg.inspect_addr.empty()) out << YAML::Key << "inspect_addr" << YAML::Value << YAML::DoubleQuoted << cfg.inspect_addr;
+  if (!cfg.inspect_auth.empty()) out << YAML::Key << "inspect_auth" << YAML::Value << YAML::DoubleQuoted << cfg.inspect_auth;
+  if (cfg.inspect_max_memory != defaults.inspect_max_memory)
+    out << YAML::Key << "inspect_max_memory" << YAML::Value << std::to_string(cfg.inspect_max_memory);
+  if (cfg.inspect_max_body != defaults.inspect_max_body)
+    out << YAML::Key << "inspect_max_body" << YAML::Value << std::to_string(cfg.inspect_max_body);
   out << YAML::EndMap;
   if (!out.good()) throw std::invalid_argument(std::string("cannot render client configuration: ") + out.GetLastError());
   return std::string("# grok client configuration (rewritten by `grok config`)\n") + out.c_str() + "\n";
@@ -723,6 +731,24 @@ client_config parse_client_config(const std::string& yaml_text, const std::strin
       if (!std::ifstream(path)) r.fail(e, "cannot read '" + path + "': " + std::strerror(errno));
       cfg.ca = path;
     }},
+    {"inspect", [&](const entry& e) { cfg.inspect = r.boolean(e); }},
+    {"inspect_addr", [&](const entry& e) {
+      const auto& s = r.scalar(e, "HOST:PORT");
+      auto colon = s.rfind(':');
+      auto port = parse_uint(colon == std::string::npos ? std::string_view(s) : std::string_view(s).substr(colon + 1));
+      if (s.empty() || !port || *port > 65535)
+        r.fail(e, "expected HOST:PORT such as 127.0.0.1:4040 (or a port), got '" + s + "'");
+      cfg.inspect_addr = s;
+    }},
+    {"inspect_auth", [&](const entry& e) {
+      const auto& s = r.scalar(e, "USER:PASS");
+      auto colon = s.find(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == s.size())
+        r.fail(e, "expected USER:PASS with a non-empty user and password");
+      cfg.inspect_auth = s;
+    }},
+    {"inspect_max_memory", [&](const entry& e) { cfg.inspect_max_memory = r.size(e, 1ull << 20, 1ull << 40); }},
+    {"inspect_max_body", [&](const entry& e) { cfg.inspect_max_body = r.size(e, 0, 1ull << 30); }},
   });
   return cfg;
 }

@@ -596,11 +596,11 @@ uint16_t free_port() {
 }
 
 void stack::start_client(const std::string& name) {
-  client = std::make_unique<process>(
-      std::vector<std::string>{binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(upstream_port),
-                               "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(grpc_port), "--token",
-                               opts.token, "--log-level", opts.client_log_level},
-      opts.client_env);
+  std::vector<std::string> argv{binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(upstream_port),
+                                "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(grpc_port), "--token",
+                                opts.token, "--log-level", opts.client_log_level};
+  argv.insert(argv.end(), opts.client_args.begin(), opts.client_args.end());
+  client = std::make_unique<process>(argv, opts.client_env);
   auto m = client->wait_for_line(std::regex(R"(Forwarding\s+(http://\S+))"), 15s);
   if (!m) throw std::runtime_error("grok did not come online");
   public_url = (*m)[1];

@@ -185,6 +185,7 @@ struct stack {
     bool start_client = true;
     std::vector<std::string> client_env;
     std::string client_log_level = "info";
+    std::vector<std::string> client_args;  ///< extra `grok http` flags, e.g. --inspect-max-memory 1MiB
     /// Files written into the stack's directory before the server starts (name, content).
     std::vector<std::pair<std::string, std::string>> files;
     std::vector<std::string> upstream_args;  ///< extra grok-demo-upstream flags, e.g. --log-requests

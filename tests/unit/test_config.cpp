@@ -524,7 +524,8 @@ TEST_CASE("config: shipped conf/grok.yaml parses") {
   // Every key the client accepts is documented there, at the top level.
   std::ifstream in(GROK_SOURCE_DIR "/conf/grok.yaml");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (const char* key : {"server", "token", "log_level", "insecure", "heartbeat_interval", "heartbeat_timeout"}) {
+  for (const char* key : {"server", "token", "log_level", "insecure", "heartbeat_interval", "heartbeat_timeout",
+                          "inspect", "inspect_max_memory", "inspect_max_body"}) {
     CAPTURE(key);
     CHECK(text.find(std::string("\n") + key + ":") != std::string::npos);
   }
@@ -533,6 +534,9 @@ TEST_CASE("config: shipped conf/grok.yaml parses") {
   grok::client_config d;
   CHECK(cfg.heartbeat_interval == d.heartbeat_interval);
   CHECK(cfg.heartbeat_timeout == d.heartbeat_timeout);
+  CHECK(cfg.inspect == d.inspect);
+  CHECK(cfg.inspect_max_memory == d.inspect_max_memory);
+  CHECK(cfg.inspect_max_body == d.inspect_max_body);
 }
 #endif
 
