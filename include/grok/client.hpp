@@ -66,4 +66,14 @@ class client {
 /// with a readable reason.
 std::pair<std::string, uint16_t> parse_local_address(const std::string& text);
 
+/// "[HOST:]PORT" cut at its last ':': the host (127.0.0.1 when absent, an
+/// IPv6 literal's brackets removed) and the port as written. Throws
+/// std::invalid_argument when a ':' has no host before it.
+struct host_port_text {
+  std::string host;
+  std::string port;
+  bool bracketed = false;  ///< the host was written [LIKE:THIS]
+};
+host_port_text split_host_port(const std::string& text);
+
 }  // namespace grok

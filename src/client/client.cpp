@@ -95,15 +95,20 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using namespace client_detail;
 
-std::pair<std::string, uint16_t> parse_local_address(const std::string& text) {
-  std::string host = "127.0.0.1";
-  std::string port = text;
+host_port_text split_host_port(const std::string& text) {
+  host_port_text out{"127.0.0.1", text, false};
   if (auto colon = text.rfind(':'); colon != std::string::npos) {
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (host.empty()) throw std::invalid_argument("'" + text + "': missing host before ':'");
+    out.host = text.substr(0, colon);
+    out.port = text.substr(colon + 1);
+    out.bracketed = out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']';
+    if (out.bracketed) out.host = out.host.substr(1, out.host.size() - 2);
+    if (out.host.empty()) throw std::invalid_argument("'" + text + "': missing host before ':'");
   }
+  return out;
+}
+
+std::pair<std::string, uint16_t> parse_local_address(const std::string& text) {
+  auto [host, port, bracketed] = split_host_port(text);
   if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
     throw std::invalid_argument("'" + text + "': port must be a number in 1..65535");
   auto value = std::stoul(port);

@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "grok/client.hpp"
 #include "grok/file_server.hpp"
 #include "inspector_page.hpp"
 #include "io_errors.hpp"
@@ -64,16 +65,9 @@ bool is_loopback_host(const std::string& host) {
 }
 
 std::pair<std::string, uint16_t> parse_inspect_address(const std::string& text) {
-  std::string host = "127.0.0.1";
-  std::string port = text;
-  if (auto colon = text.rfind(':'); colon != std::string::npos) {
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    else if (host.find(':') != std::string::npos)
-      throw std::invalid_argument("'" + text + "': IPv6 addresses must be in brackets, e.g. [::1]:4040");
-    if (host.empty()) throw std::invalid_argument("'" + text + "': missing host before ':'");
-  }
+  auto [host, port, bracketed] = split_host_port(text);
+  if (!bracketed && host.find(':') != std::string::npos)
+    throw std::invalid_argument("'" + text + "': IPv6 addresses must be in brackets, e.g. [::1]:4040");
   unsigned value = 0;
   auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value > 65535)

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -525,6 +526,13 @@ std::string sha256_hex(const std::string& data) {
   sha256 h;
   h.update(data.data(), data.size());
   return h.hex();
+}
+
+std::string random_bytes(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng() & 0xff);
+  return s;
 }
 
 void fill_pattern(char* p, size_t n, uint64_t offset) {

@@ -165,6 +165,9 @@ class sha256 {
 /// The pattern grok-demo-upstream's /download serves: byte i = (i*31+7)&0xff.
 void fill_pattern(char* p, size_t n, uint64_t offset);
 
+/// `n` pseudo-random bytes, the same for the same seed.
+std::string random_bytes(size_t n, unsigned seed);
+
 /// Sends `size` pattern bytes in 1 MiB pieces, hashing them into `hash` if given.
 void send_pattern(connection& c, uint64_t size, sha256* hash = nullptr);
 

@@ -18,13 +18,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string random_bytes(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-  return s;
-}
-
 std::string unbase64(const json::value& v) {
   auto out = grok::base64_decode(std::string_view(v.as_string()));
   REQUIRE(out.has_value());

@@ -18,13 +18,6 @@ using namespace grok::test;
 
 namespace {
 
-std::string random_bytes(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-  return s;
-}
-
 std::string pattern(size_t n) {
   std::string s(n, '\0');
   fill_pattern(s.data(), n, 0);
