@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "grok/access_rules.hpp"
 #include "grok/config.hpp"
 #include "grok/frames.hpp"
 #include "grok/tunnel_registry.hpp"
@@ -38,6 +39,8 @@ struct admission {
   uint32_t client_window = 0;  ///< response bytes the client grants per exchange
   bool pool = false;           ///< asks to join the name's pool
   token_digest pool_key{};     ///< who may share its pool (see grok::pool_key)
+  access_rules rules;          ///< the visitor rules the Hello carries
+  access_rules token_rules;    ///< the tokens file's address rules for the token
 
   claimant who() const { return claimant(token, pool_key, pool); }
 };

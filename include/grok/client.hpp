@@ -8,6 +8,9 @@
 #include <memory>
 #include <string>
 
+#include "grok/access_rules.hpp"
+#include "grok/header_shaping.hpp"
+
 namespace grok {
 
 class inspector;
@@ -38,6 +41,18 @@ struct client_options {
   std::string health_path;
   std::chrono::milliseconds health_interval{10000};
   std::chrono::milliseconds health_timeout{2000};
+  /// Who may reach the tunnel, checked by grok-server (--basic-auth, --allow-cidr, --deny-cidr).
+  access_rules rules;
+  /// Changes to each exchange's heads (--host-header, --request-header-add, ...).
+  header_shaping shaping;
+  /// Speak TLS to the local service (an https:// local address), with SNI
+  /// and certificate verification against the system CAs.
+  bool local_tls = false;
+  /// With local_tls: accept any certificate (a self-signed development one).
+  bool upstream_insecure = false;
+  /// Send the visitor's address to the local service in a PROXY protocol
+  /// header at the start of each connection: 0 none, 1 (text) or 2 (binary).
+  int proxy_protocol = 0;
   /// Records every exchange for the request inspector; null when it is off.
   std::shared_ptr<inspector> inspect;
 };

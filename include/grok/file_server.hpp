@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "grok/basic_auth.hpp"
+
 namespace grok {
 
 class file_server {
@@ -67,17 +69,8 @@ std::optional<std::pair<uint64_t, uint64_t>> parse_range(std::string_view header
 /// the answer is 416. Malformed or multi-range headers are false (ignore them, 200).
 bool range_unsatisfiable(std::string_view header, uint64_t size);
 
-/// Checks an Authorization header (`Basic base64(user:pass)`, scheme
-/// case-insensitive) against the expected credentials. The comparison is
-/// constant-time: SHA-256 digests of the presented and expected user and
-/// password are compared with CRYPTO_memcmp.
-bool basic_auth_ok(std::string_view authorization_header, const std::string& user, const std::string& pass);
-
 /// Percent-decodes `s` once; nullopt for a '%' not followed by two hex digits.
 std::optional<std::string> percent_decode(std::string_view s);
-
-/// Strict standard base64 (padding required); nullopt when malformed.
-std::optional<std::string> base64_decode(std::string_view in);
 
 /// Percent-encodes everything except RFC 3986 unreserved characters (for
 /// one path segment of a link).

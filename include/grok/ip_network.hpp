@@ -22,6 +22,7 @@ struct ip_network {
   bool contains(std::string_view address) const;
   /// "a.b.c.d/n" or "x::y/n" (host bits cleared).
   std::string to_string() const;
+  bool operator==(const ip_network&) const = default;
 };
 
 /// Parses "ADDR" or "ADDR/PREFIX" (IPv4 prefix 0..32, IPv6 0..128). Host

@@ -45,6 +45,10 @@ struct request_head_ok {
   std::string host;         ///< normalized Host: the routing key
   std::string target;       ///< origin-form target
   std::string upgrade;      ///< Upgrade value when the client asked for one
+  /// Who sent the request: the peer, or when the peer is a trusted proxy the
+  /// nearest address in X-Forwarded-For that is not itself a trusted proxy.
+  /// Access rules match it; the RequestHead carries it as remote_addr.
+  std::string visitor_ip;
   bool expect_continue = false;
   bool req_done = false;    ///< no body frames follow
 };
@@ -64,6 +68,13 @@ request_head_result build_request_head(const boost::beast::http::request_header<
 /// when the line ended: "GET / " CRLF CRLF), which deserves a 400 now, not a
 /// 408 after the header timeout.
 bool holds_complete_head(std::string_view buffered);
+
+/// The visitor behind a chain of proxies: `forwarded_for` (X-Forwarded-For
+/// values joined with ", ", oldest first) followed by `peer`, walked from the
+/// nearest hop while the hop is a trusted proxy. An entry that is not an IP
+/// address ends the walk and is returned as it is (it matches no network).
+std::string visitor_address(std::string_view forwarded_for, std::string_view peer,
+                            const std::vector<ip_network>& trusted);
 
 /// Strips "scheme://authority" from an absolute-form target, returning the
 /// authority through `authority` (RFC 9112 §3.2.2).

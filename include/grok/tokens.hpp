@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "grok/ip_network.hpp"
+
 namespace grok {
 
 using token_digest = std::array<unsigned char, 32>;
@@ -27,11 +29,15 @@ struct token_entry {
   unsigned max_tunnels = 0;        ///< tunnels at once; 0 = tunnels.max_per_token
   bool tcp = true;                 ///< may open TCP tunnels
   std::string pool;                ///< tokens naming the same pool may serve one name together
+  std::vector<ip_network> allow_cidr;  ///< its tunnels' visitors must come from one of these (empty: anywhere)
+  std::vector<ip_network> deny_cidr;   ///< its tunnels refuse visitors from these
+  bool require_basic_auth = false;     ///< its tunnels must ask visitors for credentials (--basic-auth)
   int line = -1;                   ///< 0-based line in its file, -1 if inline
 };
 
 /// Parses a tokens file: a YAML list of maps with keys label (required),
-/// sha256 (required, 64 hex digits), names (list), max_tunnels, pool, tcp.
+/// sha256 (required, 64 hex digits), names (list), max_tunnels, pool, tcp,
+/// allow_cidr and deny_cidr (lists of networks), require_basic_auth.
 /// Errors are config_error "FILE:LINE: [i].key: reason". Labels, digests and
 /// reserved names must be unique across entries.
 std::vector<token_entry> parse_tokens_file(const std::string& yaml_text, const std::string& source);

@@ -61,6 +61,20 @@ std::variant<admission, refusal> admit_hello(const pb::Hello& h, const server_co
   // With any token accepted (no entry), a non-empty auth.tcp_tokens still limits TCP.
   bool tcp_allowed = entry ? entry->tcp : cfg.tcp_token_table.empty() || find_token(cfg.tcp_token_table, a.token) >= 0;
   if (a.tcp && !tcp_allowed) return make_refusal(pb::Refused::BAD_TOKEN, "this token may not open TCP tunnels");
+  auto rules = rules_from_hello(h.rules());
+  if (auto* why = std::get_if<std::string>(&rules)) return make_refusal(pb::Refused::BAD_RULES, "invalid access rule: " + *why);
+  a.rules = std::move(std::get<access_rules>(rules));
+  if (a.tcp && !a.rules.basic_auth.empty())
+    return make_refusal(pb::Refused::BAD_RULES,
+                        "basic auth applies to HTTP tunnels; a TCP tunnel takes --allow-cidr and --deny-cidr only");
+  if (entry) {
+    if (entry->require_basic_auth && (a.tcp || a.rules.basic_auth.empty()))
+      return make_refusal(pb::Refused::BAD_RULES,
+                          a.tcp ? "the tokens file requires basic auth for this token's tunnels, which a TCP tunnel cannot ask for"
+                                : "the tokens file requires basic auth for this token's tunnels: add --basic-auth USER:PASS");
+    a.token_rules.allow = entry->allow_cidr;
+    a.token_rules.deny = entry->deny_cidr;
+  }
   a.client_window =
       h.initial_window() == 0 ? cfg.initial_window : std::clamp<uint32_t>(h.initial_window(), 1024, 16u << 20);
   return a;

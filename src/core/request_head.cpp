@@ -94,7 +94,6 @@ request_head_result build_request_head(const http::request_header<>& req, const 
   head->set_method(std::string(req.method_string()));
   head->set_target(ok.target);
   head->set_http_version(req.version());
-  head->set_remote_addr(ctx.remote_ip);
   auto conn_tokens = all_connection_tokens(req);
   bool wants_upgrade = req.count(http::field::upgrade) > 0 &&
                        std::find(conn_tokens.begin(), conn_tokens.end(), "upgrade") != conn_tokens.end();
@@ -136,6 +135,8 @@ request_head_result build_request_head(const http::request_header<>& req, const 
     h->set_name(n);
     h->set_value(std::move(v));
   };
+  ok.visitor_ip = trusted ? visitor_address(forwarded_for, ctx.remote_ip, *ctx.trusted_proxies) : ctx.remote_ip;
+  head->set_remote_addr(ok.visitor_ip);
   if (!forwarded_for.empty()) forwarded_for += ", ";
   forwarded_for += ctx.remote_ip;
   add("X-Forwarded-For", std::move(forwarded_for));
@@ -152,6 +153,24 @@ request_head_result build_request_head(const http::request_header<>& req, const 
   if (framing.done) ok.req_done = true;
   head->set_end_stream(ok.req_done);
   return r;
+}
+
+std::string visitor_address(std::string_view forwarded_for, std::string_view peer,
+                            const std::vector<ip_network>& trusted) {
+  if (!ip_in_any(peer, trusted)) return std::string(peer);
+  std::string_view rest = forwarded_for;
+  std::string_view hop = peer;
+  while (!rest.empty()) {
+    auto comma = rest.rfind(',');
+    auto entry = comma == std::string_view::npos ? rest : rest.substr(comma + 1);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
+    while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t')) entry.remove_prefix(1);
+    while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) entry.remove_suffix(1);
+    if (entry.empty()) continue;
+    hop = entry;
+    if (!parse_ip_address(hop) || !ip_in_any(hop, trusted)) break;
+  }
+  return std::string(hop);
 }
 
 }  // namespace grok

@@ -142,13 +142,27 @@ std::vector<token_entry> parse_tokens_file(const std::string& yaml_text, const s
       } else if (k == "pool") {
         e.pool = scalar(source, value, path, "a pool label");
         if (!valid_token_label(e.pool)) fail(source, line, path, "use 1-64 of A-Z, a-z, 0-9, '.', '_', '@', '-'");
-      } else if (k == "tcp") {
+      } else if (k == "tcp" || k == "require_basic_auth") {
         auto s = scalar(source, value, path, "true or false");
-        if (s == "true" || s == "yes" || s == "on") e.tcp = true;
-        else if (s == "false" || s == "no" || s == "off") e.tcp = false;
-        else fail(source, line, path, "expected true or false, got '" + s + "'");
+        bool v = false;
+        if (s == "true" || s == "yes" || s == "on") v = true;
+        else if (s != "false" && s != "no" && s != "off") fail(source, line, path, "expected true or false, got '" + s + "'");
+        (k == "tcp" ? e.tcp : e.require_basic_auth) = v;
+      } else if (k == "allow_cidr" || k == "deny_cidr") {
+        if (value.IsNull()) continue;
+        if (!value.IsSequence()) fail(source, line, path, "expected a list of networks such as [10.0.0.0/8]");
+        auto& into = k == "allow_cidr" ? e.allow_cidr : e.deny_cidr;
+        for (size_t j = 0; j < value.size(); ++j) {
+          std::string np = path + "[" + std::to_string(j) + "]";
+          auto text = scalar(source, value[j], np, "a network");
+          auto n = parse_ip_network(text);
+          if (!n) fail(source, value[j].Mark().line, np, "'" + text + "' is not an IPv4 or IPv6 address or network");
+          into.push_back(*n);
+        }
       } else {
-        fail(source, line, path, "unknown key (expected label, sha256, names, max_tunnels, pool, tcp)");
+        fail(source, line, path,
+             "unknown key (expected label, sha256, names, max_tunnels, pool, tcp, allow_cidr, deny_cidr, "
+             "require_basic_auth)");
       }
     }
     if (e.label.empty()) fail(source, e.line, at, "missing label");
@@ -203,6 +217,15 @@ std::string render_token_entry(const token_entry& e) {
   if (e.max_tunnels != 0) out += "  max_tunnels: " + std::to_string(e.max_tunnels) + "\n";
   if (!e.pool.empty()) out += "  pool: " + e.pool + "\n";
   if (!e.tcp) out += "  tcp: false\n";
+  auto networks = [&](const char* key, const std::vector<ip_network>& list) {
+    if (list.empty()) return;
+    out += std::string("  ") + key + ": [";
+    for (size_t i = 0; i < list.size(); ++i) out += (i ? ", " : "") + list[i].to_string();
+    out += "]\n";
+  };
+  networks("allow_cidr", e.allow_cidr);
+  networks("deny_cidr", e.deny_cidr);
+  if (e.require_basic_auth) out += "  require_basic_auth: true\n";
   return out;
 }
 

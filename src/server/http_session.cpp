@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "grok/credit.hpp"
+#include "grok/header_shaping.hpp"
 #include "grok/host.hpp"
 #include "grok/http_rules.hpp"
 #include "grok/http_text.hpp"
@@ -304,10 +305,22 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
         return reply_error(503, "Tunnel " + host + " is online, but its local service fails its health check.");
       return reply_error(404, "Tunnel " + host + " not found.");
     }
+    // Visitor rules, before anything crosses the tunnel (a pool's members all have the same).
+    switch (found.t->check_visitor(ok.visitor_ip, req[http::field::authorization])) {
+      case access_verdict::pass:
+        break;
+      case access_verdict::forbidden:
+        return reply_error(403, "Your address may not reach " + host + ".");
+      case access_verdict::unauthorized:
+        return reply_error(401, "Sign in to reach " + host + ".",
+                           "WWW-Authenticate: Basic realm=\"" + host + "\", charset=\"UTF-8\"\r\n");
+    }
     tunnel_ = std::move(found.t);
     bool others = found.members > 1;  // a pool member to retry on, should this one refuse
 
     pb::Frame frame = std::move(ok.frame);
+    // The credentials were for grok-server; the local service does not see them.
+    if (tunnel_->asks_credentials()) remove_headers(*frame.mutable_request_head()->mutable_headers(), "authorization");
     ex_.id = tunnel_->next_exchange_id();
     frame.set_exchange_id(ex_.id);
     if (others) ex_.again = std::make_unique<replay>(replay{frame, {}, false});
@@ -744,12 +757,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   /// An error answered before any exchange started (routing, bad request).
-  void reply_error(unsigned status, const std::string& detail) {
+  /// `extra_headers`: whole header lines ("Name: value\r\n") added to the answer.
+  void reply_error(unsigned status, const std::string& detail, const std::string& extra_headers = {}) {
     ex_.status = status;
     bool keep = ex_.keep_alive && parser_ && parser_->is_done();
     spdlog::info("conn={} remote={} \"{} {}\" {} host={}", conn_id_, remote_ip_, ex_.method, ex_.target, status,
                  ex_.host);
-    write_error(status, detail, !keep);
+    write_error(status, detail, !keep, extra_headers);
     if (keep) {
       ex_.at = stage::finished;
       then_after_write(then::read_head);
@@ -775,10 +789,10 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     write_error(status, detail, true);
   }
 
-  void write_error(unsigned status, const std::string& detail, bool close_after) {
+  void write_error(unsigned status, const std::string& detail, bool close_after, const std::string& extra_headers = {}) {
     auto body = error_page(status, detail);
     std::string out = status_line(ex_.version, status) + "Content-Type: text/html; charset=utf-8\r\nContent-Length: " +
-                      std::to_string(body.size()) + "\r\nCache-Control: no-store\r\n";
+                      std::to_string(body.size()) + "\r\nCache-Control: no-store\r\n" + extra_headers;
     out += close_after ? "Connection: close\r\n\r\n" : "\r\n";
     if (!ex_.is_head) out += body;
     if (close_after) then_after_write(then::close);

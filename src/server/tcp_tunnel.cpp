@@ -24,13 +24,22 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
         window_(cfg_->initial_window) {
     error_code ec;
     auto ep = socket_.remote_endpoint(ec);
-    remote_ = ec ? std::string("unknown") : ep.address().to_string() + ":" + std::to_string(ep.port());
+    remote_ip_ = ec ? std::string("unknown") : ep.address().to_string();
+    remote_port_ = ec ? 0 : ep.port();
+    remote_ = remote_ip_ + ":" + std::to_string(remote_port_);
     state_.public_connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~tcp_session() override { state_.public_connections.fetch_sub(1, std::memory_order_relaxed); }
 
   void start() {
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (!self->tunnel_->address_allowed(self->remote_ip_)) {
+        spdlog::info("tunnel={} tcp remote={}: refused by the tunnel's address rules", self->tunnel_->name(),
+                     self->remote_);
+        error_code ignored;
+        self->socket_.close(ignored);
+        return;
+      }
       self->started_ = clock::now();
       self->id_ = self->tunnel_->next_exchange_id();
       pb::Frame f;
@@ -179,7 +188,9 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
   server_state& state_;
   std::shared_ptr<const server_config> cfg_;
   std::shared_ptr<tunnel> tunnel_;
-  std::string remote_;
+  std::string remote_;     ///< "ip:port" for logs
+  std::string remote_ip_;  ///< what the address rules match
+  uint16_t remote_port_ = 0;
   uint64_t id_ = 0;
   clock::time_point started_;
   send_credit credit_;

@@ -1,6 +1,8 @@
 #include "tunnel.hpp"
 
 #include <openssl/rand.h>
+
+#include <algorithm>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -317,6 +319,12 @@ void tunnel::handle_hello(const pb::Hello& h) {
   // old one may be frozen: a laptop lid, a partition); without, every
   // client has the same identity and a name stays with whoever holds it.
   who_ = a.who();
+  std::string rules;  // for the log line
+  if (!a.rules.empty()) rules += "; visitor rules: " + describe(a.rules);
+  if (!a.token_rules.empty()) rules += "; the token's rules: " + describe(a.token_rules);
+  for (auto* r : {&a.rules, &a.token_rules})
+    if (!r->empty()) access_.push_back(std::move(*r));
+  asks_credentials_ = std::any_of(access_.begin(), access_.end(), [](const auto& r) { return !r.basic_auth.empty(); });
   std::shared_ptr<tunnel> displaced;
   size_t members = 0;
   auto claimed = state_.names.claim(name_, shared_from_this(), who_, cfg_->auth_required() ? &displaced : nullptr,
@@ -336,6 +344,11 @@ void tunnel::handle_hello(const pb::Hello& h) {
       return refuse(refusal{pb::Refused::POOL_MISMATCH, "the pool for '" + name_ + "' serves " +
                                                             (is_tcp_ ? "HTTP" : "TCP") + ", not " +
                                                             (is_tcp_ ? "TCP" : "HTTP")});
+    // Visitors must meet the same rules whichever member they reach.
+    if (!first.empty() && first.front()->access() != access_)
+      return refuse(refusal{pb::Refused::POOL_MISMATCH,
+                            "the pool for '" + name_ + "' has other access rules; every member must give the same "
+                            "--basic-auth, --allow-cidr and --deny-cidr (and hold tokens with the same tokens-file rules)"});
   }
   uint16_t port = 0;
   if (is_tcp_) {
@@ -360,9 +373,9 @@ void tunnel::handle_hello(const pb::Hello& h) {
   acc->set_max_frame_size(cfg_->max_frame_size);
   acc->set_max_exchanges(cfg_->max_exchanges);
   writer_.push(std::move(f));
-  spdlog::info("tunnel={} conn={} peer={}{}{}: online at {}{}", name_, conn_id_, peer_,
+  spdlog::info("tunnel={} conn={} peer={}{}{}: online at {}{}{}", name_, conn_id_, peer_,
                token_label_.empty() ? "" : " token=", token_label_, public_url_,
-               who_.pool ? fmt::format(" (pool member {} of {})", members, members) : std::string());
+               who_.pool ? fmt::format(" (pool member {} of {})", members, members) : std::string(), rules);
 }
 
 void tunnel::handle_health(const pb::Health& h) {

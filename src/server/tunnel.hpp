@@ -4,6 +4,7 @@
 // talks to it through. The gRPC call behind it lives in tunnel_service.cpp;
 // nothing here includes gRPC.
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -14,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "grok/access_rules.hpp"
 #include "grok/frame_writer.hpp"
 #include "grok/frames.hpp"
 #include "server_state.hpp"
@@ -101,6 +103,19 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   }
   /// Set once before the tunnel is registered: it shares its name with a pool.
   bool pooled() const { return who_.pool; }
+  /// Set once before the tunnel is registered: the visitor rules, the
+  /// tunnel's own and then its token's (only the non-empty ones).
+  const std::vector<access_rules>& access() const { return access_; }
+  /// Whether a visitor at `ip` with this Authorization value may pass (any thread).
+  access_verdict check_visitor(std::string_view ip, std::string_view authorization) const {
+    return access_.empty() ? access_verdict::pass : check_access(access_, ip, authorization);
+  }
+  /// Whether the address rules let a visitor at `ip` through (TCP tunnels check only these).
+  bool address_allowed(std::string_view ip) const {
+    return std::all_of(access_.begin(), access_.end(), [&](const auto& r) { return grok::address_allowed(r, ip); });
+  }
+  /// Whether the tunnel asks visitors for credentials (then the Authorization header stops at the server).
+  bool asks_credentials() const { return asks_credentials_; }
 
   /// Set once before the tunnel is registered, read-only afterwards.
   const std::string& name() const { return name_; }
@@ -152,6 +167,8 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   std::atomic<uint64_t> exchanges_total_{0};
   std::atomic<bool> healthy_{true};
   claimant who_;  ///< set once in handle_hello
+  std::vector<access_rules> access_;  ///< set once in handle_hello
+  bool asks_credentials_ = false;     ///< set once in handle_hello
 
   // strand only
   phase phase_ = phase::hello;
