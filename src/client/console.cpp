@@ -39,7 +39,7 @@ std::string exchange_line(const pb::RequestHead& head, const std::string& outcom
                           uint64_t bytes_in, uint64_t bytes_out) {
   auto ms = std::to_string(took.count()) + "ms";
   if (head.tcp())
-    return clock_time() + "  TCP " + head.remote_addr() + "  " + (outcome == "0" ? "closed" : outcome) + "  " + ms +
+    return clock_time() + "  TCP " + head.remote_addr() + ":" + std::to_string(head.remote_port()) + "  " + (outcome == "0" ? "closed" : outcome) + "  " + ms +
            "  in " + human_bytes(bytes_in) + "  out " + human_bytes(bytes_out);
   return clock_time() + "  " + (head.remote_addr().empty() ? "-" : head.remote_addr()) + "  " + head.method() + " " +
          head.target() + "  " + outcome + "  " + ms + "  " + human_bytes(bytes_out);

@@ -50,6 +50,12 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     error_code ec;
     auto ep = lowest().socket().remote_endpoint(ec);
     remote_ip_ = ec ? std::string("unknown") : ep.address().to_string();
+    remote_port_ = ec ? 0 : ep.port();
+    auto local = lowest().socket().local_endpoint(ec);
+    if (!ec) {
+      public_addr_ = local.address().to_string();
+      public_port_ = local.port();
+    }
     buffer_.reserve(16 * 1024);  // or Beast reads headers in 512-byte pieces
     state_.public_connections.fetch_add(1, std::memory_order_relaxed);
   }
@@ -319,6 +325,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     bool others = found.members > 1;  // a pool member to retry on, should this one refuse
 
     pb::Frame frame = std::move(ok.frame);
+    {
+      auto* h = frame.mutable_request_head();
+      // The peer's port names the visitor only when the peer is the visitor.
+      if (ok.visitor_ip == remote_ip_) h->set_remote_port(remote_port_);
+      h->set_public_addr(public_addr_);
+      h->set_public_port(public_port_);
+    }
     // The credentials were for grok-server; the local service does not see them.
     if (tunnel_->asks_credentials()) remove_headers(*frame.mutable_request_head()->mutable_headers(), "authorization");
     ex_.id = tunnel_->next_exchange_id();
@@ -822,6 +835,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   std::shared_ptr<const server_config> cfg_;
   uint64_t conn_id_;
   std::string remote_ip_;
+  uint16_t remote_port_ = 0;
+  std::string public_addr_;  ///< the server's address the visitor connected to
+  uint16_t public_port_ = 0;
   asio::steady_timer response_timer_;
   asio::steady_timer head_timer_;  // read_header_timeout / idle_timeout between requests
   bool head_deadline_hit_ = false;

@@ -46,7 +46,13 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
       f.set_exchange_id(self->id_);
       auto* h = f.mutable_request_head();
       h->set_tcp(true);
-      h->set_remote_addr(self->remote_);
+      h->set_remote_addr(self->remote_ip_);
+      h->set_remote_port(self->remote_port_);
+      error_code ec;
+      if (auto local = self->socket_.local_endpoint(ec); !ec) {
+        h->set_public_addr(local.address().to_string());
+        h->set_public_port(local.port());
+      }
       h->set_content_length(-1);
       self->state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);  // until finish()
       self->tunnel_->open(self, std::move(f));
