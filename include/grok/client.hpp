@@ -81,6 +81,18 @@ class client {
 /// with a readable reason.
 std::pair<std::string, uint16_t> parse_local_address(const std::string& text);
 
+/// Where the local service is, as the user gave it.
+struct local_url {
+  std::string host;   ///< as written (an IPv6 literal without brackets): the TLS server name too
+  uint16_t port = 0;
+  bool tls = false;   ///< https://
+};
+/// "[HOST:]PORT" (plain HTTP), "http://HOST[:PORT]" (port 80 when absent) or
+/// "https://HOST[:PORT]" (443). Throws std::invalid_argument with a readable
+/// reason: another scheme (named), a path, query or user name in the URL, a
+/// bad port, or any URL when `url_allowed` is false (`grok tcp`).
+local_url parse_local_url(const std::string& text, bool url_allowed = true);
+
 /// "[HOST:]PORT" cut at its last ':': the host (127.0.0.1 when absent, an
 /// IPv6 literal's brackets removed) and the port as written. Throws
 /// std::invalid_argument when a ':' has no host before it.

@@ -95,27 +95,6 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using namespace client_detail;
 
-host_port_text split_host_port(const std::string& text) {
-  host_port_text out{"127.0.0.1", text, false};
-  if (auto colon = text.rfind(':'); colon != std::string::npos) {
-    out.host = text.substr(0, colon);
-    out.port = text.substr(colon + 1);
-    out.bracketed = out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']';
-    if (out.bracketed) out.host = out.host.substr(1, out.host.size() - 2);
-    if (out.host.empty()) throw std::invalid_argument("'" + text + "': missing host before ':'");
-  }
-  return out;
-}
-
-std::pair<std::string, uint16_t> parse_local_address(const std::string& text) {
-  auto [host, port, bracketed] = split_host_port(text);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
-    throw std::invalid_argument("'" + text + "': port must be a number in 1..65535");
-  auto value = std::stoul(port);
-  if (value == 0 || value > 65535) throw std::invalid_argument("'" + text + "': port must be a number in 1..65535");
-  return {host, static_cast<uint16_t>(value)};
-}
-
 struct client::impl {
   explicit impl(client_options o) : opts(std::move(o)) {}
   client_options opts;
@@ -143,6 +122,22 @@ int client::run() {
       return 1;
     }
     local = *results.begin();
+  }
+  auto service = std::make_shared<local_service>();
+  service->endpoint = local;
+  service->host = o.local_host;
+  auto bracketed = o.local_host.find(':') != std::string::npos ? "[" + o.local_host + "]" : o.local_host;
+  service->url = (o.local_tls ? "https://" : "http://") + bracketed + ":" + std::to_string(o.local_port);
+  service->proxy_protocol = o.proxy_protocol;
+  if (o.local_tls) {
+    try {
+      service->tls = make_local_tls_context(o.upstream_insecure);
+    } catch (const std::exception& e) {
+      spdlog::error("local service {}: {}", service->url, e.what());
+      return 1;
+    }
+    if (o.upstream_insecure)
+      spdlog::warn("--upstream-insecure: the certificate of {} is not checked", service->url);
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
@@ -188,7 +183,7 @@ int client::run() {
     {
       std::unique_lock lk(impl_->mu);
       if (impl_->stopping) break;
-      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, name, impl_->pool, local,
+      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, name, impl_->pool, service,
                                                         [this, &outcome](session_outcome r) {
                                                           std::lock_guard lk2(impl_->mu);
                                                           outcome = std::move(r);

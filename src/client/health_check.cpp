@@ -27,8 +27,7 @@ health_check::health_check(asio::io_context& ioc, settings s, std::function<void
       s_(std::move(s)),
       changed_(std::move(changed)),
       next_(strand_),
-      deadline_(strand_),
-      socket_(strand_) {
+      deadline_(strand_) {
   request_ = "GET " + s_.path + " HTTP/1.1\r\nHost: " + s_.host +
              "\r\nUser-Agent: grok-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n";
 }
@@ -42,8 +41,10 @@ void health_check::stop() {
     self->stopped_ = true;
     self->next_.cancel();
     self->deadline_.cancel();
-    error_code ignored;
-    self->socket_.close(ignored);
+    if (self->stream_) {
+      error_code ignored;
+      self->stream_->socket().close(ignored);
+    }
   });
 }
 
@@ -56,16 +57,19 @@ void health_check::probe() {
     if (ec || !self->in_probe_) return;
     self->done(false, "no answer within " + std::to_string(self->s_.timeout.count()) + "ms");
   });
-  socket_.async_connect(s_.local, [self = shared_from_this()](error_code ec) {
-    if (!self->in_probe_) return;
-    if (ec) return self->done(false, ec.message());
-    asio::async_write(self->socket_, asio::buffer(self->request_), [self](error_code ec, size_t) {
-      if (!self->in_probe_) return;
+  // Each handler holds the stream it was started on: a probe cut short by
+  // its deadline leaves completions behind on a stream no longer current.
+  auto stream = stream_ = std::make_shared<local_stream>(strand_, s_.local->tls.get());
+  stream->async_open(s_.local, {}, [self = shared_from_this(), stream](error_code ec, std::string why) {
+    if (!self->in_probe_ || stream != self->stream_) return;
+    if (ec) return self->done(false, why);
+    asio::async_write(*stream, asio::buffer(self->request_), [self, stream](error_code ec, size_t) {
+      if (!self->in_probe_ || stream != self->stream_) return;
       if (ec) return self->done(false, ec.message());
       // The status line is all that is needed: read until its end (bounded).
       self->reply_.resize(512);
-      self->socket_.async_read_some(asio::buffer(self->reply_), [self](error_code ec, size_t n) {
-        if (!self->in_probe_) return;
+      stream->async_read_some(asio::buffer(self->reply_), [self, stream](error_code ec, size_t n) {
+        if (!self->in_probe_ || stream != self->stream_) return;
         if (ec && n == 0) return self->done(false, ec == asio::error::eof ? "closed without answering" : ec.message());
         self->reply_.resize(n);
         auto status = parse_status_line(std::string_view(self->reply_).substr(0, self->reply_.find('\n')));
@@ -80,7 +84,7 @@ void health_check::done(bool healthy, std::string detail) {
   in_probe_ = false;
   deadline_.cancel();
   error_code ignored;
-  socket_.close(ignored);
+  stream_->socket().close(ignored);
   if (stopped_) return;
   if (!reported_ || healthy != healthy_) {
     reported_ = true;

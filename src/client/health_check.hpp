@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 
+#include "local_stream.hpp"
+
 namespace grok::client_detail {
 
 /// What one probe found.
@@ -29,7 +31,7 @@ unsigned parse_status_line(std::string_view line);
 class health_check : public std::enable_shared_from_this<health_check> {
  public:
   struct settings {
-    boost::asio::ip::tcp::endpoint local;
+    std::shared_ptr<const local_service> local;  ///< plain or TLS, as the exchanges reach it
     std::string host;  ///< the Host header (the local address as given)
     std::string path;
     std::chrono::milliseconds interval{10000};
@@ -53,7 +55,7 @@ class health_check : public std::enable_shared_from_this<health_check> {
   std::function<void(const probe_result&)> changed_;
   boost::asio::steady_timer next_;
   boost::asio::steady_timer deadline_;
-  boost::asio::ip::tcp::socket socket_;
+  std::shared_ptr<local_stream> stream_;  // the probe's connection; a new one each time
   std::string request_;
   std::string reply_;
   bool healthy_ = false;

@@ -34,7 +34,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   /// `pooled` is a kept-alive connection to use (may be null); the exchange runs on its strand.
   local_exchange_impl(asio::io_context& ioc, std::shared_ptr<exchange_host> session, uint64_t id, pb::RequestHead head,
                       uint32_t send_window, uint32_t recv_window_size, uint32_t max_frame, local_pool& pool,
-                      const tcp::endpoint& local, std::unique_ptr<local_conn> pooled, inspector* insp)
+                      std::shared_ptr<const local_service> local, std::unique_ptr<local_conn> pooled,
+                      inspector* insp)
       : strand_(pooled ? pooled->strand : asio::make_strand(ioc)),
         session_(std::move(session)),
         pooled_(std::move(pooled)),
@@ -44,7 +45,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         window_(recv_window_size),
         max_frame_(max_frame),
         pool_(pool),
-        local_(local),
+        local_(std::move(local)),
         started_(clock::now()) {
     if (insp) capture_ = std::make_unique<exchange_capture>(*insp, head_);
   }
@@ -89,11 +90,10 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
       return on_connected();
     }
     reused_ = false;
-    conn_ = std::make_unique<local_conn>(strand_);
+    conn_ = std::make_unique<local_conn>(strand_, local_->tls.get());
     conn_->stream.expires_after(std::chrono::seconds(10));
-    conn_->stream.async_connect(local_, [self = shared_from_this()](error_code ec) {
-      if (ec) return self->fail(pb::Reset::UPSTREAM_REFUSED, "cannot connect to local service: " + ec.message());
-      self->conn_->stream.socket().set_option(tcp::no_delay(true), ec);
+    conn_->stream.async_open(local_, {}, [self = shared_from_this()](error_code ec, std::string why) {
+      if (ec) return self->fail(pb::Reset::UPSTREAM_REFUSED, "cannot connect to local service: " + why);
       self->on_connected();
     });
   }
@@ -464,7 +464,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   uint32_t max_frame_;
   local_pool& pool_;
   std::unique_ptr<local_conn> pooled_;
-  tcp::endpoint local_;
+  std::shared_ptr<const local_service> local_;
   clock::time_point started_;
   std::unique_ptr<local_conn> conn_;
   std::optional<response_reader> reader_;
@@ -496,10 +496,10 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
 std::shared_ptr<local_exchange> start_local_exchange(asio::io_context& ioc, std::shared_ptr<exchange_host> host,
                                                      uint64_t id, pb::RequestHead head, uint32_t send_window,
                                                      uint32_t recv_window, uint32_t max_frame, local_pool& pool,
-                                                     const tcp::endpoint& local, std::unique_ptr<local_conn> pooled,
-                                                     inspector* insp) {
+                                                     std::shared_ptr<const local_service> local,
+                                                     std::unique_ptr<local_conn> pooled, inspector* insp) {
   auto ex = std::make_shared<local_exchange_impl>(ioc, std::move(host), id, std::move(head), send_window, recv_window,
-                                                  max_frame, pool, local, std::move(pooled), insp);
+                                                  max_frame, pool, std::move(local), std::move(pooled), insp);
   ex->start();
   return ex;
 }

@@ -51,13 +51,13 @@ class local_exchange {
 
 /// Starts exchange `id` for `head`: `send_window` is the server's credit for
 /// response bytes, `recv_window` the credit this end grants for request
-/// bytes, `pooled` a kept-alive connection to use (may be null; the
-/// exchange then runs on its strand), `insp` the inspector that records it
-/// (null when it is off).
+/// bytes, `local` where and how to reach the local service, `pooled` a
+/// kept-alive connection to use (may be null; the exchange then runs on its
+/// strand), `insp` the inspector that records it (null when it is off).
 std::shared_ptr<local_exchange> start_local_exchange(asio::io_context& ioc, std::shared_ptr<exchange_host> host,
                                                      uint64_t id, pb::RequestHead head, uint32_t send_window,
                                                      uint32_t recv_window, uint32_t max_frame, local_pool& pool,
-                                                     const asio::ip::tcp::endpoint& local,
+                                                     std::shared_ptr<const local_service> local,
                                                      std::unique_ptr<local_conn> pooled, inspector* insp = nullptr);
 
 }  // namespace grok::client_detail

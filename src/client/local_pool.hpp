@@ -1,31 +1,28 @@
 #pragma once
 // Kept-alive connections to the local service, handed between exchanges.
 
-#include <sys/socket.h>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <cerrno>
 #include <memory>
 #include <mutex>
 #include <vector>
 
-namespace grok::client_detail {
+#include "local_stream.hpp"
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-using strand_t = asio::strand<asio::io_context::executor_type>;
+namespace grok::client_detail {
 
 /// A connection to the local service. It stays on the strand it was opened
 /// on: the next exchange that takes it from the pool runs on that strand, so
 /// reuse costs no re-registration of the socket.
 struct local_conn {
-  // Beast reads min(capacity, 64 KiB) at a time: an unreserved buffer means 512-byte reads.
-  explicit local_conn(const strand_t& ex) : strand(ex), stream(ex) { buffer.reserve(64 * 1024); }
+  /// `tls`: the context of an https:// local service, or null.
+  local_conn(const strand_t& ex, asio::ssl::context* tls) : strand(ex), stream(ex, tls) {
+    // Beast reads min(capacity, 64 KiB) at a time: an unreserved buffer means 512-byte reads.
+    buffer.reserve(64 * 1024);
+  }
   strand_t strand;
-  beast::tcp_stream stream;
+  local_stream stream;
   beast::flat_buffer buffer;
 };
 
@@ -33,21 +30,17 @@ struct local_conn {
 class local_pool {
  public:
   /// An idle connection, or null. With `probe`, one the local service has
-  /// not closed meanwhile and sent nothing on (one recv(MSG_PEEK) each). A
-  /// replayable request needs no probe: when its kept-alive connection turns
-  /// out closed (or answers 408) before anything else, the exchange sends it
-  /// again on a fresh connection (local_exchange::on_read_header). Any other
-  /// request gets a probed connection.
+  /// not closed meanwhile (local_stream::still_open). A replayable request
+  /// needs no probe: when its kept-alive connection turns out closed (or
+  /// answers 408) before anything else, the exchange sends it again on a
+  /// fresh connection (local_exchange::on_read_header). Any other request
+  /// gets a probed connection.
   std::unique_ptr<local_conn> take(bool probe) {
     std::lock_guard lk(mu_);
     while (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      if (!probe) return c;
-      char probe_byte;
-      auto n = ::recv(c->stream.socket().native_handle(), &probe_byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
-      // EOF, an error, or bytes nobody asked for: not reusable.
+      if (!probe || c->stream.still_open()) return c;
     }
     return nullptr;
   }

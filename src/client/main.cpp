@@ -62,7 +62,10 @@ int main(int argc, char** argv) {
   std::string local, server, token, log_level;
   auto* http = app.add_subcommand("http", "expose a local HTTP service");
   http->fallthrough();  // --insecure, --ca and --config work after the subcommand too
-  http->add_option("address", local, "[HOST:]PORT of the local service")->required();
+  http->add_option("address", local, "the local service: [HOST:]PORT, http://HOST[:PORT] or https://HOST[:PORT]")
+      ->required();
+  http->add_flag("--upstream-insecure", opts.upstream_insecure,
+                 "with an https:// local service: accept any certificate (a self-signed development one)");
   http->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (default: the server picks one)");
   http->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   http->add_option("--token", token, "authentication token (default from the config file)");
@@ -180,7 +183,14 @@ int main(int argc, char** argv) {
   try {
     // A file named with --config must exist; the default one may not.
     if (app.count("--config") > 0 || std::filesystem::exists(config_path)) cfg = grok::load_client_config(config_path);
-    if (*http || *tcp) std::tie(opts.local_host, opts.local_port) = grok::parse_local_address(local);
+    if (*http || *tcp) {
+      auto where = grok::parse_local_url(local, /*url_allowed=*/static_cast<bool>(*http));
+      opts.local_host = where.host;
+      opts.local_port = where.port;
+      opts.local_tls = where.tls;
+      if (opts.upstream_insecure && !opts.local_tls)
+        throw std::invalid_argument("--upstream-insecure is for an https:// local service");
+    }
     opts.tcp = static_cast<bool>(*tcp);
     if (opts.pool && opts.subdomain.empty())
       throw std::invalid_argument("--pool needs --subdomain NAME: the name the pool's members share");

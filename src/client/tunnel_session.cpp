@@ -91,7 +91,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
         outcome_.name = a.name();
         server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
         max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
-        console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : "http://") +
+        console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : opts_.local_tls ? "https://" : "http://") +
                         opts_.local_host + ":" + std::to_string(opts_.local_port) +
                         (a.pool_members() ? " (pool member " + std::to_string(a.pool_members()) + " of " +
                                                 std::to_string(a.pool_members()) + ")"

@@ -1,11 +1,16 @@
 // grok-demo-upstream: the "local app" of the README demo and the integration
 // tests. Every body is streamed through one 64 KiB buffer per connection so
-// that gigabyte uploads and downloads keep the process footprint flat.
+// that gigabyte uploads and downloads keep the process footprint flat. With
+// --tls-cert/--tls-key it speaks HTTPS; with --proxy-protocol every
+// connection starts with a PROXY header (v1 or v2), which it logs.
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -36,6 +41,7 @@ namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using error_code = beast::error_code;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 constexpr std::size_t k_io_chunk = 64 * 1024;
 constexpr std::uint64_t k_mib = 1024 * 1024;
@@ -65,6 +71,10 @@ std::atomic<int> g_in_flight_peak{0};
 std::atomic<bool> g_healthy{true};
 // --name NAME: "/" says "Hello from NAME" (which of several copies answered).
 std::string g_hello;
+// --tls-cert FILE --tls-key FILE: HTTPS only.
+std::unique_ptr<net::ssl::context> g_tls;
+// --proxy-protocol: each connection must start with a PROXY header.
+bool g_proxy_protocol = false;
 
 struct in_flight_mark
 {
@@ -227,10 +237,11 @@ std::string to_lower(std::string_view s)
     return out;
 }
 
-class ws_session : public std::enable_shared_from_this<ws_session>
+template <class Stream>
+class ws_session : public std::enable_shared_from_this<ws_session<Stream>>
 {
 public:
-    ws_session(beast::tcp_stream&& stream, http::request<http::empty_body> req)
+    ws_session(Stream&& stream, http::request<http::empty_body> req)
         : ws_(std::move(stream)), req_(std::move(req)), buf_(k_io_chunk)
     {
     }
@@ -241,7 +252,7 @@ public:
     void run()
     {
         ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-        ws_.async_accept(req_, [self = shared_from_this()](error_code ec) { self->on_accept(ec); });
+        ws_.async_accept(req_, [self = this->shared_from_this()](error_code ec) { self->on_accept(ec); });
     }
 
 private:
@@ -257,7 +268,7 @@ private:
     // type are preserved.
     void do_read()
     {
-        ws_.async_read_some(net::buffer(buf_), [self = shared_from_this()](error_code ec, std::size_t n) {
+        ws_.async_read_some(net::buffer(buf_), [self = this->shared_from_this()](error_code ec, std::size_t n) {
             self->on_read(ec, n);
         });
     }
@@ -276,7 +287,7 @@ private:
         if (fin)
             in_message_ = false;
         ws_.async_write_some(fin, net::buffer(buf_.data(), n),
-                             [self = shared_from_this()](error_code write_ec, std::size_t) {
+                             [self = this->shared_from_this()](error_code write_ec, std::size_t) {
                                  self->on_write(write_ec);
                              });
     }
@@ -294,17 +305,22 @@ private:
             log_error(what, ec.message());
     }
 
-    websocket::stream<beast::tcp_stream> ws_;
+    websocket::stream<Stream> ws_;
     http::request<http::empty_body> req_;
     std::vector<char> buf_;
     bool in_message_ = false;
 };
 
-class http_session : public std::enable_shared_from_this<http_session>
+// Stream: beast::tcp_stream, or tls_stream with --tls-cert.
+template <class Stream>
+class http_session : public std::enable_shared_from_this<http_session<Stream>>
 {
 public:
-    explicit http_session(tcp::socket&& socket)
-        : stream_(std::move(socket)), timer_(stream_.get_executor()), body_buf_(k_io_chunk)
+    // `proxy`: the PROXY header the connection began with (v2 in hex), or empty;
+    // `sni`: the server name a TLS client asked for. /echo reports both.
+    http_session(Stream&& stream, std::string proxy, std::optional<std::string> sni)
+        : stream_(std::move(stream)), timer_(stream_.get_executor()), body_buf_(k_io_chunk),
+          proxy_(std::move(proxy)), sni_(std::move(sni))
     {
         // Beast reads at most the buffer's free capacity: unreserved, that is 512 bytes.
         buffer_.reserve(k_io_chunk);
@@ -313,7 +329,7 @@ public:
     void start()
     {
         // The socket was accepted onto its own strand; start there too.
-        net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read_header(); });
+        net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->do_read_header(); });
     }
 
 private:
@@ -329,14 +345,15 @@ private:
         header_parser_->body_limit(boost::none);
         if (g_keep_alive_timeout.count() > 0 && buffer_.size() == 0) {
             timer_.expires_after(g_keep_alive_timeout);
-            timer_.async_wait([self = shared_from_this()](error_code ec) {
+            timer_.async_wait([self = this->shared_from_this()](error_code ec) {
                 if (ec || self->buffer_.size() > 0 || self->header_parser_->got_some())
                     return;  // a request came in time
-                if (g_idle_408) {
+                // Written on the raw socket, it would corrupt a TLS session: TLS closes plainly.
+                if (g_idle_408 && !self->sni_) {
                     static constexpr std::string_view k_408 =
                         "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
                     error_code ignored;
-                    net::write(self->stream_.socket(), net::buffer(k_408), ignored);
+                    net::write(self->lowest().socket(), net::buffer(k_408), ignored);
                 }
                 self->do_close();
                 // Logged once the FIN is on its way, so a reader of the log
@@ -345,7 +362,7 @@ private:
             });
         }
         http::async_read_header(stream_, buffer_, *header_parser_,
-                                [self = shared_from_this()](error_code ec, std::size_t) { self->on_read_header(ec); });
+                                [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_read_header(ec); });
     }
 
     void on_read_header(error_code ec)
@@ -364,7 +381,7 @@ private:
         if (target_.path == "/ws" && websocket::is_upgrade(head)) {
             auto req = header_parser_->release();
             header_parser_.reset();
-            std::make_shared<ws_session>(std::move(stream_), std::move(req))->run();
+            std::make_shared<ws_session<Stream>>(std::move(stream_), std::move(req))->run();
             return;
         }
 
@@ -378,7 +395,7 @@ private:
         try {
             route();
         } catch (std::invalid_argument const& e) {
-            do_drain_body([self = shared_from_this(), msg = std::string(e.what())] {
+            do_drain_body([self = this->shared_from_this(), msg = std::string(e.what())] {
                 self->do_write_text(http::status::bad_request, msg + "\n");
             });
         }
@@ -388,24 +405,24 @@ private:
     {
         auto const& path = target_.path;
         if (path == "/")
-            return do_drain_body([self = shared_from_this()] {
+            return do_drain_body([self = this->shared_from_this()] {
                 self->do_write_text(http::status::ok, g_hello.empty() ? std::string(k_hello) : g_hello);
             });
         if (path == "/health")
-            return do_drain_body([self = shared_from_this()] {
+            return do_drain_body([self = this->shared_from_this()] {
                 bool ok = g_healthy.load();
                 self->do_write_text(ok ? http::status::ok : http::status::service_unavailable,
                                     ok ? "ok\n" : "failing\n");
             });
         if (path == "/health/fail" || path == "/health/pass")
-            return do_drain_body([self = shared_from_this(), pass = path == "/health/pass"] {
+            return do_drain_body([self = this->shared_from_this(), pass = path == "/health/pass"] {
                 g_healthy.store(pass);
                 self->do_write_text(http::status::ok, pass ? "health: passing\n" : "health: failing\n");
             });
         if (path == "/echo")
             return start_echo(false);
         if (path == "/in-flight")
-            return do_drain_body([self = shared_from_this()] {
+            return do_drain_body([self = this->shared_from_this()] {
                 // The peak restarts from what is in flight now, for the next caller.
                 int now = g_in_flight.load();
                 int peak = g_in_flight_peak.exchange(now);
@@ -427,24 +444,24 @@ private:
         if (path == "/sse")
             return start_sse();
         if (path == "/stall")
-            return do_drain_body([self = shared_from_this()] { self->do_stall(); });
+            return do_drain_body([self = this->shared_from_this()] { self->do_stall(); });
         if (path == "/slow-head")
             return start_slow_head();
         if (path == "/status")
             return start_status();
         if (path == "/close")
-            return do_drain_body([self = shared_from_this()] { self->do_close(); });
+            return do_drain_body([self = this->shared_from_this()] { self->do_close(); });
         if (path == "/reset-mid-body")
-            return do_drain_body([self = shared_from_this()] { self->do_reset_mid_body(); });
+            return do_drain_body([self = this->shared_from_this()] { self->do_reset_mid_body(); });
         if (path == "/slow-upload")
             return start_slow_upload();
         if (path == "/reset-mid-chunked")
-            return do_drain_body([self = shared_from_this()] { self->do_reset_mid_chunked(); });
+            return do_drain_body([self = this->shared_from_this()] { self->do_reset_mid_chunked(); });
         if (path == "/ws")
-            return do_drain_body([self = shared_from_this()] {
+            return do_drain_body([self = this->shared_from_this()] {
                 self->do_write_text(http::status::upgrade_required, "websocket upgrade required\n");
             });
-        do_drain_body([self = shared_from_this()] { self->do_write_text(http::status::not_found, "not found\n"); });
+        do_drain_body([self = this->shared_from_this()] { self->do_write_text(http::status::not_found, "not found\n"); });
     }
 
     // Beast never sends "100 Continue" by itself; a client that asked for it
@@ -457,7 +474,7 @@ private:
         continue_sent_ = true;
         static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
         net::async_write(stream_, net::buffer(continue_line.data(), continue_line.size()),
-                         [self = shared_from_this(), next = std::move(next)](error_code ec, std::size_t) mutable {
+                         [self = this->shared_from_this(), next = std::move(next)](error_code ec, std::size_t) mutable {
                              if (ec)
                                  return self->fail(ec, "write 100 continue");
                              next();
@@ -476,7 +493,7 @@ private:
         body.size = body_buf_.size();
         http::async_read_some(
             stream_, buffer_, *parser_,
-            [self = shared_from_this(), on_data = std::move(on_data)](error_code ec, std::size_t) mutable {
+            [self = this->shared_from_this(), on_data = std::move(on_data)](error_code ec, std::size_t) mutable {
                 // need_buffer only means body_buf_ is full.
                 if (ec == http::error::need_buffer)
                     ec = {};
@@ -494,7 +511,7 @@ private:
     {
         if (parser_->is_done())
             return next();
-        do_begin_body([self = shared_from_this(), next = std::move(next)]() mutable {
+        do_begin_body([self = this->shared_from_this(), next = std::move(next)]() mutable {
             self->do_drain_some(std::move(next));
         });
     }
@@ -502,7 +519,7 @@ private:
     template <class Next>
     void do_drain_some(Next next)
     {
-        do_read_body_some([self = shared_from_this(), next = std::move(next)](std::size_t, bool done) mutable {
+        do_read_body_some([self = this->shared_from_this(), next = std::move(next)](std::size_t, bool done) mutable {
             if (done)
                 return next();
             self->do_drain_some(std::move(next));
@@ -526,7 +543,7 @@ private:
             if (is_head_)
                 text_res_->body().clear();
         }
-        http::async_write(stream_, *text_res_, [self = shared_from_this()](error_code ec, std::size_t) {
+        http::async_write(stream_, *text_res_, [self = this->shared_from_this()](error_code ec, std::size_t) {
             if (ec)
                 return self->fail(ec, "write response");
             self->on_response_done(self->text_res_->need_eof());
@@ -557,7 +574,7 @@ private:
     {
         sr_.emplace(*res_);
         http::async_write_header(
-            stream_, *sr_, [self = shared_from_this(), next = std::move(next)](error_code ec, std::size_t) mutable {
+            stream_, *sr_, [self = this->shared_from_this(), next = std::move(next)](error_code ec, std::size_t) mutable {
                 if (ec)
                     return self->fail(ec, "write header");
                 next();
@@ -567,7 +584,7 @@ private:
     // Header-only answer for HEAD on streaming endpoints.
     void do_write_head_only()
     {
-        do_write_stream_header([self = shared_from_this()] { self->on_response_done(self->res_->need_eof()); });
+        do_write_stream_header([self = this->shared_from_this()] { self->on_response_done(self->res_->need_eof()); });
     }
 
     template <class Next>
@@ -577,7 +594,7 @@ private:
         res_->body().size = size;
         res_->body().more = true;
         http::async_write(stream_, *sr_,
-                          [self = shared_from_this(), next = std::move(next)](error_code ec, std::size_t) mutable {
+                          [self = this->shared_from_this(), next = std::move(next)](error_code ec, std::size_t) mutable {
                               // need_buffer means this piece is out and the
                               // serializer wants the next one.
                               if (ec == http::error::need_buffer)
@@ -593,7 +610,7 @@ private:
         res_->body().data = nullptr;
         res_->body().size = 0;
         res_->body().more = false;
-        http::async_write(stream_, *sr_, [self = shared_from_this()](error_code ec, std::size_t) {
+        http::async_write(stream_, *sr_, [self = this->shared_from_this()](error_code ec, std::size_t) {
             if (ec == http::error::need_buffer)
                 ec = {};
             if (ec)
@@ -636,10 +653,14 @@ private:
                 res_->insert("X-Echo-H-" + std::string(field.name_string()), field.value());
         }
         res_->set("X-Echo-Headers", names);
+        if (sni_)
+            res_->set("X-Echo-TLS-SNI", sni_->empty() ? "none" : *sni_);
+        if (!proxy_.empty())
+            res_->set("X-Echo-Proxy", proxy_);
 
         if (is_head_)
-            return do_drain_body([self = shared_from_this()] { self->do_write_head_only(); });
-        auto begin = [self = shared_from_this()] {
+            return do_drain_body([self = this->shared_from_this()] { self->do_write_head_only(); });
+        auto begin = [self = this->shared_from_this()] {
             self->do_begin_body([self] { self->do_write_stream_header([self] { self->do_read_echo(); }); });
         };
         // ?hold_ms=N: answer only after N ms, so concurrent requests overlap here.
@@ -655,14 +676,14 @@ private:
 
     void do_read_echo()
     {
-        do_read_body_some([self = shared_from_this()](std::size_t n, bool done) { self->on_read_echo(n, done); });
+        do_read_body_some([self = this->shared_from_this()](std::size_t n, bool done) { self->on_read_echo(n, done); });
     }
 
     void on_read_echo(std::size_t n, bool done)
     {
         if (n == 0)
             return done ? do_finish_stream() : do_read_echo();
-        do_write_stream_data(body_buf_.data(), n, [self = shared_from_this(), done] {
+        do_write_stream_data(body_buf_.data(), n, [self = this->shared_from_this(), done] {
             if (done)
                 return self->do_finish_stream();
             self->do_read_echo();
@@ -675,7 +696,7 @@ private:
         for (auto const& field : parser_->get()) {
             listing.append(field.name_string()).append(": ").append(field.value()).append("\n");
         }
-        do_drain_body([self = shared_from_this(), listing = std::move(listing)]() mutable {
+        do_drain_body([self = this->shared_from_this(), listing = std::move(listing)]() mutable {
             self->do_write_text(http::status::ok, std::move(listing));
         });
     }
@@ -685,12 +706,12 @@ private:
     void start_inspect()
     {
         inspect_body_.clear();
-        do_begin_body([self = shared_from_this()] { self->do_read_inspect(); });
+        do_begin_body([self = this->shared_from_this()] { self->do_read_inspect(); });
     }
 
     void do_read_inspect()
     {
-        do_read_body_some([self = shared_from_this()](std::size_t n, bool done) {
+        do_read_body_some([self = this->shared_from_this()](std::size_t n, bool done) {
             auto keep = std::min(n, k_inspect_limit - std::min(k_inspect_limit, self->inspect_body_.size()));
             self->inspect_body_.append(self->body_buf_.data(), keep);
             if (!done)
@@ -714,7 +735,7 @@ private:
         bool chunked = target_.param("chunked") == std::optional<std::string_view>("1");
         prepare_stream_response("application/octet-stream",
                                 chunked ? std::nullopt : std::optional<std::uint64_t>(remaining_));
-        do_drain_body([self = shared_from_this()] {
+        do_drain_body([self = this->shared_from_this()] {
             if (self->is_head_)
                 return self->do_write_head_only();
             self->do_write_stream_header([self] { self->do_send_download(); });
@@ -727,14 +748,14 @@ private:
             return do_finish_stream();
         auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, k_io_chunk));
         remaining_ -= n;
-        do_write_stream_data(pattern_block().data(), n, [self = shared_from_this()] { self->do_send_download(); });
+        do_write_stream_data(pattern_block().data(), n, [self = this->shared_from_this()] { self->do_send_download(); });
     }
 
     void start_download_sha()
     {
         remaining_ = target_.number("size").value_or(0);
         hash_.emplace();
-        do_drain_body([self = shared_from_this()] { self->do_hash_pattern(); });
+        do_drain_body([self = this->shared_from_this()] { self->do_hash_pattern(); });
     }
 
     void do_hash_pattern()
@@ -749,7 +770,7 @@ private:
             hash_.reset();
             return do_write_text(http::status::ok, std::move(hex));
         }
-        net::post(stream_.get_executor(), [self = shared_from_this()] { self->do_hash_pattern(); });
+        net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->do_hash_pattern(); });
     }
 
     void start_upload()
@@ -758,12 +779,12 @@ private:
         received_ = 0;
         mib_delayed_ = 0;
         hash_.emplace();
-        do_begin_body([self = shared_from_this()] { self->do_read_upload(); });
+        do_begin_body([self = this->shared_from_this()] { self->do_read_upload(); });
     }
 
     void do_read_upload()
     {
-        do_read_body_some([self = shared_from_this()](std::size_t n, bool done) { self->on_read_upload(n, done); });
+        do_read_body_some([self = this->shared_from_this()](std::size_t n, bool done) { self->on_read_upload(n, done); });
     }
 
     void on_read_upload(std::size_t n, bool done)
@@ -773,7 +794,7 @@ private:
         if (delay_ms_per_mib_ > 0 && received_ / k_mib > mib_delayed_) {
             mib_delayed_ = received_ / k_mib;
             timer_.expires_after(std::chrono::milliseconds(delay_ms_per_mib_));
-            timer_.async_wait([self = shared_from_this(), done](error_code ec) {
+            timer_.async_wait([self = this->shared_from_this(), done](error_code ec) {
                 if (ec)
                     return self->fail(ec, "upload delay");
                 self->after_upload_chunk(done);
@@ -798,7 +819,7 @@ private:
         sse_interval_ = std::chrono::milliseconds(target_.number("interval_ms").value_or(0));
         prepare_stream_response("text/event-stream", std::nullopt);
         res_->set(http::field::cache_control, "no-cache");
-        do_drain_body([self = shared_from_this()] {
+        do_drain_body([self = this->shared_from_this()] {
             if (self->is_head_)
                 return self->do_write_head_only();
             self->do_write_stream_header([self] { self->do_send_sse(0); });
@@ -811,7 +832,7 @@ private:
             return do_finish_stream();
         sse_event_ = "data: event " + std::to_string(i) + "\n\n";
         do_write_stream_data(sse_event_.data(), sse_event_.size(),
-                             [self = shared_from_this(), i] { self->on_sse_sent(i); });
+                             [self = this->shared_from_this(), i] { self->on_sse_sent(i); });
     }
 
     void on_sse_sent(std::uint64_t i)
@@ -819,7 +840,7 @@ private:
         if (i + 1 >= sse_count_)
             return do_finish_stream();
         timer_.expires_after(sse_interval_);
-        timer_.async_wait([self = shared_from_this(), i](error_code ec) {
+        timer_.async_wait([self = this->shared_from_this(), i](error_code ec) {
             if (ec)
                 return self->fail(ec, "sse timer");
             self->do_send_sse(i + 1);
@@ -830,7 +851,7 @@ private:
     // sends (pipelined requests) is never answered.
     void do_stall()
     {
-        stream_.async_read_some(net::buffer(body_buf_), [self = shared_from_this()](error_code ec, std::size_t) {
+        stream_.async_read_some(net::buffer(body_buf_), [self = this->shared_from_this()](error_code ec, std::size_t) {
             if (ec)
                 return self->do_close();
             self->do_stall();
@@ -840,7 +861,7 @@ private:
     void start_slow_head()
     {
         auto ms = target_.number("ms").value_or(0);
-        do_drain_body([self = shared_from_this(), ms] {
+        do_drain_body([self = this->shared_from_this(), ms] {
             self->timer_.expires_after(std::chrono::milliseconds(ms));
             self->timer_.async_wait([self](error_code ec) {
                 if (ec)
@@ -855,7 +876,7 @@ private:
         auto code = target_.number("code").value_or(200);
         if (code < 200 || code > 599)
             throw std::invalid_argument("status code must be 200..599");
-        do_drain_body([self = shared_from_this(), code] {
+        do_drain_body([self = this->shared_from_this(), code] {
             self->do_write_text(static_cast<http::status>(code), "status " + std::to_string(code) + "\n");
         });
     }
@@ -864,7 +885,7 @@ private:
     {
         raw_ = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n";
         raw_.append(pattern_block().data(), 1000);
-        net::async_write(stream_, net::buffer(raw_), [self = shared_from_this()](error_code, std::size_t) {
+        net::async_write(stream_, net::buffer(raw_), [self = this->shared_from_this()](error_code, std::size_t) {
             self->do_close();
         });
     }
@@ -880,7 +901,7 @@ private:
         received_ = 0;
         slow_next_pause_ = k_io_chunk;
         log_error("slow-upload", "id=" + slow_id_ + " reading");
-        do_begin_body([self = shared_from_this()] { self->do_read_slow_upload(); });
+        do_begin_body([self = this->shared_from_this()] { self->do_read_slow_upload(); });
     }
 
     void do_read_slow_upload()
@@ -890,7 +911,7 @@ private:
         auto& body = parser_->get().body();
         body.data = body_buf_.data();
         body.size = body_buf_.size();
-        http::async_read_some(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
+        http::async_read_some(stream_, buffer_, *parser_, [self = this->shared_from_this()](error_code ec, std::size_t) {
             if (ec == http::error::need_buffer)
                 ec = {};
             self->received_ += self->body_buf_.size() - self->parser_->get().body().size;
@@ -928,10 +949,10 @@ private:
         raw_ = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
         for (int i = 0; i < 3; ++i)
             raw_.append("3e8\r\n").append(pattern_block().data(), 1000).append("\r\n");
-        net::async_write(stream_, net::buffer(raw_), [self = shared_from_this(), rst](error_code, std::size_t) {
+        net::async_write(stream_, net::buffer(raw_), [self = this->shared_from_this(), rst](error_code, std::size_t) {
             error_code ignored;
             if (rst)
-                self->stream_.socket().set_option(net::socket_base::linger(true, 0), ignored);
+                self->lowest().socket().set_option(net::socket_base::linger(true, 0), ignored);
             self->do_close();
         });
     }
@@ -943,20 +964,23 @@ private:
         do_close();
     }
 
+    // A TLS session ends without close_notify, as many servers do.
     void do_shutdown()
     {
         error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-        stream_.close();
+        lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+        lowest().close();
     }
 
     void do_close()
     {
         timer_.cancel();
-        stream_.close();
+        lowest().close();
     }
 
-    beast::tcp_stream stream_;
+    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+    Stream stream_;
     net::steady_timer timer_;
     beast::flat_buffer buffer_;
     std::vector<char> body_buf_;
@@ -983,6 +1007,118 @@ private:
     std::uint64_t slow_next_pause_ = 0;
     std::string inspect_body_;
     std::optional<in_flight_mark> in_flight_;
+    std::string proxy_;
+    std::optional<std::string> sni_;
+};
+
+// What comes before HTTP on a connection: the PROXY header (--proxy-protocol),
+// then the TLS handshake (--tls-cert). The header is read byte-exactly, so not
+// a byte of the handshake or the request after it is lost.
+class connection_setup : public std::enable_shared_from_this<connection_setup>
+{
+public:
+    explicit connection_setup(tcp::socket&& socket) : stream_(std::move(socket)) {}
+
+    void start()
+    {
+        stream_.expires_after(std::chrono::seconds(10));
+        if (!g_proxy_protocol)
+            return do_tls();
+        // The v2 signature is 12 bytes; the shortest v1 header ("PROXY UNKNOWN\r\n") is 15.
+        head_.resize(12);
+        net::async_read(stream_, net::buffer(head_), [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec)
+                return self->fail(ec, "proxy header");
+            self->on_proxy_start();
+        });
+    }
+
+private:
+    void on_proxy_start()
+    {
+        static constexpr std::string_view v2_signature{"\r\n\r\n\0\r\nQUIT\n", 12};
+        if (head_.starts_with("PROXY "))
+            return do_read_v1();
+        if (head_ != v2_signature)
+            return reject("the connection did not start with a PROXY header");
+        head_.resize(16);
+        net::async_read(stream_, net::buffer(head_.data() + 12, 4), [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec)
+                return self->fail(ec, "proxy header");
+            auto len = static_cast<std::size_t>(static_cast<unsigned char>(self->head_[14]) << 8 |
+                                                static_cast<unsigned char>(self->head_[15]));
+            self->head_.resize(16 + len);
+            net::async_read(self->stream_, net::buffer(self->head_.data() + 16, len), [self](error_code ec, std::size_t) {
+                if (ec)
+                    return self->fail(ec, "proxy header");
+                static constexpr char digits[] = "0123456789abcdef";
+                self->proxy_ = "v2 ";
+                for (unsigned char c : self->head_)
+                    self->proxy_.append({digits[c >> 4], digits[c & 0xf]});
+                self->on_proxy_done();
+            });
+        });
+    }
+
+    void do_read_v1()
+    {
+        if (head_.ends_with("\r\n")) {
+            proxy_ = head_.substr(0, head_.size() - 2);
+            return on_proxy_done();
+        }
+        if (head_.size() >= 107)
+            return reject("a PROXY v1 header longer than 107 bytes");
+        head_.push_back('\0');
+        net::async_read(stream_, net::buffer(&head_.back(), 1), [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec)
+                return self->fail(ec, "proxy header");
+            self->do_read_v1();
+        });
+    }
+
+    void on_proxy_done()
+    {
+        log_error("proxy", proxy_);
+        do_tls();
+    }
+
+    void do_tls()
+    {
+        if (!g_tls) {
+            stream_.expires_never();
+            std::make_shared<http_session<beast::tcp_stream>>(std::move(stream_), std::move(proxy_), std::nullopt)
+                ->start();
+            return;
+        }
+        tls_.emplace(std::move(stream_), *g_tls);
+        tls_->async_handshake(net::ssl::stream_base::server, [self = shared_from_this()](error_code ec) {
+            if (ec)
+                return self->fail(ec, "tls handshake");
+            const char* name = SSL_get_servername(self->tls_->native_handle(), TLSEXT_NAMETYPE_host_name);
+            beast::get_lowest_layer(*self->tls_).expires_never();
+            std::make_shared<http_session<tls_stream>>(std::move(*self->tls_), std::move(self->proxy_),
+                                                       std::string(name ? name : ""))
+                ->start();
+        });
+    }
+
+    void reject(std::string_view why)
+    {
+        log_error("proxy header", why);
+        beast::get_lowest_layer(tls_ ? tls_->next_layer() : stream_).close();
+    }
+
+    void fail(error_code ec, std::string_view what)
+    {
+        if (!is_routine(ec))
+            log_error(what, ec.message());
+        beast::get_lowest_layer(tls_ ? tls_->next_layer() : stream_).close();
+    }
+
+    beast::tcp_stream stream_;
+    std::optional<tls_stream> tls_;
+    std::string head_;
+    std::string proxy_;
 };
 
 class listener : public std::enable_shared_from_this<listener>
@@ -1008,7 +1144,7 @@ private:
             error_code ignored;
             // SSE events are small writes that must not wait for Nagle.
             socket.set_option(tcp::no_delay(true), ignored);
-            std::make_shared<http_session>(std::move(socket))->start();
+            std::make_shared<connection_setup>(std::move(socket))->start();
         }
         do_accept();
     }
@@ -1021,11 +1157,15 @@ struct options
 {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
+    std::string tls_cert;
+    std::string tls_key;
 };
 
 [[noreturn]] void usage(int code)
 {
-    (code == 0 ? std::cout : std::cerr) << "usage: grok-demo-upstream [--port N] [--host ADDR] [--name NAME] [--log-requests] [--keep-alive-timeout MS [--idle-408]]\n";
+    (code == 0 ? std::cout : std::cerr)
+        << "usage: grok-demo-upstream [--port N] [--host ADDR] [--name NAME] [--log-requests] [--keep-alive-timeout MS "
+           "[--idle-408]] [--tls-cert FILE --tls-key FILE] [--proxy-protocol]\n";
     std::exit(code);
 }
 
@@ -1045,7 +1185,11 @@ options parse_args(int argc, char** argv)
         } else if (arg == "--idle-408") {
             g_idle_408 = true;
             continue;
-        } else if (arg == "--port" || arg == "--host" || arg == "--keep-alive-timeout" || arg == "--name") {
+        } else if (arg == "--proxy-protocol") {
+            g_proxy_protocol = true;
+            continue;
+        } else if (arg == "--port" || arg == "--host" || arg == "--keep-alive-timeout" || arg == "--name" ||
+                   arg == "--tls-cert" || arg == "--tls-key") {
             if (i + 1 >= argc) {
                 std::cerr << "grok-demo-upstream: " << arg << " needs a value\n";
                 usage(2);
@@ -1066,6 +1210,10 @@ options parse_args(int argc, char** argv)
             opts.host = std::string(value);
         } else if (name == "--name") {
             g_hello = "Hello from " + std::string(value) + "\n";
+        } else if (name == "--tls-cert") {
+            opts.tls_cert = std::string(value);
+        } else if (name == "--tls-key") {
+            opts.tls_key = std::string(value);
         } else if (name == "--keep-alive-timeout") {
             unsigned ms = 0;
             auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
@@ -1078,6 +1226,10 @@ options parse_args(int argc, char** argv)
             std::cerr << "grok-demo-upstream: unknown argument '" << arg << "'\n";
             usage(2);
         }
+    }
+    if (opts.tls_cert.empty() != opts.tls_key.empty()) {
+        std::cerr << "grok-demo-upstream: --tls-cert and --tls-key go together\n";
+        usage(2);
     }
     return opts;
 }
@@ -1103,6 +1255,16 @@ int main(int argc, char** argv)
 
     net::io_context ioc{2};
     tcp::endpoint bound;
+    if (!opts.tls_cert.empty()) {
+        try {
+            g_tls = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+            g_tls->use_certificate_chain_file(opts.tls_cert);
+            g_tls->use_private_key_file(opts.tls_key, net::ssl::context::pem);
+        } catch (std::exception const& e) {
+            std::cerr << "grok-demo-upstream: --tls-cert/--tls-key: " << e.what() << "\n";
+            return 1;
+        }
+    }
     try {
         tcp::endpoint endpoint{net::ip::make_address(opts.host), opts.port};
         tcp::acceptor acceptor{ioc};
