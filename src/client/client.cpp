@@ -39,6 +39,7 @@ on_refusal classify(pb::Refused::Reason reason, bool name_chosen) {
     case pb::Refused::UNAVAILABLE:
     case pb::Refused::TOO_MANY_TUNNELS:
     case pb::Refused::POOL_MISMATCH:
+    case pb::Refused::BAD_RULES:
       return on_refusal::exit;
     case pb::Refused::NAME_TAKEN:
     case pb::Refused::NAME_RESERVED:
@@ -133,7 +134,7 @@ client::~client() = default;
 
 int client::run() {
   auto& o = impl_->opts;
-  tcp::endpoint local;
+  auto local = std::make_shared<local_target>();
   {
     tcp::resolver resolver(impl_->ioc);
     error_code ec;
@@ -142,7 +143,10 @@ int client::run() {
       spdlog::error("cannot resolve local service {}: {}", o.local_host, ec.message());
       return 1;
     }
-    local = *results.begin();
+    local->endpoint = *results.begin();
+    bool v6 = o.local_host.find(':') != std::string::npos;
+    local->authority = (v6 ? "[" + o.local_host + "]" : o.local_host) + ":" + std::to_string(o.local_port);
+    local->shaping = o.shaping;
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);

@@ -25,6 +25,7 @@ void tunnel_session::start(pb::Tunnel::Stub& stub) {
   h->set_initial_window(opts_.initial_window);
   h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
   h->set_pool(opts_.pool);
+  rules_to_hello(opts_.rules, h->mutable_rules());
   std::optional<pb::Frame> unchecked;
   if (!opts_.health_path.empty()) {
     // No request until the first check passes.
@@ -96,6 +97,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
                         (a.pool_members() ? " (pool member " + std::to_string(a.pool_members()) + " of " +
                                                 std::to_string(a.pool_members()) + ")"
                                           : std::string()));
+        if (!opts_.rules.empty()) console().write("Visitors    " + describe(opts_.rules));
         if (opts_.inspect) {
           opts_.inspect->set_tunnel(a.name(), a.public_url());
           console().write("Inspector   " + opts_.inspect->url());
@@ -142,7 +144,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
 void tunnel_session::start_health_check() {
   if (opts_.health_path.empty() || health_) return;
   health_check::settings hs;
-  hs.local = local_;
+  hs.local = local_->endpoint;
   hs.host = opts_.local_host + ":" + std::to_string(opts_.local_port);
   hs.path = opts_.health_path;
   hs.interval = opts_.health_interval;
