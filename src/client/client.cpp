@@ -39,6 +39,7 @@ on_refusal classify(pb::Refused::Reason reason, bool name_chosen) {
     case pb::Refused::UNAVAILABLE:
     case pb::Refused::TOO_MANY_TUNNELS:
     case pb::Refused::POOL_MISMATCH:
+    case pb::Refused::BAD_RULES:
       return on_refusal::exit;
     case pb::Refused::NAME_TAKEN:
     case pb::Refused::NAME_RESERVED:
@@ -112,7 +113,7 @@ client::~client() = default;
 
 int client::run() {
   auto& o = impl_->opts;
-  tcp::endpoint local;
+  auto local = std::make_shared<local_target>();
   {
     tcp::resolver resolver(impl_->ioc);
     error_code ec;
@@ -121,23 +122,22 @@ int client::run() {
       spdlog::error("cannot resolve local service {}: {}", o.local_host, ec.message());
       return 1;
     }
-    local = *results.begin();
+    local->endpoint = *results.begin();
+    bool v6 = o.local_host.find(':') != std::string::npos;
+    local->authority = (v6 ? "[" + o.local_host + "]" : o.local_host) + ":" + std::to_string(o.local_port);
+    local->shaping = o.shaping;
   }
-  auto service = std::make_shared<local_service>();
-  service->endpoint = local;
-  service->host = o.local_host;
-  auto bracketed = o.local_host.find(':') != std::string::npos ? "[" + o.local_host + "]" : o.local_host;
-  service->url = (o.local_tls ? "https://" : "http://") + bracketed + ":" + std::to_string(o.local_port);
-  service->proxy_protocol = o.proxy_protocol;
+  local->host = o.local_host;
+  local->url = (o.local_tls ? "https://" : "http://") + local->authority;
+  local->proxy_protocol = o.proxy_protocol;
   if (o.local_tls) {
     try {
-      service->tls = make_local_tls_context(o.upstream_insecure);
+      local->tls = make_local_tls_context(o.upstream_insecure);
     } catch (const std::exception& e) {
-      spdlog::error("local service {}: {}", service->url, e.what());
+      spdlog::error("local service {}: {}", local->url, e.what());
       return 1;
     }
-    if (o.upstream_insecure)
-      spdlog::warn("--upstream-insecure: the certificate of {} is not checked", service->url);
+    if (o.upstream_insecure) spdlog::warn("--upstream-insecure: the certificate of {} is not checked", local->url);
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
@@ -183,7 +183,7 @@ int client::run() {
     {
       std::unique_lock lk(impl_->mu);
       if (impl_->stopping) break;
-      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, name, impl_->pool, service,
+      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, name, impl_->pool, local,
                                                         [this, &outcome](session_outcome r) {
                                                           std::lock_guard lk2(impl_->mu);
                                                           outcome = std::move(r);

@@ -34,8 +34,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   /// `pooled` is a kept-alive connection to use (may be null); the exchange runs on its strand.
   local_exchange_impl(asio::io_context& ioc, std::shared_ptr<exchange_host> session, uint64_t id, pb::RequestHead head,
                       uint32_t send_window, uint32_t recv_window_size, uint32_t max_frame, local_pool& pool,
-                      std::shared_ptr<const local_service> local, std::unique_ptr<local_conn> pooled,
-                      inspector* insp)
+                      std::shared_ptr<const local_target> local, std::unique_ptr<local_conn> pooled, inspector* insp)
       : strand_(pooled ? pooled->strand : asio::make_strand(ioc)),
         session_(std::move(session)),
         pooled_(std::move(pooled)),
@@ -47,7 +46,12 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         pool_(pool),
         local_(std::move(local)),
         started_(clock::now()) {
-    if (insp) capture_ = std::make_unique<exchange_capture>(*insp, head_);
+    // The inspector records the request as the visitor sent it (a replay is
+    // shaped again) and the response as the visitor gets it.
+    bool shaped = !head_.tcp() && !local_->shaping.empty();
+    if (insp && shaped) visitor_head_ = head_;
+    if (insp) capture_ = std::make_unique<exchange_capture>(*insp, shaped ? visitor_head_ : head_);
+    if (shaped) shape_request(head_, local_->shaping, local_->authority);
   }
 
   void start() {
@@ -273,6 +277,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
             status_ = reader_->status();
             keep_alive_ = reader_->keep_alive();
             down_ = download::body;  // raw bytes after a 101
+            if (!local_->shaping.empty()) shape_response(*f.mutable_response_head(), local_->shaping);
             if (capture_) capture_->response_head(f.response_head());
           } else {
             bytes_out_ += f.data().payload().size();
@@ -464,12 +469,13 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   uint32_t max_frame_;
   local_pool& pool_;
   std::unique_ptr<local_conn> pooled_;
-  std::shared_ptr<const local_service> local_;
+  std::shared_ptr<const local_target> local_;
   clock::time_point started_;
   std::unique_ptr<local_conn> conn_;
   std::optional<response_reader> reader_;
   /// Set when the inspector is on; a separate allocation keeps the exchange itself
   /// under malloc's 1 KiB small-request size (larger ones cost a heap consolidation).
+  pb::RequestHead visitor_head_;  ///< the unshaped head, for the inspector (only with shaping)
   std::unique_ptr<exchange_capture> capture_;
   bool local_closed_ = false;  ///< the local service closed its end (a body may run until then)
   std::string body_buf_;
@@ -496,7 +502,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
 std::shared_ptr<local_exchange> start_local_exchange(asio::io_context& ioc, std::shared_ptr<exchange_host> host,
                                                      uint64_t id, pb::RequestHead head, uint32_t send_window,
                                                      uint32_t recv_window, uint32_t max_frame, local_pool& pool,
-                                                     std::shared_ptr<const local_service> local,
+                                                     std::shared_ptr<const local_target> local,
                                                      std::unique_ptr<local_conn> pooled, inspector* insp) {
   auto ex = std::make_shared<local_exchange_impl>(ioc, std::move(host), id, std::move(head), send_window, recv_window,
                                                   max_frame, pool, std::move(local), std::move(pooled), insp);

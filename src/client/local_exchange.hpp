@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "grok/frames.hpp"
+#include "grok/header_shaping.hpp"
 #include "local_pool.hpp"
 
 namespace grok {
@@ -19,6 +20,15 @@ class inspector;
 }
 
 namespace grok::client_detail {
+
+/// What every exchange of a tunnel needs to know about its local service:
+/// how to connect (local_service: address, TLS, PROXY header) and how to
+/// shape each request. Set once at start and shared, read-only, by the
+/// exchanges.
+struct local_target : local_service {
+  std::string authority;  ///< "host:port" as a Host header names the local service (--host-header rewrite)
+  header_shaping shaping;
+};
 
 /// What an exchange sends through: the tunnel session. Any thread.
 class exchange_host {
@@ -57,7 +67,7 @@ class local_exchange {
 std::shared_ptr<local_exchange> start_local_exchange(asio::io_context& ioc, std::shared_ptr<exchange_host> host,
                                                      uint64_t id, pb::RequestHead head, uint32_t send_window,
                                                      uint32_t recv_window, uint32_t max_frame, local_pool& pool,
-                                                     std::shared_ptr<const local_service> local,
+                                                     std::shared_ptr<const local_target> local,
                                                      std::unique_ptr<local_conn> pooled, inspector* insp = nullptr);
 
 }  // namespace grok::client_detail

@@ -31,6 +31,7 @@
 #include "config_cli.hpp"
 #include "grpc_log.hpp"
 #include "inspect_cli.hpp"
+#include "tunnel_cli.hpp"
 #include "inspector.hpp"
 
 namespace {
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
                    "GET this path on the local service; while it fails (not 2xx/3xx) the tunnel gets no new request");
   http->add_option("--health-interval", health_interval, "time between health checks (default 10s)");
   http->add_option("--health-timeout", health_timeout, "how long a health check may take (default 2s)");
+  grok::tunnel_flags tunnel_flags;
+  grok::add_tunnel_options(*http, tunnel_flags, true);
   grok::inspect_flags inspect;
   grok::add_inspect_options(*http, inspect);
 
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
   tcp->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (a pool's members name the same one)");
   tcp->add_flag("--pool", opts.pool,
                 "share the name and its public port with other `grok tcp --pool` processes: each connection goes to one");
+  grok::add_tunnel_options(*tcp, tunnel_flags, false);
   grok::add_inspect_options(*tcp, inspect);
 
   std::string serve_dir, serve_auth;
@@ -101,6 +105,7 @@ int main(int argc, char** argv) {
   serve->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   serve->add_option("--token", token, "authentication token (default from the config file)");
   serve->add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  grok::add_tunnel_options(*serve, tunnel_flags, true);
   grok::add_inspect_options(*serve, inspect);
 
   auto* config = app.add_subcommand("config", "show or change the client configuration file (see --config)");
@@ -137,7 +142,8 @@ int main(int argc, char** argv) {
                 << " (grok --help explains them)\n";
       return 2;
     }
-    return app.exit(e);
+    // --help and --version exit 0; every usage error exits 2, as the checks below do.
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   if (*config) {
@@ -192,6 +198,7 @@ int main(int argc, char** argv) {
         throw std::invalid_argument("--upstream-insecure is for an https:// local service");
     }
     opts.tcp = static_cast<bool>(*tcp);
+    grok::apply_tunnel_flags(tunnel_flags, opts);
     if (opts.pool && opts.subdomain.empty())
       throw std::invalid_argument("--pool needs --subdomain NAME: the name the pool's members share");
     if (*http) {

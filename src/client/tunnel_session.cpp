@@ -25,6 +25,7 @@ void tunnel_session::start(pb::Tunnel::Stub& stub) {
   h->set_initial_window(opts_.initial_window);
   h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
   h->set_pool(opts_.pool);
+  rules_to_hello(opts_.rules, h->mutable_rules());
   std::optional<pb::Frame> unchecked;
   if (!opts_.health_path.empty()) {
     // No request until the first check passes.
@@ -91,11 +92,13 @@ void tunnel_session::handle_batch(pb::Batch& b) {
         outcome_.name = a.name();
         server_window_ = a.initial_window() ? a.initial_window() : 64 * 1024;
         max_frame_ = std::clamp<uint32_t>(a.max_frame_size() ? a.max_frame_size() : 64 * 1024, 1024, 1 << 20);
-        console().write("Forwarding  " + a.public_url() + " -> " + (opts_.tcp ? "tcp://" : opts_.local_tls ? "https://" : "http://") +
+        console().write("Forwarding  " + a.public_url() + " -> " +
+                        (opts_.tcp ? "tcp://" : opts_.local_tls ? "https://" : "http://") +
                         opts_.local_host + ":" + std::to_string(opts_.local_port) +
                         (a.pool_members() ? " (pool member " + std::to_string(a.pool_members()) + " of " +
                                                 std::to_string(a.pool_members()) + ")"
                                           : std::string()));
+        if (!opts_.rules.empty()) console().write("Visitors    " + describe(opts_.rules));
         if (opts_.inspect) {
           opts_.inspect->set_tunnel(a.name(), a.public_url());
           console().write("Inspector   " + opts_.inspect->url());

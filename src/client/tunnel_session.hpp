@@ -50,7 +50,7 @@ class tunnel_session final : public exchange_host,
  public:
   /// `name`: the name the Hello asks for (empty: the server picks one).
   tunnel_session(asio::io_context& ioc, grpc::CompletionQueue& cq, const client_options& opts, std::string name,
-                 local_pool& pool, std::shared_ptr<const local_service> local,
+                 local_pool& pool, std::shared_ptr<const local_target> local,
                  std::function<void(session_outcome)> on_end)
       : ioc_(ioc), strand_(asio::make_strand(ioc)), cq_(cq), opts_(opts), name_(std::move(name)), pool_(pool),
         local_(std::move(local)), on_end_(std::move(on_end)) {}
@@ -104,7 +104,7 @@ class tunnel_session final : public exchange_host,
   const client_options& opts_;
   std::string name_;
   local_pool& pool_;
-  std::shared_ptr<const local_service> local_;
+  std::shared_ptr<const local_target> local_;
   std::function<void(session_outcome)> on_end_;
   std::shared_ptr<tunnel_session> self_;
   grpc::ClientContext ctx_;

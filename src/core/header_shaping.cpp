@@ -43,7 +43,7 @@ void remove_headers(google::protobuf::RepeatedPtrField<pb::Header>& headers, std
 std::string parse_host_header_option(std::string_view text) {
   if (text == "rewrite") return std::string(text);
   if (text.empty() || !valid_header_value(text) || !normalize_host(std::string(text)))
-    throw std::invalid_argument("--host-header: expected 'rewrite' or a host such as app.test or localhost:3000, got '" +
+    throw std::invalid_argument("expected 'rewrite' or a host such as app.test or localhost:3000, got '" +
                                 std::string(text) + "'");
   return std::string(text);
 }

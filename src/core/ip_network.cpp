@@ -32,7 +32,9 @@ bool prefix_equal(const std::array<uint8_t, 16>& a, const std::array<uint8_t, 16
 }  // namespace
 
 std::optional<std::array<uint8_t, 16>> parse_ip_address(std::string_view text) {
-  if (text.empty() || text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+  // inet_pton reads up to a NUL: "10.0.0.1\0junk" would pass as 10.0.0.1.
+  if (text.empty() || text.size() >= INET6_ADDRSTRLEN || text.find('\0') != std::string_view::npos)
+    return std::nullopt;
   char buf[INET6_ADDRSTRLEN];
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';

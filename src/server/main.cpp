@@ -62,7 +62,11 @@ int main(int argc, char** argv) {
   auto* remove = token_cmd->add_subcommand("remove", "delete an entry; a reload closes its tunnels");
   remove->add_option("label", tok.label, "the entry's label")->required();
   file_opt(remove);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help exits 0, a usage error 2
+  }
 
   if (token_cmd->parsed()) {
     try {

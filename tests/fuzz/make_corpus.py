@@ -245,3 +245,67 @@ resp("switching-with-raw-bytes", b"HTTP/1.1 101 Switching Protocols\r\nConnectio
      + b"\x81\x05hello", flags=2, splits=(40,))
 resp("response-splitting-attempt", b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nX-Evil: 1\r\n\r\n")
 resp("set-cookie-many", b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n")
+
+
+# ---- proxy_protocol: [received bytes] ----
+def proxy(name, raw):
+    write("proxy_protocol", name, raw)
+
+
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+HTTP = b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n"
+
+
+def v2(ver_cmd, fam, body):
+    return V2_SIG + bytes([ver_cmd, fam]) + struct.pack(">H", len(body)) + body
+
+
+def tlv(t, value):
+    return bytes([t]) + struct.pack(">H", len(value)) + value
+
+
+TCP4 = bytes([192, 0, 2, 1, 198, 51, 100, 7]) + struct.pack(">HH", 56324, 443)
+TCP6 = (bytes.fromhex("20010db8000000000000000000000001") + bytes.fromhex("20010db80000000000000000000000ff") +
+        struct.pack(">HH", 1234, 80))
+proxy("v1-tcp4", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n" + HTTP)
+proxy("v1-tcp6", b"PROXY TCP6 2001:db8::1 2001:db8::ff 1234 80\r\n" + HTTP)
+proxy("v1-tcp6-mapped", b"PROXY TCP6 ::ffff:198.51.100.7 2001:DB8:0:0:0:0:0:2 40000 443\r\n")
+proxy("v1-tcp6-longest", b"PROXY TCP6 " + b"ffff:" * 7 + b"ffff " + b"ffff:" * 7 + b"ffff 65535 65535\r\n")
+proxy("v1-ports-0-65535", b"PROXY TCP4 0.0.0.0 255.255.255.255 0 65535\r\n")
+proxy("v1-unknown", b"PROXY UNKNOWN\r\n" + HTTP)
+proxy("v1-unknown-107-bytes", b"PROXY UNKNOWN " + b"ffff:" * 7 + b"ffff " + b"ffff:" * 7 + b"ffff 65535 65535\r\n")
+proxy("v1-unknown-108-bytes", b"PROXY UNKNOWN " + b"x" * 92 + b"\r\n")
+proxy("v1-no-crlf", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443" + b" " * 70)
+proxy("v1-bare-lf", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\n" + HTTP)
+proxy("v1-bare-cr", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\rX")
+proxy("v1-protocol-lower-case", b"PROXY tcp4 192.168.0.1 192.168.0.11 56324 443\r\n")
+proxy("v1-missing-port", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324\r\n")
+proxy("v1-extra-field", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443 1\r\n")
+proxy("v1-double-space", b"PROXY TCP4  192.168.0.1 192.168.0.11 56324 443\r\n")
+proxy("v1-ipv4-leading-zero", b"PROXY TCP4 192.168.0.01 192.168.0.11 56324 443\r\n")
+proxy("v1-ipv6-in-tcp4", b"PROXY TCP4 2001:db8::1 192.168.0.11 56324 443\r\n")
+proxy("v1-ipv4-in-tcp6", b"PROXY TCP6 2001:db8::1 192.168.0.11 56324 443\r\n")
+proxy("v1-ipv6-zone", b"PROXY TCP6 fe80::1%eth0 2001:db8::1 56324 443\r\n")
+proxy("v1-port-65536", b"PROXY TCP4 192.168.0.1 192.168.0.11 65536 443\r\n")
+proxy("v1-port-leading-zero", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 0443\r\n")
+proxy("v2-tcp4", v2(0x21, 0x11, TCP4) + HTTP)
+proxy("v2-tcp6", v2(0x21, 0x21, TCP6) + HTTP)
+proxy("v2-tcp4-tlvs", v2(0x21, 0x11, TCP4 + tlv(0x01, b"h2") + tlv(0x02, b"app.example.com") + tlv(0x05, b"u" * 128) +
+                        tlv(0x20, b"\x01\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.3")) + tlv(0x04, b"")) + HTTP)
+proxy("v2-at-size-limit", v2(0x21, 0x11, TCP4 + tlv(0x04, b"n" * (1024 - 12 - 3))))
+proxy("v2-over-size-limit", V2_SIG + b"\x21\x11\x04\x01")
+proxy("v2-local", v2(0x20, 0x00, b"") + HTTP)
+proxy("v2-local-with-junk", v2(0x20, 0xFF, b"junk"))
+proxy("v2-unspec", v2(0x21, 0x00, b""))
+proxy("v2-udp4", v2(0x21, 0x12, TCP4))
+proxy("v2-unix-stream", v2(0x21, 0x31, b"/run/app.sock".ljust(108, b"\x00") * 2))
+proxy("v2-version-1", v2(0x11, 0x11, TCP4))
+proxy("v2-version-3", v2(0x31, 0x11, TCP4))
+proxy("v2-command-2", v2(0x22, 0x11, TCP4))
+proxy("v2-family-0x13", v2(0x21, 0x13, TCP4))
+proxy("v2-too-short-for-ipv6", v2(0x21, 0x21, TCP4))
+proxy("v2-tlv-truncated", v2(0x21, 0x11, TCP4 + b"\x04\x00"))
+proxy("v2-tlv-overrun", v2(0x21, 0x11, TCP4 + b"\x02\x00\x05app"))
+proxy("v2-partial", v2(0x21, 0x21, TCP6)[:30])
+proxy("http-get", HTTP)
+proxy("tls-client-hello", bytes.fromhex("160301020001000200030367"))

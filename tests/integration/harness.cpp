@@ -298,8 +298,15 @@ uint64_t process::rss_kib() { return status_field(pid_, "VmRSS:"); }
 
 // ---- connection ----------------------------------------------------------------
 
-connection::connection(uint16_t port, std::chrono::milliseconds timeout) {
+connection::connection(uint16_t port, std::chrono::milliseconds timeout, const std::string& source) {
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (!source.empty()) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    if (inet_pton(AF_INET, source.c_str(), &from.sin_addr) != 1) throw std::runtime_error("bad source address " + source);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0)
+      throw std::runtime_error("bind to " + source + " failed: " + std::string(strerror(errno)));
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -486,6 +493,15 @@ std::string response::get(const std::string& name) const {
 
 size_t response::count(const std::string& name) const {
   return std::count_if(headers.begin(), headers.end(), [&](const header& h) { return iequal(h.name, name); });
+}
+
+response request_from(const std::string& source, uint16_t port, const std::string& method, const std::string& host,
+                      const std::string& target, const std::vector<header>& headers, std::chrono::milliseconds timeout) {
+  connection c(port, 5s, source);
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\n";
+  for (auto& h : headers) req += h.name + ": " + h.value + "\r\n";
+  c.send(req + "\r\n");
+  return c.read_response(timeout, method == "HEAD");
 }
 
 response request(uint16_t port, const std::string& method, const std::string& host, const std::string& target,

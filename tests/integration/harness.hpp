@@ -113,7 +113,8 @@ struct response {
 /// A blocking TCP connection with a deadline on every operation.
 class connection {
  public:
-  explicit connection(uint16_t port, std::chrono::milliseconds timeout = 5s);
+  /// `source`: the local address to connect from (e.g. 127.0.0.2), empty for any.
+  explicit connection(uint16_t port, std::chrono::milliseconds timeout = 5s, const std::string& source = "");
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -147,6 +148,11 @@ class connection {
 response request(uint16_t port, const std::string& method, const std::string& host, const std::string& target,
                  const std::string& body = "", const std::vector<header>& headers = {},
                  std::chrono::milliseconds timeout = 10s);
+
+/// The same from the local address `source` (another loopback address, e.g. 127.0.0.2).
+response request_from(const std::string& source, uint16_t port, const std::string& method, const std::string& host,
+                      const std::string& target, const std::vector<header>& headers = {},
+                      std::chrono::milliseconds timeout = 10s);
 
 std::string sha256_hex(const std::string& data);
 

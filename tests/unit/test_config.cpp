@@ -611,6 +611,10 @@ TEST_CASE("ip networks: parsing and matching") {
     CAPTURE(bad);
     CHECK_FALSE(parse_ip_network(bad));
   }
+  // Text after a NUL is not ignored.
+  CHECK_FALSE(parse_ip_network(std::string_view("10.0.0.1\0/8", 11)));
+  CHECK_FALSE(grok::parse_ip_address(std::string_view("::1\0junk", 8)));
+  CHECK_FALSE(grok::parse_ip_address(std::string_view("10.0.0.1\0", 9)));
   auto all4 = parse_ip_network("0.0.0.0/0");
   REQUIRE(all4);
   CHECK(all4->contains("8.8.8.8"));

@@ -58,6 +58,24 @@ TEST_CASE("a tokens file reads labels, digests, reserved names, limits and tcp")
   CHECK(parse_tokens_file("# nothing yet\n", "t").empty());
 }
 
+TEST_CASE("a tokens file reads a token's visitor rules, and writes them back the same") {
+  auto text = "- label: contractor\n  sha256: " + digest_of("c") +
+              "\n  allow_cidr: [10.0.0.0/8, 2001:db8::/32]\n  deny_cidr: [10.9.0.0/16]\n  require_basic_auth: true\n";
+  auto entries = parse_tokens_file(text, "tokens.yaml");
+  REQUIRE(entries.size() == 1);
+  const auto& e = entries[0];
+  REQUIRE(e.allow_cidr.size() == 2);
+  CHECK(e.allow_cidr[0].to_string() == "10.0.0.0/8");
+  CHECK(e.allow_cidr[1].to_string() == "2001:db8::/32");
+  REQUIRE(e.deny_cidr.size() == 1);
+  CHECK(e.deny_cidr[0].to_string() == "10.9.0.0/16");
+  CHECK(e.require_basic_auth);
+  CHECK(render_token_entry(e) == text);
+  auto back = parse_tokens_file(render_token_entry(e), "t");
+  CHECK(back[0].allow_cidr == e.allow_cidr);
+  CHECK_FALSE(parse_tokens_file("- label: x\n  sha256: " + digest_of("x") + "\n", "t")[0].require_basic_auth);
+}
+
 TEST_CASE("tokens file errors name the file, line and entry") {
   auto a = digest_of("a"), b = digest_of("b");
   CHECK(parse_error("label: x\n") == "tokens.yaml:1: expected a list of tokens (\"- label: ...\") at the top level");
@@ -66,7 +84,14 @@ TEST_CASE("tokens file errors name the file, line and entry") {
   CHECK(parse_error("- label: x\n  sha256: nothex\n") ==
         "tokens.yaml:2: [0].sha256: expected the token's SHA-256 as 64 hex digits");
   CHECK(parse_error("- label: x\n  sha256: " + a + "\n  colour: red\n") ==
-        "tokens.yaml:3: [0].colour: unknown key (expected label, sha256, names, max_tunnels, pool, tcp)");
+        "tokens.yaml:3: [0].colour: unknown key (expected label, sha256, names, max_tunnels, pool, tcp, "
+        "allow_cidr, deny_cidr, require_basic_auth)");
+  CHECK(parse_error("- label: x\n  sha256: " + a + "\n  allow_cidr: [10.0.0.0/8, 10.0.0.300]\n") ==
+        "tokens.yaml:3: [0].allow_cidr[1]: '10.0.0.300' is not an IPv4 or IPv6 address or network");
+  CHECK(parse_error("- label: x\n  sha256: " + a + "\n  deny_cidr: 10.0.0.0/8\n") ==
+        "tokens.yaml:3: [0].deny_cidr: expected a list of networks such as [10.0.0.0/8]");
+  CHECK(parse_error("- label: x\n  sha256: " + a + "\n  require_basic_auth: maybe\n") ==
+        "tokens.yaml:3: [0].require_basic_auth: expected true or false, got 'maybe'");
   CHECK(parse_error("- label: x\n  sha256: " + a + "\n- label: x\n  sha256: " + b + "\n") ==
         "tokens.yaml:3: [1].label: duplicate of [0]");
   CHECK(parse_error("- label: x\n  sha256: " + a + "\n- label: y\n  sha256: " + a + "\n") ==
