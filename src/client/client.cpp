@@ -15,6 +15,7 @@
 #include "console.hpp"
 #include "grok/completion_poller.hpp"
 #include "grok/files.hpp"
+#include "inspector.hpp"
 #include "local_pool.hpp"
 #include "tls_probe.hpp"
 #include "tunnel_session.hpp"
@@ -139,6 +140,7 @@ int client::run() {
     }
     if (o.upstream_insecure) spdlog::warn("--upstream-insecure: the certificate of {} is not checked", local->url);
   }
+  if (o.inspect) o.inspect->set_local_service(local);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
   args.SetMaxSendMessageSize(max_message_bytes);

@@ -60,7 +60,7 @@ void health_check::probe() {
   // Each handler holds the stream it was started on: a probe cut short by
   // its deadline leaves completions behind on a stream no longer current.
   auto stream = stream_ = std::make_shared<local_stream>(strand_, s_.local->tls.get());
-  stream->async_open(s_.local, {}, [self = shared_from_this(), stream](error_code ec, std::string why) {
+  stream->async_open(s_.local, proxy_header_for(*s_.local, nullptr), [self = shared_from_this(), stream](error_code ec, std::string why) {
     if (!self->in_probe_ || stream != self->stream_) return;
     if (ec) return self->done(false, why);
     asio::async_write(*stream, asio::buffer(self->request_), [self, stream](error_code ec, size_t) {

@@ -22,6 +22,7 @@
 #include "grok/file_server.hpp"
 #include "inspector_page.hpp"
 #include "io_errors.hpp"
+#include "local_stream.hpp"
 
 namespace grok {
 
@@ -95,6 +96,7 @@ struct inspector::impl {
 
   mutable std::mutex tunnel_mu;
   tunnel_info tunnel;  // guarded by tunnel_mu
+  std::shared_ptr<const client_detail::local_service> local;  // guarded by tunnel_mu
 
   // Live list: changes are gathered from any thread and sent by the inspector thread.
   std::atomic<int> subscribers{0};
@@ -111,6 +113,10 @@ struct inspector::impl {
   tunnel_info tunnel_copy() const {
     std::lock_guard lk(tunnel_mu);
     return tunnel;
+  }
+  std::shared_ptr<const client_detail::local_service> local_copy() const {
+    std::lock_guard lk(tunnel_mu);
+    return local;
   }
 };
 
@@ -361,26 +367,24 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
   bool closed_ = false;
 };
 
-/// One replay: the request sent to the local service on a new connection,
-/// the answer recorded as a new row that names its original.
+/// One replay: the request sent to the local service on a new connection
+/// (TLS and a PROXY header as for the tunnel's own; the header names no
+/// visitor), the answer recorded as a new row that names its original.
 class replay_call : public std::enable_shared_from_this<replay_call> {
  public:
-  replay_call(inspector::impl* owner, captured_exchange rec, uint64_t seq)
-      : owner_(owner), stream_(owner_->ioc), rec_(std::move(rec)), seq_(seq),
-        started_(std::chrono::steady_clock::now()) {}
+  replay_call(inspector::impl* owner, std::shared_ptr<const client_detail::local_service> local,
+              captured_exchange rec, uint64_t seq)
+      : owner_(owner), local_(std::move(local)), stream_(asio::make_strand(owner_->ioc), local_->tls.get()),
+        rec_(std::move(rec)), seq_(seq), started_(std::chrono::steady_clock::now()) {}
 
   void start(std::string wire) {
     wire_ = std::move(wire);
     stream_.expires_after(replay_timeout);
-    resolver_.emplace(owner_->ioc);
-    resolver_->async_resolve(owner_->opts.local_host, std::to_string(owner_->opts.local_port),
-                             [self = shared_from_this()](error_code ec, tcp::resolver::results_type r) {
-                               if (ec) return self->end("cannot resolve the local service: " + ec.message());
-                               self->stream_.async_connect(r, [self](error_code ec2, const tcp::endpoint&) {
-                                 if (ec2) return self->end("cannot connect to the local service: " + ec2.message());
-                                 self->do_write();
-                               });
-                             });
+    stream_.async_open(local_, client_detail::proxy_header_for(*local_, nullptr),
+                       [self = shared_from_this()](error_code ec, std::string why) {
+                         if (ec) return self->end("cannot connect to the local service: " + why);
+                         self->do_write();
+                       });
   }
 
  private:
@@ -434,8 +438,8 @@ class replay_call : public std::enable_shared_from_this<replay_call> {
   }
 
   inspector::impl* owner_;
-  beast::tcp_stream stream_;
-  std::optional<tcp::resolver> resolver_;
+  std::shared_ptr<const client_detail::local_service> local_;
+  client_detail::local_stream stream_;
   beast::flat_buffer buffer_;
   http::response_parser<http::buffer_body> parser_;
   std::array<char, 64 * 1024> chunk_{};
@@ -503,7 +507,8 @@ void inspector::impl::broadcast(const std::string& event) {
 }
 
 std::string inspector::impl::replay(const replay_request& r, uint64_t& new_seq) {
-  if (opts.local_port == 0) return "there is no local service to send requests to";
+  auto local = local_copy();
+  if (opts.local_port == 0 || !local) return "there is no local service to send requests to";
   captured_exchange rec;
   rec.tunnel = tunnel_copy().name;
   rec.start = std::chrono::system_clock::now();
@@ -523,7 +528,7 @@ std::string inspector::impl::replay(const replay_request& r, uint64_t& new_seq) 
   wire += r.body;
   rec.request_body.append(r.body.data(), r.body.size(), ring->bounds().max_body);
   new_seq = ring->add(rec);
-  auto call = std::make_shared<replay_call>(this, std::move(rec), new_seq);
+  auto call = std::make_shared<replay_call>(this, std::move(local), std::move(rec), new_seq);
   call->start(std::move(wire));
   return {};
 }
@@ -595,6 +600,12 @@ void inspector::set_tunnel(const std::string& name, const std::string& public_ur
   std::lock_guard lk(impl_->tunnel_mu);
   impl_->tunnel.name = name;
   impl_->tunnel.public_url = public_url;
+}
+
+void inspector::set_local_service(std::shared_ptr<const client_detail::local_service> local) {
+  std::lock_guard lk(impl_->tunnel_mu);
+  if (impl_->tunnel.proto != "tcp") impl_->tunnel.addr = local->url;
+  impl_->local = std::move(local);
 }
 
 std::string inspector::tunnel_name() const {

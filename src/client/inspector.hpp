@@ -13,6 +13,10 @@
 
 #include "grok/capture_ring.hpp"
 
+namespace grok::client_detail {
+struct local_service;
+}
+
 namespace grok {
 
 struct inspector_options {
@@ -44,6 +48,9 @@ class inspector {
 
   /// Any thread: the tunnel's name and public URL (each time the server accepts it).
   void set_tunnel(const std::string& name, const std::string& public_url);
+  /// Any thread, once the client starts: how Replay reaches the local
+  /// service (its address, TLS, the PROXY header).
+  void set_local_service(std::shared_ptr<const client_detail::local_service> local);
   /// The tunnel name records are filed under.
   std::string tunnel_name() const;
 

@@ -95,8 +95,9 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     }
     reused_ = false;
     conn_ = std::make_unique<local_conn>(strand_, local_->tls.get());
+    conn_->visitor = proxy_header_for(*local_, &head_);
     conn_->stream.expires_after(std::chrono::seconds(10));
-    conn_->stream.async_open(local_, {}, [self = shared_from_this()](error_code ec, std::string why) {
+    conn_->stream.async_open(local_, conn_->visitor, [self = shared_from_this()](error_code ec, std::string why) {
       if (ec) return self->fail(pb::Reset::UPSTREAM_REFUSED, "cannot connect to local service: " + why);
       self->on_connected();
     });
@@ -402,7 +403,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   void finish() {
     if (finished_) return;
     finished_ = true;
-    bool reusable = keep_alive_ && !upgraded_ && up_ == upload::ended && out_.idle() && conn_ &&
+    bool reusable = keep_alive_ && poolable(*local_, head_) && !upgraded_ && up_ == upload::ended && out_.idle() && conn_ &&
                     conn_->buffer.size() == 0 && conn_->stream.socket().is_open();
     if (reusable) {
       pool_.put(std::move(conn_));

@@ -6,6 +6,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "local_stream.hpp"
@@ -24,29 +25,37 @@ struct local_conn {
   strand_t strand;
   local_stream stream;
   beast::flat_buffer buffer;
+  /// With --proxy-protocol: the PROXY header it was opened with. The local
+  /// service takes every request on it to come from that visitor, so only
+  /// requests with the same header may reuse it.
+  std::string visitor;
 };
 
 /// Keep-alive connections to the local service, handed between exchanges.
 class local_pool {
  public:
-  /// An idle connection, or null. With `probe`, one the local service has
-  /// not closed meanwhile (local_stream::still_open). A replayable request
-  /// needs no probe: when its kept-alive connection turns out closed (or
-  /// answers 408) before anything else, the exchange sends it again on a
+  /// An idle connection opened with the PROXY header `visitor` (empty
+  /// without --proxy-protocol), or null. With `probe`, one the local service
+  /// has not closed meanwhile (local_stream::still_open). A replayable
+  /// request needs no probe: when its kept-alive connection turns out closed
+  /// (or answers 408) before anything else, the exchange sends it again on a
   /// fresh connection (local_exchange::on_read_header). Any other request
   /// gets a probed connection.
-  std::unique_ptr<local_conn> take(bool probe) {
+  std::unique_ptr<local_conn> take(bool probe, const std::string& visitor = {}) {
     std::lock_guard lk(mu_);
-    while (!idle_.empty()) {
-      auto c = std::move(idle_.back());
-      idle_.pop_back();
+    for (size_t i = idle_.size(); i-- > 0;) {
+      if (idle_[i]->visitor != visitor) continue;
+      auto c = std::move(idle_[i]);
+      idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
       if (!probe || c->stream.still_open()) return c;
     }
     return nullptr;
   }
   void put(std::unique_ptr<local_conn> c) {
     std::lock_guard lk(mu_);
-    if (idle_.size() < 64) idle_.push_back(std::move(c));
+    // The oldest goes: it is the likeliest to have been closed by the local service.
+    if (idle_.size() >= 64) idle_.erase(idle_.begin());
+    idle_.push_back(std::move(c));
   }
   void clear() {
     std::lock_guard lk(mu_);
@@ -55,7 +64,7 @@ class local_pool {
 
  private:
   std::mutex mu_;
-  std::vector<std::unique_ptr<local_conn>> idle_;
+  std::vector<std::unique_ptr<local_conn>> idle_;  // newest last
 };
 
 }  // namespace grok::client_detail

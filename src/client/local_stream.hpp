@@ -48,6 +48,20 @@ struct local_service {
   mutable std::string last_report_;
 };
 
+/// The PROXY header (--proxy-protocol) a connection to `svc` starts with:
+/// empty when it is off. With `head`, it names that request's visitor and
+/// the server address the visitor reached (IPv4 when both ends are, else
+/// IPv6 with an IPv4 end mapped to ::ffff:a.b.c.d); without one (the health
+/// check), or when the server did not know an address, it names no one:
+/// "PROXY UNKNOWN" (v1) or the LOCAL command (v2), and the service keeps the
+/// connection's own addresses.
+std::string proxy_header_for(const local_service& svc, const pb::RequestHead* head);
+
+/// Whether a kept-alive connection opened for `head` may serve another
+/// request with the same PROXY header: not when the header cannot tell
+/// visitors apart (the visitor's port unknown, as behind a trusted proxy).
+bool poolable(const local_service& svc, const pb::RequestHead& head);
+
 /// The TLS context for an https:// local service: TLS 1.2 or later, the
 /// system CAs (/etc/ssl/certs/ca-certificates.crt) unless `insecure`, which
 /// accepts any certificate. Throws std::runtime_error when the CAs cannot be read.

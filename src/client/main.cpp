@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
       ->required();
   http->add_flag("--upstream-insecure", opts.upstream_insecure,
                  "with an https:// local service: accept any certificate (a self-signed development one)");
+  std::string proxy_protocol;
+  const char* proxy_help = "v1|v2: start each connection to the local service with a PROXY header naming the visitor";
+  http->add_option("--proxy-protocol", proxy_protocol, proxy_help);
   http->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (default: the server picks one)");
   http->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   http->add_option("--token", token, "authentication token (default from the config file)");
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
   auto* tcp = app.add_subcommand("tcp", "expose a local TCP service on a public port of the server");
   tcp->fallthrough();
   tcp->add_option("address", local, "[HOST:]PORT of the local service")->required();
+  tcp->add_option("--proxy-protocol", proxy_protocol, proxy_help);
   tcp->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
   tcp->add_option("--token", token, "authentication token (default from the config file)");
   tcp->add_option("--log-level", log_level, "trace|debug|info|warn|error");
@@ -196,6 +200,9 @@ int main(int argc, char** argv) {
       opts.local_tls = where.tls;
       if (opts.upstream_insecure && !opts.local_tls)
         throw std::invalid_argument("--upstream-insecure is for an https:// local service");
+      if (!proxy_protocol.empty() && proxy_protocol != "v1" && proxy_protocol != "v2")
+        throw std::invalid_argument("--proxy-protocol: expected v1 or v2, got '" + proxy_protocol + "'");
+      opts.proxy_protocol = proxy_protocol.empty() ? 0 : proxy_protocol == "v1" ? 1 : 2;
     }
     opts.tcp = static_cast<bool>(*tcp);
     grok::apply_tunnel_flags(tunnel_flags, opts);

@@ -119,7 +119,8 @@ void tunnel_session::handle_batch(pb::Batch& b) {
         auto id = f.exchange_id();
         if (!outcome_.accepted || exchanges_.contains(id)) break;
         const auto& head = f.request_head();
-        auto pooled = head.tcp() ? nullptr : pool_.take(/*probe=*/!replayable(head));
+        auto pooled =
+            head.tcp() ? nullptr : pool_.take(/*probe=*/!replayable(head), proxy_header_for(*local_, &head));
         exchanges_.emplace(id, start_local_exchange(ioc_, shared_from_this(), id,
                                                     std::move(*f.mutable_request_head()), server_window_,
                                                     opts_.initial_window, max_frame_, pool_, local_,
