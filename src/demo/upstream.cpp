@@ -455,6 +455,8 @@ private:
             return do_drain_body([self = this->shared_from_this()] { self->do_reset_mid_body(); });
         if (path == "/slow-upload")
             return start_slow_upload();
+        if (path == "/until-close")
+            return do_drain_body([self = this->shared_from_this()] { self->do_until_close(); });
         if (path == "/reset-mid-chunked")
             return do_drain_body([self = this->shared_from_this()] { self->do_reset_mid_chunked(); });
         if (path == "/ws")
@@ -939,6 +941,18 @@ private:
     {
         log_error("slow-upload", "id=" + slow_id_ + " complete after " + std::to_string(received_) + " bytes");
         do_write_text(http::status::ok, std::to_string(received_) + "\n");
+    }
+
+    // /until-close?size=N (at most 64 KiB): N pattern bytes with neither a
+    // length nor chunks, ended by closing (over TLS, without close_notify).
+    void do_until_close()
+    {
+        auto size = static_cast<std::size_t>(std::min<std::uint64_t>(target_.number("size").value_or(1000), k_io_chunk));
+        raw_ = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+        raw_.append(pattern_block().data(), size);
+        net::async_write(stream_, net::buffer(raw_), [self = this->shared_from_this()](error_code, std::size_t) {
+            self->do_shutdown();
+        });
     }
 
     // /reset-mid-chunked[?rst=1]: a chunked response cut after three chunks,

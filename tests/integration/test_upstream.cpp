@@ -264,6 +264,21 @@ TEST_CASE("upstream: https:// with a self-signed certificate is refused with a c
   }
 }
 
+TEST_CASE("upstream: a body that runs until the close ends whole when a TLS service closes without close_notify") {
+  self_signed cert;
+  stack::options o;
+  o.start_client = false;
+  o.upstream_args = tls_upstream(cert);
+  stack s(o);
+  start_grok(s, "https://localhost:" + std::to_string(s.upstream_port), {"--upstream-insecure"});
+  auto r = request(s.http_port, "GET", s.host(), "/until-close?size=50000");
+  CHECK(r.status == 200);
+  std::string want(50000, '\0');
+  fill_pattern(want.data(), want.size(), 0);
+  CHECK(r.body.size() == want.size());
+  CHECK(r.body == want);
+}
+
 TEST_CASE("upstream: https:// to an IP address verifies the address and sends no SNI") {
   self_signed cert;  // names DNS:localhost only
   stack::options o;
