@@ -42,6 +42,7 @@ struct server_config {
   std::chrono::milliseconds idle_timeout{75000};
   uint32_t max_header_count = 100;            ///< header fields per request; more -> 431
   std::vector<ip_network> trusted_proxies;    ///< peers whose X-Forwarded-* / Forwarded are kept
+  bool proxy_protocol = false;                ///< trusted proxies send a PROXY header on each public connection
   uint32_t max_connections_per_ip = 256;      ///< open public connections per source IP; 0 = unlimited
 
   // tunnels.*

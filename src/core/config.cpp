@@ -462,6 +462,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   std::optional<int> tcp_tokens_line;
   std::optional<int> tokens_file_line;
   std::optional<int> https_port_line;
+  std::optional<int> proxy_protocol_line;
   std::optional<int> tls_line;
   std::optional<int> max_frame_size_line;
   const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
@@ -500,6 +501,10 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           cfg.max_header_count = static_cast<uint32_t>(r.integer(f, 1, 10000));
         }},
         {"trusted_proxies", [&](const entry& f) { read_network_list(r, f, cfg.trusted_proxies); }},
+        {"proxy_protocol", [&](const entry& f) {
+          cfg.proxy_protocol = r.boolean(f);
+          proxy_protocol_line = f.line;
+        }},
         {"max_connections_per_ip", [&](const entry& f) {
           cfg.max_connections_per_ip = static_cast<uint32_t>(r.integer(f, 0, 1000000));
         }},
@@ -612,6 +617,9 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
            "tls.cert_file and tls.key_file must be set together");
   if (cfg.https_port != 0 && cfg.tls_cert_file.empty())
     r.fail(https_port_line.value_or(-1), "server.https_port", "needs tls.cert_file and tls.key_file");
+  if (cfg.proxy_protocol && cfg.trusted_proxies.empty())
+    r.fail(proxy_protocol_line.value_or(-1), "server.proxy_protocol",
+           "needs server.trusted_proxies: the load balancers whose PROXY headers are believed");
   for (size_t i = 0; i < cfg.tcp_tokens.size(); ++i) {
     if (!cfg.tokens.empty() && std::find(cfg.tokens.begin(), cfg.tokens.end(), cfg.tcp_tokens[i]) == cfg.tokens.end())
       r.fail(tcp_tokens_line.value_or(-1), "auth.tcp_tokens[" + std::to_string(i) + "]",
