@@ -93,8 +93,14 @@ struct inspector::impl {
   std::thread thread;
   std::string url;
 
+  /// A tunnel, and where a replay of its requests goes.
+  struct tunnel_entry {
+    tunnel_info info;
+    std::string local_host;
+    uint16_t local_port = 0;
+  };
   mutable std::mutex tunnel_mu;
-  tunnel_info tunnel;  // guarded by tunnel_mu
+  std::vector<tunnel_entry> tunnels;  // guarded by tunnel_mu; only grows before start()
 
   // Live list: changes are gathered from any thread and sent by the inspector thread.
   std::atomic<int> subscribers{0};
@@ -108,9 +114,18 @@ struct inspector::impl {
   void flush_changes();
   void broadcast(const std::string& event);
   std::string replay(const replay_request& r, uint64_t& new_seq);
-  tunnel_info tunnel_copy() const {
+  std::vector<tunnel_info> tunnel_list() const {
     std::lock_guard lk(tunnel_mu);
-    return tunnel;
+    std::vector<tunnel_info> out;
+    for (const auto& t : tunnels) out.push_back(t.info);
+    return out;
+  }
+  /// The tunnel whose records carry `name` (the first one when none does).
+  tunnel_entry tunnel_named(const std::string& name) const {
+    std::lock_guard lk(tunnel_mu);
+    for (const auto& t : tunnels)
+      if (t.info.name == name) return t;
+    return tunnels.front();
   }
 };
 
@@ -235,8 +250,7 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
     }
     if (path == "/api/tunnels" || path == "/api/tunnels/") {
       if (method != http::verb::get) return error(req, http::status::method_not_allowed, "use GET");
-      auto t = owner_->tunnel_copy();
-      return reply(req, http::status::ok, tunnels_json({t}, true));
+      return reply(req, http::status::ok, tunnels_json(owner_->tunnel_list(), true));
     }
     if (path == "/api/requests/http" || path == "/api/requests/http/") {
       if (method == http::verb::get) {
@@ -365,15 +379,15 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
 /// the answer recorded as a new row that names its original.
 class replay_call : public std::enable_shared_from_this<replay_call> {
  public:
-  replay_call(inspector::impl* owner, captured_exchange rec, uint64_t seq)
-      : owner_(owner), stream_(owner_->ioc), rec_(std::move(rec)), seq_(seq),
+  replay_call(inspector::impl* owner, captured_exchange rec, uint64_t seq, std::string host, uint16_t port)
+      : owner_(owner), stream_(owner_->ioc), rec_(std::move(rec)), seq_(seq), host_(std::move(host)), port_(port),
         started_(std::chrono::steady_clock::now()) {}
 
   void start(std::string wire) {
     wire_ = std::move(wire);
     stream_.expires_after(replay_timeout);
     resolver_.emplace(owner_->ioc);
-    resolver_->async_resolve(owner_->opts.local_host, std::to_string(owner_->opts.local_port),
+    resolver_->async_resolve(host_, std::to_string(port_),
                              [self = shared_from_this()](error_code ec, tcp::resolver::results_type r) {
                                if (ec) return self->end("cannot resolve the local service: " + ec.message());
                                self->stream_.async_connect(r, [self](error_code ec2, const tcp::endpoint&) {
@@ -441,6 +455,8 @@ class replay_call : public std::enable_shared_from_this<replay_call> {
   std::array<char, 64 * 1024> chunk_{};
   captured_exchange rec_;
   uint64_t seq_;
+  std::string host_;  ///< the local service of the original's tunnel
+  uint16_t port_;
   std::chrono::steady_clock::time_point started_;
   std::string wire_;
   bool head_taken_ = false;
@@ -503,9 +519,10 @@ void inspector::impl::broadcast(const std::string& event) {
 }
 
 std::string inspector::impl::replay(const replay_request& r, uint64_t& new_seq) {
-  if (opts.local_port == 0) return "there is no local service to send requests to";
+  auto target = tunnel_named(r.tunnel);
+  if (target.local_port == 0) return "there is no local service to send requests to";
   captured_exchange rec;
-  rec.tunnel = tunnel_copy().name;
+  rec.tunnel = target.info.name;
   rec.start = std::chrono::system_clock::now();
   rec.remote_addr = "replay";
   rec.method = r.method;
@@ -523,7 +540,7 @@ std::string inspector::impl::replay(const replay_request& r, uint64_t& new_seq) 
   wire += r.body;
   rec.request_body.append(r.body.data(), r.body.size(), ring->bounds().max_body);
   new_seq = ring->add(rec);
-  auto call = std::make_shared<replay_call>(this, std::move(rec), new_seq);
+  auto call = std::make_shared<replay_call>(this, std::move(rec), new_seq, target.local_host, target.local_port);
   call->start(std::move(wire));
   return {};
 }
@@ -532,10 +549,7 @@ inspector::inspector(inspector_options o)
     : ring_(std::make_shared<capture_ring>(o.limits)), impl_(std::make_shared<impl>()) {
   impl_->opts = std::move(o);
   impl_->ring = ring_;
-  impl_->tunnel.name = impl_->opts.tunnel_name;
-  impl_->tunnel.proto = impl_->opts.proto;
-  impl_->tunnel.addr = (impl_->opts.proto == "tcp" ? "tcp://" : "http://") + impl_->opts.local_host + ":" +
-                       std::to_string(impl_->opts.local_port);
+  add_tunnel(impl_->opts.tunnel_name, impl_->opts.proto, impl_->opts.local_host, impl_->opts.local_port);
   std::weak_ptr<impl> weak = impl_;
   ring_->on_change([weak](uint64_t seq) {
     if (auto i = weak.lock()) i->on_change(seq);
@@ -591,15 +605,28 @@ std::string inspector::url() const { return impl_->url; }
 
 bool inspector::watched() const { return impl_->subscribers.load(std::memory_order_relaxed) > 0; }
 
-void inspector::set_tunnel(const std::string& name, const std::string& public_url) {
+size_t inspector::add_tunnel(const std::string& name, const std::string& proto, const std::string& local_host,
+                             uint16_t local_port) {
+  impl::tunnel_entry t;
+  t.info.name = name;
+  t.info.proto = proto;
+  t.info.addr = (proto == "tcp" ? "tcp://" : "http://") + local_host + ":" + std::to_string(local_port);
+  t.local_host = local_host;
+  t.local_port = local_port;
   std::lock_guard lk(impl_->tunnel_mu);
-  impl_->tunnel.name = name;
-  impl_->tunnel.public_url = public_url;
+  impl_->tunnels.push_back(std::move(t));
+  return impl_->tunnels.size() - 1;
 }
 
-std::string inspector::tunnel_name() const {
+void inspector::set_tunnel(size_t i, const std::string& name, const std::string& public_url) {
   std::lock_guard lk(impl_->tunnel_mu);
-  return impl_->tunnel.name;
+  impl_->tunnels.at(i).info.name = name;
+  impl_->tunnels.at(i).info.public_url = public_url;
+}
+
+std::string inspector::tunnel_name(size_t i) const {
+  std::lock_guard lk(impl_->tunnel_mu);
+  return impl_->tunnels.at(i).info.name;
 }
 
 }  // namespace grok
