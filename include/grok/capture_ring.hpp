@@ -174,6 +174,7 @@ std::string base64_encode(std::string_view bytes);
 /// A request to send to the local service again (POST /api/requests/http).
 struct replay_request {
   uint64_t seq = 0;      ///< the original
+  std::string tunnel;    ///< the original's tunnel: where the replay goes
   bool edited = false;   ///< any of the fields below was given
   std::string method;
   std::string target;

@@ -53,20 +53,34 @@ struct client_options {
   /// Send the visitor's address to the local service in a PROXY protocol
   /// header at the start of each connection: 0 none, 1 (text) or 2 (binary).
   int proxy_protocol = 0;
+  /// An HTTP proxy to reach grok-server through (http://[USER:PASS@]HOST:PORT);
+  /// empty: gRPC follows the grpc_proxy / https_proxy / http_proxy and
+  /// no_grpc_proxy / no_proxy environment variables.
+  std::string proxy;
   /// Records every exchange for the request inspector; null when it is off.
   std::shared_ptr<inspector> inspect;
+  /// This tunnel's index in the inspector (several with `grok start`).
+  size_t inspect_index = 0;
+  /// Its name in the client configuration's `tunnels:` (`grok start`), for messages.
+  std::string label;
 };
 
 class client {
  public:
   explicit client(client_options opts);
+  /// Several tunnels in one process (`grok start`): one connection to the
+  /// server carries up to `tunnels_per_connection` of them, each on its own
+  /// stream; the connection settings (server, token, TLS, proxy, heartbeats)
+  /// are the first tunnel's.
+  explicit client(std::vector<client_options> tunnels);
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;
 
   /// Connects, serves, reconnects with backoff (1 s doubling to 30 s, with
   /// jitter) until stop(). Returns 0 after stop(), 1 when the server refuses
-  /// the first connection (bad token, name taken, bad name).
+  /// a tunnel for good (bad token, name taken, bad name): with several
+  /// tunnels, that stops them all.
   int run();
   /// Any thread (signal handlers excluded): closes the stream; the server
   /// answers in-flight requests at once.
@@ -76,6 +90,10 @@ class client {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+/// Streams `grok start` puts on one connection: grok-server's default
+/// tunnels.max_streams_per_connection.
+inline constexpr size_t tunnels_per_connection = 4;
 
 /// Splits "[HOST:]PORT" into host and port; throws std::invalid_argument
 /// with a readable reason.

@@ -42,6 +42,7 @@ struct server_config {
   std::chrono::milliseconds idle_timeout{75000};
   uint32_t max_header_count = 100;            ///< header fields per request; more -> 431
   std::vector<ip_network> trusted_proxies;    ///< peers whose X-Forwarded-* / Forwarded are kept
+  bool proxy_protocol = false;                ///< trusted proxies send a PROXY header on each public connection
   uint32_t max_connections_per_ip = 256;      ///< open public connections per source IP; 0 = unlimited
 
   // tunnels.*
@@ -91,6 +92,31 @@ struct server_config {
   std::string log_format = "text";            ///< text|json
 };
 
+/// One entry of the client configuration's `tunnels:` section, started by
+/// `grok start NAME` or `grok start --all`. Each key is the `grok http|tcp`
+/// flag of the same name (with '_' for '-'); values are checked when the
+/// file is read, as the flags are.
+struct tunnel_definition {
+  std::string name;            ///< its key under `tunnels:`
+  std::string proto = "http";  ///< http | tcp
+  std::string addr;            ///< the local service: [HOST:]PORT, or a URL for http
+  std::string subdomain;       ///< empty: the server picks a name
+  bool pool = false;
+  std::string health_check;    ///< a path, empty for none
+  std::chrono::milliseconds health_interval{0};  ///< 0: the default
+  std::chrono::milliseconds health_timeout{0};
+  std::vector<std::string> basic_auth;  ///< USER:PASS each
+  std::vector<std::string> allow_cidr;
+  std::vector<std::string> deny_cidr;
+  std::string host_header;
+  std::vector<std::string> request_header_add;
+  std::vector<std::string> request_header_remove;
+  std::vector<std::string> response_header_add;
+  std::vector<std::string> response_header_remove;
+  bool upstream_insecure = false;
+  std::string proxy_protocol;  ///< "", "v1" or "v2"
+};
+
 struct client_config {
   std::string source = "<defaults>";
   std::string server;             ///< grok-server's tunnel address HOST:PORT; empty = not set
@@ -107,7 +133,15 @@ struct client_config {
   std::string inspect_auth;                ///< USER:PASS; required for a non-loopback inspect_addr
   uint64_t inspect_max_memory = 64ull << 20;  ///< every captured exchange together; the oldest go first
   uint64_t inspect_max_body = 1ull << 20;     ///< bytes kept of each body; the rest is counted only
+  /// An HTTP proxy to reach grok-server through (http://[USER:PASS@]HOST:PORT);
+  /// empty: the https_proxy / no_proxy environment variables decide.
+  std::string proxy;
+  std::vector<tunnel_definition> tunnels;  ///< the `tunnels:` section, in file order
 };
+
+/// Checks a --proxy / `proxy:` value (http://[USER:PASS@]HOST:PORT); throws
+/// std::invalid_argument with the reason.
+void check_proxy_url(const std::string& url);
 
 /// The placeholder token of the example configuration (conf/grok-server.yaml).
 inline constexpr const char* example_token = "change-me";
@@ -138,8 +172,8 @@ client_config load_client_config(const std::string& path);
 /// parse_client_config gives for the `server` key.
 void check_server_address(const std::string& address);
 
-/// YAML text for a client config file (server, token, log_level) that
-/// parse_client_config reads back to the same values.
+/// YAML text for a client config file that parse_client_config reads back
+/// to the same values (the `tunnels:` section included).
 std::string render_client_config(const client_config& cfg);
 
 /// "30s", "5m", "250ms", "1h", "2m30s"; a bare integer is seconds.

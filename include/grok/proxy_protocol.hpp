@@ -73,6 +73,11 @@ struct proxy_parse_result {
   bool operator==(const proxy_parse_result&) const = default;
 };
 
+/// The error for bytes that cannot start a PROXY header at all (a plain
+/// HTTP request, a TLS handshake): a listener that accepts headers from some
+/// peers only serves such a connection as it is.
+inline constexpr std::string_view proxy_not_a_header = "not a PROXY header";
+
 /// Parses a PROXY header (v1 or v2) at the start of `received`, everything
 /// read from the connection so far. need_more is only returned while fewer
 /// than proxy_header_max_length bytes are given, and an answer other than

@@ -97,25 +97,84 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using namespace client_detail;
 
-struct client::impl {
-  explicit impl(client_options o) : opts(std::move(o)) {}
+/// One tunnel of the process: its settings, its kept-alive local
+/// connections and its current stream.
+struct tunnel_slot {
+  explicit tunnel_slot(client_options o) : opts(std::move(o)) {}
   client_options opts;
-  asio::io_context ioc;
+  std::shared_ptr<const local_target> local;
   local_pool pool;
-  grpc::CompletionQueue cq;  // the tunnel stream's completions; one thread polls it
+  std::shared_ptr<tunnel_session> current;  // guarded by impl::mu
+};
+
+struct client::impl {
+  explicit impl(std::vector<client_options> o) {
+    for (auto& x : o) tunnels.push_back(std::make_unique<tunnel_slot>(std::move(x)));
+  }
+  std::vector<std::unique_ptr<tunnel_slot>> tunnels;
+  asio::io_context ioc;
+  grpc::CompletionQueue cq;  // every tunnel stream's completions; one thread polls it
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
-  std::shared_ptr<tunnel_session> current;
+
+  int run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub);
+  void stop_all();
 };
 
-client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {}
+client::client(client_options opts) {
+  std::vector<client_options> one;
+  one.push_back(std::move(opts));
+  impl_ = std::make_unique<impl>(std::move(one));
+}
+client::client(std::vector<client_options> tunnels) : impl_(std::make_unique<impl>(std::move(tunnels))) {}
 client::~client() = default;
 
+namespace {
+
+std::shared_ptr<grpc::Channel> make_channel(const client_options& o) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(max_message_bytes);
+  args.SetMaxSendMessageSize(max_message_bytes);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.heartbeat_interval.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(o.heartbeat_timeout.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle tunnel keeps pinging
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  // Each connection of `grok start` is its own, not one gRPC would share between channels.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (!o.proxy.empty()) args.SetString(GRPC_ARG_HTTP_PROXY, o.proxy);
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (o.insecure) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = o.ca_pem;
+    if (ssl.pem_root_certs.empty()) {
+      // Debian's CA bundle: the same roots curl and browsers on this host trust.
+      ssl.pem_root_certs = read_file_if_exists("/etc/ssl/certs/ca-certificates.crt").value_or("");
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  return grpc::CreateCustomChannel(o.server, creds, args);
+}
+
+/// "http://user:***@proxy:3128" for the log: the password stays out.
+std::string masked_proxy(const std::string& url) {
+  auto at = url.rfind('@');
+  auto colon = url.find(':', 7);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+}  // namespace
+
 int client::run() {
-  auto& o = impl_->opts;
-  auto local = std::make_shared<local_target>();
-  {
+  auto& first = impl_->tunnels.front()->opts;
+  for (auto& t : impl_->tunnels) {
+    const auto& o = t->opts;
+    auto local = std::make_shared<local_target>();
     tcp::resolver resolver(impl_->ioc);
     error_code ec;
     auto results = resolver.resolve(o.local_host, std::to_string(o.local_port), ec);
@@ -127,51 +186,65 @@ int client::run() {
     bool v6 = o.local_host.find(':') != std::string::npos;
     local->authority = (v6 ? "[" + o.local_host + "]" : o.local_host) + ":" + std::to_string(o.local_port);
     local->shaping = o.shaping;
-  }
-  local->host = o.local_host;
-  local->url = (o.local_tls ? "https://" : "http://") + local->authority;
-  local->proxy_protocol = o.proxy_protocol;
-  if (o.local_tls) {
-    try {
-      local->tls = make_local_tls_context(o.upstream_insecure);
-    } catch (const std::exception& e) {
-      spdlog::error("local service {}: {}", local->url, e.what());
-      return 1;
+    local->inspect_index = o.inspect_index;
+    local->host = o.local_host;
+    local->url = (o.local_tls ? "https://" : "http://") + local->authority;
+    local->proxy_protocol = o.proxy_protocol;
+    if (o.local_tls) {
+      try {
+        local->tls = make_local_tls_context(o.upstream_insecure);
+      } catch (const std::exception& e) {
+        spdlog::error("local service {}: {}", local->url, e.what());
+        return 1;
+      }
+      if (o.upstream_insecure) spdlog::warn("--upstream-insecure: the certificate of {} is not checked", local->url);
     }
-    if (o.upstream_insecure) spdlog::warn("--upstream-insecure: the certificate of {} is not checked", local->url);
+    if (o.inspect) o.inspect->set_local_service(o.inspect_index, local);
+    t->local = std::move(local);
   }
-  if (o.inspect) o.inspect->set_local_service(local);
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(max_message_bytes);
-  args.SetMaxSendMessageSize(max_message_bytes);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.heartbeat_interval.count()));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(o.heartbeat_timeout.count()));
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle tunnel keeps pinging
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (o.insecure) {
+  if (first.insecure)
     spdlog::warn("--insecure: connecting to {} WITHOUT TLS; the token and all tunnel traffic travel in clear text",
-                 o.server);
-    creds = grpc::InsecureChannelCredentials();
-  } else {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = o.ca_pem;
-    if (ssl.pem_root_certs.empty()) {
-      // Debian's CA bundle: the same roots curl and browsers on this host trust.
-      ssl.pem_root_certs = read_file_if_exists("/etc/ssl/certs/ca-certificates.crt").value_or("");
-    }
-    creds = grpc::SslCredentials(ssl);
-  }
-  auto channel = grpc::CreateCustomChannel(o.server, creds, args);
-  auto stub = pb::Tunnel::NewStub(channel);
+                 first.server);
+  if (!first.proxy.empty()) spdlog::info("reaching {} through the proxy {}", first.server, masked_proxy(first.proxy));
+  std::vector<std::unique_ptr<pb::Tunnel::Stub>> stubs;
+  for (size_t i = 0; i < impl_->tunnels.size(); i += tunnels_per_connection)
+    stubs.push_back(pb::Tunnel::NewStub(make_channel(first)));
 
   auto work = asio::make_work_guard(impl_->ioc);
   std::vector<std::thread> threads;
-  for (unsigned i = 0; i < std::max(1u, o.threads); ++i) threads.emplace_back([this] { impl_->ioc.run(); });
+  for (unsigned i = 0; i < std::max(1u, first.threads); ++i) threads.emplace_back([this] { impl_->ioc.run(); });
   auto poller = start_completion_poller<tunnel_session, tunnel_session::event>(impl_->cq);
 
+  int exit_code = 0;
+  if (impl_->tunnels.size() == 1) {
+    exit_code = impl_->run_tunnel(*impl_->tunnels.front(), *stubs.front());
+  } else {
+    std::mutex codes_mu;
+    std::vector<std::thread> loops;
+    for (size_t i = 0; i < impl_->tunnels.size(); ++i) {
+      loops.emplace_back([&, i] {
+        int rc = impl_->run_tunnel(*impl_->tunnels[i], *stubs[i / tunnels_per_connection]);
+        if (rc == 0) return;
+        std::lock_guard lk(codes_mu);
+        exit_code = rc;
+        impl_->stop_all();  // one tunnel that cannot be served ends them all, as it would alone
+      });
+    }
+    for (auto& l : loops) l.join();
+  }
+  // Every session has ended (its outcome came back), so no operation is left on the queue.
+  impl_->cq.Shutdown();
+  poller.join();
+  work.reset();
+  for (auto& t : impl_->tunnels) t->pool.clear();
+  impl_->ioc.stop();
+  for (auto& t : threads) t.join();
+  console().flush();  // lines whose flush the stopped loop did not run
+  return exit_code;
+}
+
+int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
+  const auto& o = t.opts;
   std::mt19937 rng(std::random_device{}());
   auto backoff = std::chrono::milliseconds(1000);
   // The name each Hello asks for: the user's, or the one the server gave the
@@ -183,23 +256,22 @@ int client::run() {
   for (;;) {
     std::optional<session_outcome> outcome;
     {
-      std::unique_lock lk(impl_->mu);
-      if (impl_->stopping) break;
-      impl_->current = std::make_shared<tunnel_session>(impl_->ioc, impl_->cq, o, name, impl_->pool, local,
-                                                        [this, &outcome](session_outcome r) {
-                                                          std::lock_guard lk2(impl_->mu);
-                                                          outcome = std::move(r);
-                                                          impl_->cv.notify_all();
-                                                        });
+      std::unique_lock lk(mu);
+      if (stopping) break;
+      t.current = std::make_shared<tunnel_session>(ioc, cq, o, name, t.pool, t.local, [this, &outcome](session_outcome r) {
+        std::lock_guard lk2(mu);
+        outcome = std::move(r);
+        cv.notify_all();
+      });
     }
-    impl_->current->start(*stub);
+    t.current->start(stub);
     {
-      std::unique_lock lk(impl_->mu);
-      impl_->cv.wait(lk, [&] { return outcome.has_value(); });
-      impl_->current.reset();
-      if (impl_->stopping) break;
+      std::unique_lock lk(mu);
+      cv.wait(lk, [&] { return outcome.has_value(); });
+      t.current.reset();
+      if (stopping) break;
     }
-    impl_->pool.clear();
+    t.pool.clear();
     if (outcome->accepted) {
       ever_accepted = true;
       name = outcome->name;
@@ -212,7 +284,8 @@ int client::run() {
     if (outcome->refused) {
       switch (classify(outcome->reason, name_chosen)) {
         case on_refusal::exit:
-          spdlog::error("the server refused the tunnel: {}{}", outcome->message, hint(outcome->reason, o.server));
+          spdlog::error("the server refused the tunnel{}: {}{}", o.label.empty() ? "" : " '" + o.label + "'",
+                        outcome->message, hint(outcome->reason, o.server));
           exit_code = 1;
           break;
         case on_refusal::new_name:
@@ -237,27 +310,22 @@ int client::run() {
       spdlog::warn("tunnel lost ({}); reconnecting in {:.1f}s", outcome->message, wait.count() / 1000.0);
     }
     {
-      std::unique_lock lk(impl_->mu);
-      if (impl_->cv.wait_for(lk, wait, [&] { return impl_->stopping; })) break;
+      std::unique_lock lk(mu);
+      if (cv.wait_for(lk, wait, [&] { return stopping; })) break;
     }
     if (wait.count() > 0) backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
   }
-  // Every session has ended (its outcome came back), so no operation is left on the queue.
-  impl_->cq.Shutdown();
-  poller.join();
-  work.reset();
-  impl_->pool.clear();
-  impl_->ioc.stop();
-  for (auto& t : threads) t.join();
-  console().flush();  // lines whose flush the stopped loop did not run
   return exit_code;
 }
 
-void client::stop() {
-  std::lock_guard lk(impl_->mu);
-  impl_->stopping = true;
-  if (impl_->current) impl_->current->stop();
-  impl_->cv.notify_all();
+void client::impl::stop_all() {
+  std::lock_guard lk(mu);
+  stopping = true;
+  for (auto& t : tunnels)
+    if (t->current) t->current->stop();
+  cv.notify_all();
 }
+
+void client::stop() { impl_->stop_all(); }
 
 }  // namespace grok

@@ -23,8 +23,9 @@ namespace grok::client_detail {
 class exchange_capture {
  public:
   /// `head` is the exchange's own request head; it outlives this capture, and end() moves its strings out.
-  exchange_capture(inspector& insp, pb::RequestHead& head)
-      : insp_(insp), ring_(insp.ring()), cap_(insp.ring().bounds().max_body), head_(head),
+  /// `tunnel`: the inspector's index of the exchange's tunnel.
+  exchange_capture(inspector& insp, pb::RequestHead& head, size_t tunnel = 0)
+      : insp_(insp), tunnel_(tunnel), ring_(insp.ring()), cap_(insp.ring().bounds().max_body), head_(head),
         started_(std::chrono::steady_clock::now()) {
     rec_.what = head.tcp() ? captured_exchange::kind::tcp
                 : !head.upgrade().empty() ? captured_exchange::kind::websocket
@@ -80,7 +81,7 @@ class exchange_capture {
 
  private:
   void copy_head() {
-    rec_.tunnel = insp_.tunnel_name();
+    rec_.tunnel = insp_.tunnel_name(tunnel_);
     rec_.remote_addr = head_.remote_addr();
     rec_.method = head_.tcp() ? "TCP" : head_.method();
     rec_.target = head_.target();
@@ -90,7 +91,7 @@ class exchange_capture {
     head_taken_ = true;
   }
   void take_head() {
-    rec_.tunnel = insp_.tunnel_name();
+    rec_.tunnel = insp_.tunnel_name(tunnel_);
     rec_.remote_addr = std::move(*head_.mutable_remote_addr());
     rec_.method = head_.tcp() ? std::string("TCP") : std::move(*head_.mutable_method());
     rec_.target = std::move(*head_.mutable_target());
@@ -117,6 +118,7 @@ class exchange_capture {
   }
 
   inspector& insp_;
+  size_t tunnel_;
   capture_ring& ring_;
   uint64_t cap_;
   pb::RequestHead& head_;

@@ -94,9 +94,15 @@ struct inspector::impl {
   std::thread thread;
   std::string url;
 
+  /// A tunnel, and where a replay of its requests goes.
+  struct tunnel_entry {
+    tunnel_info info;
+    std::string local_host;
+    uint16_t local_port = 0;
+    std::shared_ptr<const client_detail::local_service> local;  ///< set once the client starts
+  };
   mutable std::mutex tunnel_mu;
-  tunnel_info tunnel;  // guarded by tunnel_mu
-  std::shared_ptr<const client_detail::local_service> local;  // guarded by tunnel_mu
+  std::vector<tunnel_entry> tunnels;  // guarded by tunnel_mu; only grows before start()
 
   // Live list: changes are gathered from any thread and sent by the inspector thread.
   std::atomic<int> subscribers{0};
@@ -110,13 +116,18 @@ struct inspector::impl {
   void flush_changes();
   void broadcast(const std::string& event);
   std::string replay(const replay_request& r, uint64_t& new_seq);
-  tunnel_info tunnel_copy() const {
+  std::vector<tunnel_info> tunnel_list() const {
     std::lock_guard lk(tunnel_mu);
-    return tunnel;
+    std::vector<tunnel_info> out;
+    for (const auto& t : tunnels) out.push_back(t.info);
+    return out;
   }
-  std::shared_ptr<const client_detail::local_service> local_copy() const {
+  /// The tunnel whose records carry `name` (the first one when none does).
+  tunnel_entry tunnel_named(const std::string& name) const {
     std::lock_guard lk(tunnel_mu);
-    return local;
+    for (const auto& t : tunnels)
+      if (t.info.name == name) return t;
+    return tunnels.front();
   }
 };
 
@@ -241,8 +252,7 @@ class inspector_conn : public std::enable_shared_from_this<inspector_conn> {
     }
     if (path == "/api/tunnels" || path == "/api/tunnels/") {
       if (method != http::verb::get) return error(req, http::status::method_not_allowed, "use GET");
-      auto t = owner_->tunnel_copy();
-      return reply(req, http::status::ok, tunnels_json({t}, true));
+      return reply(req, http::status::ok, tunnels_json(owner_->tunnel_list(), true));
     }
     if (path == "/api/requests/http" || path == "/api/requests/http/") {
       if (method == http::verb::get) {
@@ -438,7 +448,7 @@ class replay_call : public std::enable_shared_from_this<replay_call> {
   }
 
   inspector::impl* owner_;
-  std::shared_ptr<const client_detail::local_service> local_;
+  std::shared_ptr<const client_detail::local_service> local_;  ///< the original's tunnel's local service
   client_detail::local_stream stream_;
   beast::flat_buffer buffer_;
   http::response_parser<http::buffer_body> parser_;
@@ -507,10 +517,10 @@ void inspector::impl::broadcast(const std::string& event) {
 }
 
 std::string inspector::impl::replay(const replay_request& r, uint64_t& new_seq) {
-  auto local = local_copy();
-  if (opts.local_port == 0 || !local) return "there is no local service to send requests to";
+  auto target = tunnel_named(r.tunnel);
+  if (target.local_port == 0 || !target.local) return "there is no local service to send requests to";
   captured_exchange rec;
-  rec.tunnel = tunnel_copy().name;
+  rec.tunnel = target.info.name;
   rec.start = std::chrono::system_clock::now();
   rec.remote_addr = "replay";
   rec.method = r.method;
@@ -528,7 +538,7 @@ std::string inspector::impl::replay(const replay_request& r, uint64_t& new_seq) 
   wire += r.body;
   rec.request_body.append(r.body.data(), r.body.size(), ring->bounds().max_body);
   new_seq = ring->add(rec);
-  auto call = std::make_shared<replay_call>(this, std::move(local), std::move(rec), new_seq);
+  auto call = std::make_shared<replay_call>(this, std::move(target.local), std::move(rec), new_seq);
   call->start(std::move(wire));
   return {};
 }
@@ -537,10 +547,7 @@ inspector::inspector(inspector_options o)
     : ring_(std::make_shared<capture_ring>(o.limits)), impl_(std::make_shared<impl>()) {
   impl_->opts = std::move(o);
   impl_->ring = ring_;
-  impl_->tunnel.name = impl_->opts.tunnel_name;
-  impl_->tunnel.proto = impl_->opts.proto;
-  impl_->tunnel.addr = (impl_->opts.proto == "tcp" ? "tcp://" : "http://") + impl_->opts.local_host + ":" +
-                       std::to_string(impl_->opts.local_port);
+  add_tunnel(impl_->opts.tunnel_name, impl_->opts.proto, impl_->opts.local_host, impl_->opts.local_port);
   std::weak_ptr<impl> weak = impl_;
   ring_->on_change([weak](uint64_t seq) {
     if (auto i = weak.lock()) i->on_change(seq);
@@ -596,21 +603,35 @@ std::string inspector::url() const { return impl_->url; }
 
 bool inspector::watched() const { return impl_->subscribers.load(std::memory_order_relaxed) > 0; }
 
-void inspector::set_tunnel(const std::string& name, const std::string& public_url) {
+size_t inspector::add_tunnel(const std::string& name, const std::string& proto, const std::string& local_host,
+                             uint16_t local_port) {
+  impl::tunnel_entry t;
+  t.info.name = name;
+  t.info.proto = proto;
+  t.info.addr = (proto == "tcp" ? "tcp://" : "http://") + local_host + ":" + std::to_string(local_port);
+  t.local_host = local_host;
+  t.local_port = local_port;
   std::lock_guard lk(impl_->tunnel_mu);
-  impl_->tunnel.name = name;
-  impl_->tunnel.public_url = public_url;
+  impl_->tunnels.push_back(std::move(t));
+  return impl_->tunnels.size() - 1;
 }
 
-void inspector::set_local_service(std::shared_ptr<const client_detail::local_service> local) {
+void inspector::set_tunnel(size_t i, const std::string& name, const std::string& public_url) {
   std::lock_guard lk(impl_->tunnel_mu);
-  if (impl_->tunnel.proto != "tcp") impl_->tunnel.addr = local->url;
-  impl_->local = std::move(local);
+  impl_->tunnels.at(i).info.name = name;
+  impl_->tunnels.at(i).info.public_url = public_url;
 }
 
-std::string inspector::tunnel_name() const {
+void inspector::set_local_service(size_t i, std::shared_ptr<const client_detail::local_service> local) {
   std::lock_guard lk(impl_->tunnel_mu);
-  return impl_->tunnel.name;
+  auto& t = impl_->tunnels.at(i);
+  if (t.info.proto != "tcp") t.info.addr = local->url;
+  t.local = std::move(local);
+}
+
+std::string inspector::tunnel_name(size_t i) const {
+  std::lock_guard lk(impl_->tunnel_mu);
+  return impl_->tunnels.at(i).info.name;
 }
 
 }  // namespace grok

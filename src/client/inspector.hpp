@@ -46,13 +46,17 @@ class inspector {
   /// "http://127.0.0.1:4040" once started.
   std::string url() const;
 
-  /// Any thread: the tunnel's name and public URL (each time the server accepts it).
-  void set_tunnel(const std::string& name, const std::string& public_url);
-  /// Any thread, once the client starts: how Replay reaches the local
-  /// service (its address, TLS, the PROXY header).
-  void set_local_service(std::shared_ptr<const client_detail::local_service> local);
-  /// The tunnel name records are filed under.
-  std::string tunnel_name() const;
+  /// Another tunnel of the process (`grok start`); the options' own is
+  /// tunnel 0. Returns its index. Any thread.
+  size_t add_tunnel(const std::string& name, const std::string& proto, const std::string& local_host,
+                    uint16_t local_port);
+  /// Any thread: tunnel `i`'s name and public URL (each time the server accepts it).
+  void set_tunnel(size_t i, const std::string& name, const std::string& public_url);
+  /// Any thread, once the client starts: how Replay reaches tunnel `i`'s
+  /// local service (its address, TLS, the PROXY header).
+  void set_local_service(size_t i, std::shared_ptr<const client_detail::local_service> local);
+  /// The name tunnel `i`'s records are filed under.
+  std::string tunnel_name(size_t i) const;
 
   capture_ring& ring() { return *ring_; }
   /// Any thread: a page follows the list live (exchanges are then shown from their start).

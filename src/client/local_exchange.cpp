@@ -50,7 +50,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
     // shaped again) and the response as the visitor gets it.
     bool shaped = !head_.tcp() && !local_->shaping.empty();
     if (insp && shaped) visitor_head_ = head_;
-    if (insp) capture_ = std::make_unique<exchange_capture>(*insp, shaped ? visitor_head_ : head_);
+    if (insp) capture_ = std::make_unique<exchange_capture>(*insp, shaped ? visitor_head_ : head_, local_->inspect_index);
     if (shaped) shape_request(head_, local_->shaping, local_->authority);
   }
 

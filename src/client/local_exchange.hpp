@@ -28,6 +28,7 @@ namespace grok::client_detail {
 struct local_target : local_service {
   std::string authority;  ///< "host:port" as a Host header names the local service (--host-header rewrite)
   header_shaping shaping;
+  size_t inspect_index = 0;  ///< the tunnel's index in the inspector (several with `grok start`)
 };
 
 /// What an exchange sends through: the tunnel session. Any thread.

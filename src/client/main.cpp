@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", insecure,
                "connect to grok-server WITHOUT TLS (development only: the token and all traffic travel in clear)");
   app.add_option("--ca", ca_file, "PEM file of CA certificates to verify grok-server with (default: the system CAs)");
+  std::string proxy;
+  app.add_option("--proxy", proxy,
+                 "reach grok-server through this HTTP proxy, http://[USER:PASS@]HOST:PORT (default: https_proxy and "
+                 "no_proxy from the environment)");
 
   grok::client_options opts;
   std::string local, server, token, log_level;
@@ -111,6 +115,17 @@ int main(int argc, char** argv) {
   serve->add_option("--log-level", log_level, "trace|debug|info|warn|error");
   grok::add_tunnel_options(*serve, tunnel_flags, true);
   grok::add_inspect_options(*serve, inspect);
+
+  std::vector<std::string> start_names;
+  bool start_all = false;
+  auto* start = app.add_subcommand("start", "start tunnels named in the `tunnels:` section of the client configuration");
+  start->fallthrough();
+  start->add_option("names", start_names, "the tunnels to start");
+  start->add_flag("--all", start_all, "start every tunnel of the section");
+  start->add_option("--server", server, "grok-server tunnel address HOST:PORT (default from the config file)");
+  start->add_option("--token", token, "authentication token (default from the config file)");
+  start->add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  grok::add_inspect_options(*start, inspect);
 
   auto* config = app.add_subcommand("config", "show or change the client configuration file (see --config)");
   config->require_subcommand(1);
@@ -230,6 +245,36 @@ int main(int argc, char** argv) {
     std::cerr << "grok: " << e.what() << "\n";
     return 2;
   }
+  // `grok start`: the tunnels the file defines.
+  std::vector<grok::client_options> started;
+  if (*start) {
+    if (cfg.tunnels.empty()) {
+      std::cerr << "grok: start: " << config_path << " has no tunnels: section (README \"Several tunnels\" shows one)\n";
+      return 2;
+    }
+    std::string known;
+    for (const auto& t : cfg.tunnels) known += (known.empty() ? "" : ", ") + t.name;
+    if (start_all == !start_names.empty()) {
+      std::cerr << "grok: start: name the tunnels to start, or --all (" << config_path << " has: " << known << ")\n";
+      return 2;
+    }
+    for (const auto& t : cfg.tunnels) {
+      bool wanted = start_all || std::find(start_names.begin(), start_names.end(), t.name) != start_names.end();
+      if (!wanted) continue;
+      try {
+        started.push_back(grok::tunnel_options(t));
+      } catch (const std::invalid_argument& e) {
+        std::cerr << "grok: start: " << config_path << ": tunnels." << t.name << ": " << e.what() << "\n";
+        return 2;
+      }
+    }
+    for (const auto& n : start_names) {
+      if (std::none_of(cfg.tunnels.begin(), cfg.tunnels.end(), [&](const auto& t) { return t.name == n; })) {
+        std::cerr << "grok: start: no tunnel named '" << n << "' in " << config_path << " (it has: " << known << ")\n";
+        return 2;
+      }
+    }
+  }
   // A flag beats the environment, which beats the file. A token in the
   // environment stays out of `ps`, unlike --token.
   auto env = [](const char* name) -> std::string {
@@ -262,6 +307,15 @@ int main(int argc, char** argv) {
   opts.insecure = insecure || cfg.insecure;
   opts.heartbeat_interval = cfg.heartbeat_interval;
   opts.heartbeat_timeout = cfg.heartbeat_timeout;
+  opts.proxy = !proxy.empty() ? proxy : cfg.proxy;
+  if (!proxy.empty()) {
+    try {
+      grok::check_proxy_url(proxy);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "grok: --proxy: " << e.what() << "\n";
+      return 2;
+    }
+  }
   if (ca_file.empty()) ca_file = cfg.ca;
   if (!ca_file.empty()) {
     try {
@@ -303,6 +357,19 @@ int main(int argc, char** argv) {
     std::cout << "Serving     " << serve_root.string() << (basic_auth ? " (basic auth)" : "") << std::endl;
   }
 
+  if (*start) {
+    // Each tunnel takes the connection settings worked out above.
+    for (auto& t : started) {
+      t.server = opts.server;
+      t.token = opts.token;
+      t.insecure = opts.insecure;
+      t.ca_pem = opts.ca_pem;
+      t.heartbeat_interval = opts.heartbeat_interval;
+      t.heartbeat_timeout = opts.heartbeat_timeout;
+      t.proxy = opts.proxy;
+    }
+    opts = started.front();
+  }
   if (inspect_opts) {
     inspect_opts->local_host = opts.local_host;
     inspect_opts->local_port = opts.local_port;
@@ -317,7 +384,16 @@ int main(int argc, char** argv) {
     }
   }
 
-  grok::client c(opts);
+  if (*start) {
+    started.front().inspect = opts.inspect;
+    for (size_t i = 1; i < started.size(); ++i) {
+      auto& t = started[i];
+      if (!opts.inspect) continue;
+      t.inspect = opts.inspect;
+      t.inspect_index = opts.inspect->add_tunnel(t.subdomain, t.tcp ? "tcp" : "http", t.local_host, t.local_port);
+    }
+  }
+  grok::client c = *start ? grok::client(std::move(started)) : grok::client(opts);
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);

@@ -1,6 +1,7 @@
 #include "tunnel_cli.hpp"
 
 #include <stdexcept>
+#include <tuple>
 
 namespace grok {
 
@@ -56,6 +57,39 @@ void apply_tunnel_flags(const tunnel_flags& f, client_options& o, const std::str
   each("request-header-remove", f.request_header_remove, [&](const std::string& t) { o.shaping.request_remove.push_back(parse_header_remove(t)); });
   each("response-header-add", f.response_header_add, [&](const std::string& t) { o.shaping.response_add.push_back(parse_header_add(t)); });
   each("response-header-remove", f.response_header_remove, [&](const std::string& t) { o.shaping.response_remove.push_back(parse_header_remove(t)); });
+}
+
+client_options tunnel_options(const tunnel_definition& t) {
+  client_options o;
+  o.label = t.name;
+  o.tcp = t.proto == "tcp";
+  try {
+    auto where = parse_local_url(t.addr, /*url_allowed=*/!o.tcp);
+    o.local_host = where.host;
+    o.local_port = where.port;
+    o.local_tls = where.tls;
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("addr: ") + e.what());
+  }
+  o.subdomain = t.subdomain;
+  o.pool = t.pool;
+  o.health_path = t.health_check;
+  if (t.health_interval.count() > 0) o.health_interval = t.health_interval;
+  if (t.health_timeout.count() > 0) o.health_timeout = t.health_timeout;
+  tunnel_flags f;
+  f.basic_auth = t.basic_auth;
+  f.allow_cidr = t.allow_cidr;
+  f.deny_cidr = t.deny_cidr;
+  f.host_header = t.host_header;
+  f.request_header_add = t.request_header_add;
+  f.request_header_remove = t.request_header_remove;
+  f.response_header_add = t.response_header_add;
+  f.response_header_remove = t.response_header_remove;
+  apply_tunnel_flags(f, o, "");
+  o.upstream_insecure = t.upstream_insecure;
+  if (o.upstream_insecure && !o.local_tls) throw std::invalid_argument("upstream_insecure is for an https:// addr");
+  o.proxy_protocol = t.proxy_protocol == "v1" ? 1 : t.proxy_protocol == "v2" ? 2 : 0;
+  return o;
 }
 
 }  // namespace grok

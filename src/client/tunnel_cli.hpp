@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "grok/client.hpp"
+#include "grok/config.hpp"
 
 namespace grok {
 
@@ -30,5 +31,10 @@ void add_tunnel_options(CLI::App& sub, tunnel_flags& flags, bool http);
 /// std::invalid_argument naming the flag (`--allow-cidr: '10.0.0.300/8' is
 /// not ...`); `prefix` replaces the "--" of flag names for config keys.
 void apply_tunnel_flags(const tunnel_flags& flags, client_options& o, const std::string& prefix = "--");
+
+/// A tunnel of the client configuration's `tunnels:` section as the options
+/// `grok http|tcp` would give it (the connection settings left to the
+/// caller). Throws std::invalid_argument naming the key at fault.
+client_options tunnel_options(const tunnel_definition& t);
 
 }  // namespace grok

@@ -100,7 +100,7 @@ void tunnel_session::handle_batch(pb::Batch& b) {
                                           : std::string()));
         if (!opts_.rules.empty()) console().write("Visitors    " + describe(opts_.rules));
         if (opts_.inspect) {
-          opts_.inspect->set_tunnel(a.name(), a.public_url());
+          opts_.inspect->set_tunnel(local_->inspect_index, a.name(), a.public_url());
           console().write("Inspector   " + opts_.inspect->url());
         }
         start_health_check();

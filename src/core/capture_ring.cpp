@@ -495,6 +495,7 @@ std::string parse_replay(std::string_view text, const captured_exchange& origina
   if (ec || !v.is_object()) return "the body must be a JSON object";
   const auto& o = v.as_object();
   out.seq = original.seq;
+  out.tunnel = original.tunnel;
   out.method = original.method;
   out.target = original.target;
   out.headers = original.request_headers;

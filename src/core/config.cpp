@@ -1,5 +1,8 @@
 #include "grok/config.hpp"
 
+#include "grok/access_rules.hpp"
+#include "grok/header_shaping.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -462,6 +465,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   std::optional<int> tcp_tokens_line;
   std::optional<int> tokens_file_line;
   std::optional<int> https_port_line;
+  std::optional<int> proxy_protocol_line;
   std::optional<int> tls_line;
   std::optional<int> max_frame_size_line;
   const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
@@ -500,6 +504,10 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
           cfg.max_header_count = static_cast<uint32_t>(r.integer(f, 1, 10000));
         }},
         {"trusted_proxies", [&](const entry& f) { read_network_list(r, f, cfg.trusted_proxies); }},
+        {"proxy_protocol", [&](const entry& f) {
+          cfg.proxy_protocol = r.boolean(f);
+          proxy_protocol_line = f.line;
+        }},
         {"max_connections_per_ip", [&](const entry& f) {
           cfg.max_connections_per_ip = static_cast<uint32_t>(r.integer(f, 0, 1000000));
         }},
@@ -612,6 +620,9 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
            "tls.cert_file and tls.key_file must be set together");
   if (cfg.https_port != 0 && cfg.tls_cert_file.empty())
     r.fail(https_port_line.value_or(-1), "server.https_port", "needs tls.cert_file and tls.key_file");
+  if (cfg.proxy_protocol && cfg.trusted_proxies.empty())
+    r.fail(proxy_protocol_line.value_or(-1), "server.proxy_protocol",
+           "needs server.trusted_proxies: the load balancers whose PROXY headers are believed");
   for (size_t i = 0; i < cfg.tcp_tokens.size(); ++i) {
     if (!cfg.tokens.empty() && std::find(cfg.tokens.begin(), cfg.tokens.end(), cfg.tcp_tokens[i]) == cfg.tokens.end())
       r.fail(tcp_tokens_line.value_or(-1), "auth.tcp_tokens[" + std::to_string(i) + "]",
@@ -697,9 +708,154 @@ std::string render_client_config(const client_config& cfg) {
     out << YAML::Key << "inspect_max_memory" << YAML::Value << std::to_string(cfg.inspect_max_memory);
   if (cfg.inspect_max_body != defaults.inspect_max_body)
     out << YAML::Key << "inspect_max_body" << YAML::Value << std::to_string(cfg.inspect_max_body);
+  if (!cfg.proxy.empty()) out << YAML::Key << "proxy" << YAML::Value << YAML::DoubleQuoted << cfg.proxy;
+  if (!cfg.tunnels.empty()) {
+    out << YAML::Key << "tunnels" << YAML::Value << YAML::BeginMap;
+    auto text = [&](const char* key, const std::string& v) {
+      if (!v.empty()) out << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << v;
+    };
+    auto list = [&](const char* key, const std::vector<std::string>& v) {
+      if (v.empty()) return;
+      out << YAML::Key << key << YAML::Value << YAML::BeginSeq;
+      for (const auto& x : v) out << YAML::DoubleQuoted << x;
+      out << YAML::EndSeq;
+    };
+    auto seconds = [](std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; };
+    for (const auto& t : cfg.tunnels) {
+      out << YAML::Key << t.name << YAML::Value << YAML::BeginMap;
+      out << YAML::Key << "proto" << YAML::Value << t.proto;
+      text("addr", t.addr);
+      text("subdomain", t.subdomain);
+      if (t.pool) out << YAML::Key << "pool" << YAML::Value << true;
+      text("health_check", t.health_check);
+      if (t.health_interval.count()) text("health_interval", seconds(t.health_interval));
+      if (t.health_timeout.count()) text("health_timeout", seconds(t.health_timeout));
+      list("basic_auth", t.basic_auth);
+      list("allow_cidr", t.allow_cidr);
+      list("deny_cidr", t.deny_cidr);
+      text("host_header", t.host_header);
+      list("request_header_add", t.request_header_add);
+      list("request_header_remove", t.request_header_remove);
+      list("response_header_add", t.response_header_add);
+      list("response_header_remove", t.response_header_remove);
+      if (t.upstream_insecure) out << YAML::Key << "upstream_insecure" << YAML::Value << true;
+      text("proxy_protocol", t.proxy_protocol);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+  }
   out << YAML::EndMap;
   if (!out.good()) throw std::invalid_argument(std::string("cannot render client configuration: ") + out.GetLastError());
   return std::string("# grok client configuration (rewritten by `grok config`)\n") + out.c_str() + "\n";
+}
+
+namespace {
+
+/// A list of strings, each checked by `check` (which throws std::invalid_argument).
+void read_checked_list(reader& r, const entry& f, std::vector<std::string>& out,
+                       const std::function<void(const std::string&)>& check) {
+  out.clear();
+  if (f.value.IsNull()) return;
+  auto one = [&](const entry& t) {
+    const auto& s = r.scalar(t, "a string");
+    try {
+      check(s);
+    } catch (const std::invalid_argument& ex) {
+      r.fail(t, ex.what());
+    }
+    out.push_back(s);
+  };
+  if (f.value.IsScalar()) return one(f);  // one value may stand alone
+  if (!f.value.IsSequence()) r.fail(f, "expected a list of strings, got " + describe_kind(f.value));
+  for (size_t i = 0; i < f.value.size(); ++i) one(entry{f.path + "[" + std::to_string(i) + "]", f.value[i].Mark().line, f.value[i]});
+}
+
+void read_tunnels(reader& r, const entry& e, std::vector<tunnel_definition>& out) {
+  if (e.value.IsNull()) return;
+  if (!e.value.IsMap()) r.fail(e, "expected a map of tunnel names to their settings, got " + describe(e.value));
+  for (auto it = e.value.begin(); it != e.value.end(); ++it) {
+    YAML::Node key = it->first;
+    if (!key.IsScalar() || key.Scalar().empty()) r.fail(key.Mark().line, e.path, "tunnel names must be strings");
+    tunnel_definition t;
+    t.name = key.Scalar();
+    entry te{e.path + "." + t.name, key.Mark().line, it->second};
+    if (std::any_of(out.begin(), out.end(), [&](const auto& o) { return o.name == t.name; }))
+      r.fail(te, "duplicate tunnel name");
+    if (!it->second.IsMap()) r.fail(te, "expected a map with at least addr, got " + describe(it->second));
+    bool have_addr = false;
+    auto headers_added = [](const std::string& s) { parse_header_add(s); };
+    auto headers_removed = [](const std::string& s) { parse_header_remove(s); };
+    r.read_map(it->second, te.path, {
+      {"proto", [&](const entry& f) {
+        t.proto = r.scalar(f, "http or tcp");
+        if (t.proto != "http" && t.proto != "tcp") r.fail(f, "expected http or tcp, got '" + t.proto + "'");
+      }},
+      {"addr", [&](const entry& f) {
+        t.addr = r.scalar(f, "the local service's [HOST:]PORT or URL");
+        if (t.addr.empty()) r.fail(f, "must not be empty");
+        have_addr = true;
+      }},
+      {"subdomain", [&](const entry& f) {
+        t.subdomain = ascii_lower(r.scalar(f, "a name"));
+        if (!valid_tunnel_name(t.subdomain)) r.fail(f, "'" + t.subdomain + "' is not a valid name: use 1-63 of a-z, 0-9 and '-'");
+      }},
+      {"pool", [&](const entry& f) { t.pool = r.boolean(f); }},
+      {"health_check", [&](const entry& f) {
+        t.health_check = r.scalar(f, "a path such as /health");
+        if (t.health_check.empty() || t.health_check.front() != '/' ||
+            t.health_check.find_first_of(" \r\n\t") != std::string::npos)
+          r.fail(f, "expected a path such as /health, got '" + t.health_check + "'");
+      }},
+      {"health_interval", [&](const entry& f) { t.health_interval = r.duration(f, false); }},
+      {"health_timeout", [&](const entry& f) { t.health_timeout = r.duration(f, false); }},
+      {"basic_auth", [&](const entry& f) {
+        read_checked_list(r, f, t.basic_auth, [](const std::string& s) { parse_basic_credential(s); });
+      }},
+      {"allow_cidr", [&](const entry& f) { read_checked_list(r, f, t.allow_cidr, [](const std::string& s) { parse_cidr_rule(s); }); }},
+      {"deny_cidr", [&](const entry& f) { read_checked_list(r, f, t.deny_cidr, [](const std::string& s) { parse_cidr_rule(s); }); }},
+      {"host_header", [&](const entry& f) {
+        t.host_header = r.scalar(f, "rewrite or a host");
+        try {
+          parse_host_header_option(t.host_header);
+        } catch (const std::invalid_argument& ex) {
+          r.fail(f, ex.what());
+        }
+      }},
+      {"request_header_add", [&](const entry& f) { read_checked_list(r, f, t.request_header_add, headers_added); }},
+      {"request_header_remove", [&](const entry& f) { read_checked_list(r, f, t.request_header_remove, headers_removed); }},
+      {"response_header_add", [&](const entry& f) { read_checked_list(r, f, t.response_header_add, headers_added); }},
+      {"response_header_remove", [&](const entry& f) { read_checked_list(r, f, t.response_header_remove, headers_removed); }},
+      {"upstream_insecure", [&](const entry& f) { t.upstream_insecure = r.boolean(f); }},
+      {"proxy_protocol", [&](const entry& f) {
+        t.proxy_protocol = r.scalar(f, "v1 or v2");
+        if (t.proxy_protocol != "v1" && t.proxy_protocol != "v2") r.fail(f, "expected v1 or v2, got '" + t.proxy_protocol + "'");
+      }},
+    });
+    if (!have_addr) r.fail(te, "missing addr (the local service, e.g. addr: 3000)");
+    if (t.proto == "tcp" && (!t.basic_auth.empty() || !t.host_header.empty() || !t.health_check.empty() ||
+                             !t.request_header_add.empty() || !t.request_header_remove.empty() ||
+                             !t.response_header_add.empty() || !t.response_header_remove.empty()))
+      r.fail(te, "basic_auth, host_header, health_check and the header keys apply to http tunnels only");
+    if (t.pool && t.subdomain.empty()) r.fail(te, "pool: true needs a subdomain (the name the pool's members share)");
+    out.push_back(std::move(t));
+  }
+}
+
+}  // namespace
+
+void check_proxy_url(const std::string& url) {
+  std::string_view rest = url;
+  if (rest.starts_with("https://"))
+    throw std::invalid_argument("'" + url + "': grok reaches proxies with plain HTTP CONNECT (the tunnel inside stays "
+                                "TLS); use http://");
+  if (!rest.starts_with("http://")) throw std::invalid_argument("expected http://[USER:PASS@]HOST:PORT, got '" + url + "'");
+  rest.remove_prefix(7);
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty() || rest.find('/') != std::string_view::npos)
+    throw std::invalid_argument("expected http://[USER:PASS@]HOST:PORT, got '" + url + "'");
+  if (server_address_problem(std::string(rest)))
+    throw std::invalid_argument("expected http://[USER:PASS@]HOST:PORT, got '" + url + "'");
 }
 
 client_config parse_client_config(const std::string& yaml_text, const std::string& source) {
@@ -749,6 +905,16 @@ client_config parse_client_config(const std::string& yaml_text, const std::strin
     }},
     {"inspect_max_memory", [&](const entry& e) { cfg.inspect_max_memory = r.size(e, 1ull << 20, 1ull << 40); }},
     {"inspect_max_body", [&](const entry& e) { cfg.inspect_max_body = r.size(e, 0, 1ull << 30); }},
+    {"proxy", [&](const entry& e) {
+      const auto& url = r.scalar(e, "a URL such as http://proxy.example:3128");
+      try {
+        check_proxy_url(url);
+      } catch (const std::invalid_argument& ex) {
+        r.fail(e, ex.what());
+      }
+      cfg.proxy = url;
+    }},
+    {"tunnels", [&](const entry& e) { read_tunnels(r, e, cfg.tunnels); }},
   });
   return cfg;
 }

@@ -260,7 +260,7 @@ proxy_parse_result parse_proxy_header(std::string_view received) {
     return parse_v1(received);
   }
   if (could_start(received, v2_signature)) return parse_v2(received);
-  return fail("not a PROXY header");
+  return fail(std::string(proxy_not_a_header));
 }
 
 std::string proxy_v1_header(const proxy_endpoint& source, const proxy_endpoint& destination) {

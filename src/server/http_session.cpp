@@ -20,6 +20,7 @@
 #include "grok/request_head.hpp"
 #include "grok/response_relay.hpp"
 #include "byte_pump.hpp"
+#include "proxy_header_reader.hpp"
 #include "io_errors.hpp"
 #include "tunnel.hpp"
 
@@ -37,9 +38,10 @@ template <class Stream>
 class http_session final : public exchange_sink, public std::enable_shared_from_this<http_session<Stream>> {
   static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
  public:
+  /// `proxied`: the visitor a trusted proxy's PROXY header named.
   template <class... TlsContext>
   http_session(tcp::socket&& socket, server_state& state, uint64_t conn_id, ip_connection_limiter::slot&& slot,
-               TlsContext&... tls)
+               const std::optional<proxied_peer>& proxied, TlsContext&... tls)
       : stream_(std::move(socket), tls...),
         ip_slot_(std::move(slot)),
         state_(state),
@@ -55,6 +57,12 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (!ec) {
       public_addr_ = local.address().to_string();
       public_port_ = local.port();
+    }
+    if (proxied) {
+      remote_ip_ = proxied->ip;
+      remote_port_ = proxied->port;
+      public_addr_ = proxied->public_addr;
+      public_port_ = proxied->public_port;
     }
     buffer_.reserve(16 * 1024);  // or Beast reads headers in 512-byte pieces
     state_.public_connections.fetch_add(1, std::memory_order_relaxed);
@@ -857,27 +865,55 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
 
 }  // namespace
 
+namespace {
+
+void start_session(server_state& state, tcp::socket&& s, uint64_t conn, bool tls, ip_connection_limiter::slot&& slot,
+                   const std::optional<proxied_peer>& proxied) {
+  if (tls) {
+    auto ctx = state.tls_context();
+    std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(std::move(s), state, conn, std::move(slot),
+                                                                         proxied, *ctx)
+        ->start();
+  } else {
+    std::make_shared<http_session<beast::tcp_stream>>(std::move(s), state, conn, std::move(slot), proxied)->start();
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<listener> make_public_listener(server_state& state, const tcp::endpoint& ep, bool tls) {
   auto next_conn = std::make_shared<std::atomic<uint64_t>>(1);
   return std::make_shared<listener>(state.ioc(), ep, [&state, tls, next_conn](tcp::socket&& s) {
     error_code ec;
     auto peer = s.remote_endpoint(ec);
     auto ip = ec ? std::string("unknown") : peer.address().to_string();
-    auto slot = state.per_ip_connections.try_acquire(ip, state.config()->max_connections_per_ip);
+    auto cfg = state.config();
+    auto conn = next_conn->fetch_add(1, std::memory_order_relaxed);
+    bool trusted_proxy = cfg->proxy_protocol && ip_in_any(ip, cfg->trusted_proxies);
+    if (trusted_proxy) {
+      // The visitor the header names is the one counted against the per-IP limit.
+      return proxy_header_reader::start(
+          std::move(s), ip, true, cfg->read_header_timeout,
+          [&state, conn, tls, ip](tcp::socket&& s2, std::optional<proxied_peer> who) {
+            error_code ec;
+            auto slot = state.per_ip_connections.try_acquire(who ? who->ip : ip, state.config()->max_connections_per_ip);
+            if (!slot) return s2.close(ec);
+            start_session(state, std::move(s2), conn, tls, std::move(*slot), who);
+          });
+    }
+    auto slot = state.per_ip_connections.try_acquire(ip, cfg->max_connections_per_ip);
     if (!slot) {
       // Over the per-IP limit: costs this accept and a close, nothing more.
       s.close(ec);
       return;
     }
-    auto conn = next_conn->fetch_add(1, std::memory_order_relaxed);
-    if (tls) {
-      auto ctx = state.tls_context();
-      std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(std::move(s), state, conn,
-                                                                           std::move(*slot), *ctx)
-          ->start();
-    } else {
-      std::make_shared<http_session<beast::tcp_stream>>(std::move(s), state, conn, std::move(*slot))->start();
-    }
+    if (!cfg->proxy_protocol) return start_session(state, std::move(s), conn, tls, std::move(*slot), std::nullopt);
+    // Anyone else: served as it is, unless it sends a PROXY header.
+    auto held = std::make_shared<ip_connection_limiter::slot>(std::move(*slot));
+    proxy_header_reader::start(std::move(s), ip, false, cfg->read_header_timeout,
+                               [&state, conn, tls, held](tcp::socket&& s2, std::optional<proxied_peer>) {
+                                 start_session(state, std::move(s2), conn, tls, std::move(*held), std::nullopt);
+                               });
   });
 }
 

@@ -56,6 +56,14 @@ int main(int argc, char** argv) {
   add->add_option("--max-tunnels", tok.max_tunnels, "tunnels at once (0 = tunnels.max_per_token)");
   add->add_option("--pool", tok.pool, "tokens with the same pool label may serve one name together (grok --pool)");
   add->add_flag("--no-tcp", tok.no_tcp, "may not open TCP tunnels");
+  add->add_option("--allow-cidr", tok.allow_cidr, "its tunnels take visitors only from this network (repeatable)")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  add->add_option("--deny-cidr", tok.deny_cidr, "its tunnels refuse visitors from this network (repeatable)")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  add->add_flag("--require-basic-auth", tok.require_basic_auth,
+                "its HTTP tunnels must ask visitors for credentials (grok http --basic-auth)");
   file_opt(add);
   auto* list = token_cmd->add_subcommand("list", "show the tokens file's entries (labels, names, limits)");
   file_opt(list);

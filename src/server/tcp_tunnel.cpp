@@ -6,6 +6,7 @@
 #include <boost/asio/write.hpp>
 
 #include "byte_pump.hpp"
+#include "proxy_header_reader.hpp"
 #include "grok/credit.hpp"
 #include "grok/log.hpp"
 #include "tunnel.hpp"
@@ -19,13 +20,22 @@ namespace {
 
 class tcp_session final : public exchange_sink, public std::enable_shared_from_this<tcp_session> {
  public:
-  tcp_session(tcp::socket&& s, server_state& state, std::shared_ptr<tunnel> t)
+  /// `proxied`: the visitor a trusted proxy's PROXY header named.
+  tcp_session(tcp::socket&& s, server_state& state, std::shared_ptr<tunnel> t, std::optional<proxied_peer> proxied)
       : socket_(std::move(s)), state_(state), cfg_(state.config()), tunnel_(std::move(t)),
-        window_(cfg_->initial_window) {
+        window_(cfg_->initial_window), proxied_(std::move(proxied)) {
     error_code ec;
     auto ep = socket_.remote_endpoint(ec);
     remote_ip_ = ec ? std::string("unknown") : ep.address().to_string();
     remote_port_ = ec ? 0 : ep.port();
+    // A raw TCP visitor may wait for the service to speak first, so an
+    // untrusted peer is not held back for a header: its first bytes are
+    // looked at instead.
+    check_first_bytes_ = cfg_->proxy_protocol && !proxied_ && !ip_in_any(remote_ip_, cfg_->trusted_proxies);
+    if (proxied_) {
+      remote_ip_ = proxied_->ip;
+      remote_port_ = proxied_->port;
+    }
     remote_ = remote_ip_ + ":" + std::to_string(remote_port_);
     state_.public_connections.fetch_add(1, std::memory_order_relaxed);
   }
@@ -49,7 +59,10 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
       h->set_remote_addr(self->remote_ip_);
       h->set_remote_port(self->remote_port_);
       error_code ec;
-      if (auto local = self->socket_.local_endpoint(ec); !ec) {
+      if (self->proxied_) {
+        h->set_public_addr(self->proxied_->public_addr);
+        h->set_public_port(self->proxied_->public_port);
+      } else if (auto local = self->socket_.local_endpoint(ec); !ec) {
         h->set_public_addr(local.address().to_string());
         h->set_public_port(local.port());
       }
@@ -106,6 +119,15 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
         return self->maybe_finish();
       }
       if (ec) return self->finish("public connection reset");
+      if (std::exchange(self->check_first_bytes_, false)) {
+        auto r = parse_proxy_header(std::string_view(self->buf_.data(), n));
+        if (r.status == proxy_parse_result::state::done ||
+            (r.status == proxy_parse_result::state::error && r.error != proxy_not_a_header)) {
+          spdlog::info("tunnel={} tcp remote={}: connection closed: a PROXY header from an address not in "
+                       "server.trusted_proxies", self->tunnel_->name(), self->remote_);
+          return self->finish("PROXY header from an untrusted address");
+        }
+      }
       self->credit_.spend(n);
       self->bytes_in_ += n;
       self->buf_.resize(n);
@@ -197,6 +219,8 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
   std::string remote_;     ///< "ip:port" for logs
   std::string remote_ip_;  ///< what the address rules match
   uint16_t remote_port_ = 0;
+  std::optional<proxied_peer> proxied_;
+  bool check_first_bytes_ = false;  ///< server.proxy_protocol, untrusted peer: its first read must not be a PROXY header
   uint64_t id_ = 0;
   clock::time_point started_;
   send_credit credit_;
@@ -226,12 +250,21 @@ std::shared_ptr<tcp_port> open_tcp_port(server_state& state, const std::string& 
     auto candidate = static_cast<uint16_t>(p);
     if (!state.reserve_tcp_port(candidate)) continue;
     try {
+      auto serve = [&state, name](tcp::socket&& s, std::optional<proxied_peer> who) {
+        auto found = state.names.find(name);
+        if (found.t && found.t->is_tcp())
+          std::make_shared<tcp_session>(std::move(s), state, std::move(found.t), std::move(who))->start();
+      };
       auto l = std::make_shared<listener>(state.ioc(), tcp::endpoint(address, candidate),
-                                          [&state, name](tcp::socket&& s) {
-                                            auto found = state.names.find(name);
-                                            if (found.t && found.t->is_tcp())
-                                              std::make_shared<tcp_session>(std::move(s), state, std::move(found.t))
-                                                  ->start();
+                                          [&state, serve](tcp::socket&& s) {
+                                            auto cfg = state.config();
+                                            error_code ec;
+                                            auto peer = s.remote_endpoint(ec);
+                                            auto ip = ec ? std::string("unknown") : peer.address().to_string();
+                                            if (cfg->proxy_protocol && ip_in_any(ip, cfg->trusted_proxies))
+                                              return proxy_header_reader::start(std::move(s), ip, true,
+                                                                                cfg->read_header_timeout, serve);
+                                            serve(std::move(s), std::nullopt);
                                           });
       l->start();
       return std::make_shared<tcp_port>(state, std::move(l), candidate);

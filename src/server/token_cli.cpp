@@ -1,5 +1,7 @@
 #include "token_cli.hpp"
 
+#include "grok/access_rules.hpp"
+
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
@@ -69,6 +71,18 @@ int run_token_add(const token_command& cmd, const std::string& config_path) {
   e.max_tunnels = cmd.max_tunnels;
   e.tcp = !cmd.no_tcp;
   e.pool = cmd.pool;
+  auto networks = [](const char* flag, const std::vector<std::string>& texts, std::vector<ip_network>& into) {
+    for (const auto& c : texts) {
+      try {
+        into.push_back(parse_cidr_rule(c));
+      } catch (const std::invalid_argument& ex) {
+        throw std::invalid_argument(std::string(flag) + ": " + ex.what());
+      }
+    }
+  };
+  networks("--allow-cidr", cmd.allow_cidr, e.allow_cidr);
+  networks("--deny-cidr", cmd.deny_cidr, e.deny_cidr);
+  e.require_basic_auth = cmd.require_basic_auth;
   auto token = generate_token();
   e.digest = sha256_digest(token);
   write_atomically(path, tokens_file_add(text, path, e));

@@ -14,6 +14,9 @@ struct token_command {
   unsigned max_tunnels = 0;
   std::string pool;
   bool no_tcp = false;
+  std::vector<std::string> allow_cidr;  ///< its tunnels' visitors must come from these
+  std::vector<std::string> deny_cidr;
+  bool require_basic_auth = false;
 };
 
 /// Each returns the process exit status; errors throw std::exception naming the file.

@@ -196,7 +196,7 @@ TEST_CASE("the client's settings: no server is an error that says how to set one
   {
     process c({binary("grok"), "htpp", "3000"});
     CHECK(c.wait_exit(scaled(5s)) == 2);
-    CHECK(c.wait_for_text("unknown command 'htpp'; the commands are: http, tcp, serve, config", 1s));
+    CHECK(c.wait_for_text("unknown command 'htpp'; the commands are: http, tcp, serve, start, config", 1s));
   }
 }
 

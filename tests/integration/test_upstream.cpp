@@ -15,6 +15,7 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -484,4 +485,26 @@ TEST_CASE("upstream: the inspector's Replay speaks TLS to an https:// service an
   }
   // The replay names no visitor.
   CHECK(s.upstream->wait_for_text("grok-demo-upstream: proxy: PROXY UNKNOWN", scaled(5s)));
+}
+
+TEST_CASE("upstream: grok start takes an https:// addr with upstream_insecure and proxy_protocol from the config") {
+  self_signed cert;
+  stack::options o;
+  o.start_client = false;
+  o.upstream_args = tls_upstream(cert, {"--proxy-protocol"});
+  stack s(o);
+  auto path = s.dir + "/grok.yaml";
+  std::ofstream(path) << "server: 127.0.0.1:" << s.grpc_port << "\ntoken: " << s.opts.token
+                      << "\ninsecure: true\ntunnels:\n  web:\n    addr: https://localhost:" << s.upstream_port
+                      << "\n    subdomain: " << s.opts.name << "\n    upstream_insecure: true\n    proxy_protocol: v1\n";
+  process g({binary("grok"), "--config", path, "start", "web", "--no-inspect"});
+  auto m = g.wait_for_line(std::regex(R"(Forwarding\s+(\S+) -> (\S+))"), scaled(15s));
+  REQUIRE(m);
+  CHECK((*m)[2] == "https://localhost:" + std::to_string(s.upstream_port));
+  connection c(s.http_port);
+  auto r = get(c, s, "/echo");
+  CHECK(r.status == 200);
+  CHECK(r.get("X-Echo-TLS-SNI") == "localhost");
+  CHECK(r.get("X-Echo-Proxy") == "PROXY TCP4 127.0.0.1 127.0.0.1 " + std::to_string(source_port(c.fd())) + " " +
+                                     std::to_string(s.http_port));
 }

@@ -378,7 +378,8 @@ TEST_CASE("config: client config") {
   CHECK(client_error("server: ::1:4443\n") ==
         "c.yaml:1: server: IPv6 addresses must be in brackets, e.g. [::1]:4443, got '::1:4443'");
   CHECK(client_error("server: {host: a}\n") == "c.yaml:1: server: expected host:port, got a map");
-  CHECK(client_error("tunnels: {}\n") == "c.yaml:1: tunnels: unknown key");
+  CHECK(client_error("tunnel: {}\n").find("c.yaml:1: tunnel: unknown key") == 0);
+  CHECK(client_error("tunnels: [web]\n") == "c.yaml:1: tunnels: expected a map of tunnel names to their settings, got a list");
 }
 
 TEST_CASE("config: loading files") {
