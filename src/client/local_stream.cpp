@@ -10,13 +10,10 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
-#include <algorithm>
-#include <array>
 #include <cerrno>
 #include <filesystem>
 #include <stdexcept>
 
-#include "grok/proxy_protocol.hpp"
 #include "io_errors.hpp"
 
 namespace grok::client_detail {
@@ -34,35 +31,6 @@ bool local_service::first_report(const std::string& line) const {
 void local_service::clear_report() const {
   std::lock_guard lk(mu_);
   last_report_.clear();
-}
-
-namespace {
-
-/// `address` and `port` as a PROXY header end; an IPv4 address a dual-stack
-/// listener saw as ::ffff:a.b.c.d counts as IPv4 again.
-std::optional<proxy_endpoint> proxy_end(const std::string& address, uint32_t port) {
-  if (port > 65535) return std::nullopt;
-  auto e = make_proxy_endpoint(address, static_cast<uint16_t>(port));
-  static constexpr std::array<uint8_t, 12> v4_mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (e && std::equal(v4_mapped.begin(), v4_mapped.end(), e->ip.begin())) e->v4 = true;
-  return e;
-}
-
-}  // namespace
-
-std::string proxy_header_for(const local_service& svc, const pb::RequestHead* head) {
-  if (svc.proxy_protocol == 0) return {};
-  std::optional<proxy_endpoint> source, destination;
-  if (head) {
-    source = proxy_end(head->remote_addr(), head->remote_port());
-    destination = proxy_end(head->public_addr(), head->public_port());
-  }
-  if (!source || !destination) return svc.proxy_protocol == 1 ? proxy_v1_unknown_header() : proxy_v2_local_header();
-  return svc.proxy_protocol == 1 ? proxy_v1_header(*source, *destination) : proxy_v2_header(*source, *destination);
-}
-
-bool poolable(const local_service& svc, const pb::RequestHead& head) {
-  return svc.proxy_protocol == 0 || head.remote_port() != 0;
 }
 
 std::shared_ptr<asio::ssl::context> make_local_tls_context(bool insecure) {

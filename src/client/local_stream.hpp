@@ -20,6 +20,7 @@
 #include <string>
 
 #include "grok/frames.hpp"
+#include "grok/proxy_out.hpp"
 
 namespace grok::client_detail {
 
@@ -48,19 +49,17 @@ struct local_service {
   mutable std::string last_report_;
 };
 
-/// The PROXY header (--proxy-protocol) a connection to `svc` starts with:
-/// empty when it is off. With `head`, it names that request's visitor and
-/// the server address the visitor reached (IPv4 when both ends are, else
-/// IPv6 with an IPv4 end mapped to ::ffff:a.b.c.d); without one (the health
-/// check), or when the server did not know an address, it names no one:
-/// "PROXY UNKNOWN" (v1) or the LOCAL command (v2), and the service keeps the
-/// connection's own addresses.
-std::string proxy_header_for(const local_service& svc, const pb::RequestHead* head);
+/// The PROXY header a connection to `svc` opened for `head` (null: for no
+/// visitor) starts with; empty without --proxy-protocol (grok/proxy_out.hpp).
+inline std::string proxy_header_for(const local_service& svc, const pb::RequestHead* head) {
+  return grok::proxy_header_for(svc.proxy_protocol, head);
+}
 
-/// Whether a kept-alive connection opened for `head` may serve another
-/// request with the same PROXY header: not when the header cannot tell
-/// visitors apart (the visitor's port unknown, as behind a trusted proxy).
-bool poolable(const local_service& svc, const pb::RequestHead& head);
+/// Whether a kept-alive connection opened for `head` may serve the next
+/// request with the same PROXY header (grok/proxy_out.hpp).
+inline bool poolable(const local_service& svc, const pb::RequestHead& head) {
+  return grok::proxy_header_poolable(svc.proxy_protocol, head);
+}
 
 /// The TLS context for an https:// local service: TLS 1.2 or later, the
 /// system CAs (/etc/ssl/certs/ca-certificates.crt) unless `insecure`, which
