@@ -9,6 +9,8 @@ namespace grok::client_detail {
 
 void tunnel_session::start(pb::Tunnel::Stub& stub) {
   self_ = shared_from_this();  // released once the stream is over
+  // The session was made on this tunnel's thread; its tags complete on the poll thread.
+  publish_tags();
   // The call's headers wait for the Hello and leave in the same write; a
   // separate start would hold the stream's one send slot until it came back.
   ctx_.set_initial_metadata_corked(true);
