@@ -403,8 +403,8 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
   void finish() {
     if (finished_) return;
     finished_ = true;
-    bool reusable = keep_alive_ && poolable(*local_, head_) && !upgraded_ && up_ == upload::ended && out_.idle() && conn_ &&
-                    conn_->buffer.size() == 0 && conn_->stream.socket().is_open();
+    bool reusable = keep_alive_ && !upgraded_ && up_ == upload::ended && out_.idle() && conn_ &&
+                    conn_->buffer.size() == 0 && conn_->stream.socket().is_open() && poolable(*local_, head_);
     if (reusable) {
       pool_.put(std::move(conn_));
     } else if (conn_) {
