@@ -27,6 +27,8 @@ inline bool valid_status(unsigned status) { return status >= 100 && status <= 59
 
 /// `s` with A-Z lower-cased (names, hosts, tokens: ASCII by their grammar).
 std::string ascii_lower(std::string_view s);
+/// `s` without leading and trailing spaces and tabs (RFC 9110 OWS).
+std::string_view trim_ows(std::string_view s);
 /// Case-insensitive ASCII equality.
 bool iequals(std::string_view a, std::string_view b);
 

@@ -1,5 +1,7 @@
 #include "grok/basic_auth.hpp"
 
+#include "grok/http_rules.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -9,25 +11,6 @@
 
 namespace grok {
 
-namespace {
-
-std::string_view trim(std::string_view s) {
-  auto ows = [](char c) { return c == ' ' || c == '\t'; };
-  while (!s.empty() && ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && ows(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 std::optional<std::string> base64_decode(std::string_view in) {
   auto value = [](char c) -> int {
@@ -80,10 +63,10 @@ std::array<unsigned char, 32> sha256_of(std::string_view s) {
 }  // namespace
 
 bool basic_auth_ok(std::string_view authorization_header, const std::string& user, const std::string& pass) {
-  auto h = trim(authorization_header);
+  auto h = trim_ows(authorization_header);
   auto space = h.find_first_of(" \t");
   if (space == std::string_view::npos || !iequals(h.substr(0, space), "basic")) return false;
-  auto decoded = base64_decode(trim(h.substr(space + 1)));
+  auto decoded = base64_decode(trim_ows(h.substr(space + 1)));
   if (!decoded) return false;
   auto colon = decoded->find(':');
   if (colon == std::string::npos) return false;

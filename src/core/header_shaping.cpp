@@ -10,12 +10,6 @@ namespace grok {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 /// Headers grok frames or routes by itself: adding or removing them would
 /// break the relay rather than shape it.
 void check_name(std::string_view name, const char* what) {
@@ -52,8 +46,8 @@ pb::Header parse_header_add(std::string_view text) {
   auto colon = text.find(':');
   if (colon == std::string_view::npos)
     throw std::invalid_argument("expected \"Name: value\", got '" + std::string(text) + "'");
-  auto name = trim(text.substr(0, colon));
-  auto value = trim(text.substr(colon + 1));
+  auto name = trim_ows(text.substr(0, colon));
+  auto value = trim_ows(text.substr(colon + 1));
   check_name(name, "header");
   if (!valid_header_value(value))
     throw std::invalid_argument("header " + std::string(name) + ": the value holds a control character");
@@ -64,7 +58,7 @@ pb::Header parse_header_add(std::string_view text) {
 }
 
 std::string parse_header_remove(std::string_view text) {
-  auto name = trim(text);
+  auto name = trim_ows(text);
   check_name(name, "header");
   return ascii_lower(name);
 }

@@ -5,13 +5,16 @@
 #include <cctype>
 
 namespace grok {
-namespace {
 
-std::string_view trim(std::string_view s) {
+std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
 }
+
+namespace {
+
+std::string_view trim(std::string_view s) { return trim_ows(s); }
 
 template <class F>
 void for_each_token(std::string_view value, F&& f) {

@@ -607,6 +607,19 @@ void stack::start_server() {
   grpc_port = static_cast<uint16_t>(std::stoi((*m)[2]));
 }
 
+bool wait_listening(uint16_t port, std::chrono::milliseconds timeout) {
+  auto deadline = clock::now() + scaled(timeout);
+  for (;;) {
+    try {
+      connection probe(port, 1s);
+      return true;
+    } catch (const std::exception&) {
+      if (clock::now() > deadline) return false;
+      std::this_thread::sleep_for(20ms);  // polling a condition: the listener being up
+    }
+  }
+}
+
 uint16_t free_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -224,6 +224,10 @@ struct stack {
 
 std::string binary(const char* name);
 
+/// Waits until 127.0.0.1:port accepts a connection (a third-party server
+/// such as haproxy or tinyproxy has started listening); false after `timeout` (scaled).
+bool wait_listening(uint16_t port, std::chrono::milliseconds timeout);
+
 /// A port that was free a moment ago (for settings where 0 means "off").
 uint16_t free_port();
 

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <csignal>
 #include <fstream>
-#include <thread>
 
 #include "grok/proxy_protocol.hpp"
 #include "harness.hpp"
@@ -80,16 +79,7 @@ struct haproxy {
     auto path = dir + "/haproxy.cfg";
     std::ofstream(path) << config;
     p = std::make_unique<process>(std::vector<std::string>{"/usr/sbin/haproxy", "-db", "-f", path});
-    auto deadline = clock::now() + scaled(10s);
-    for (;;) {
-      try {
-        connection probe(port, 1s);
-        return;
-      } catch (const std::exception&) {
-        if (clock::now() > deadline) FAIL("haproxy did not start listening; it printed: " << p->lines().size() << " lines");
-        std::this_thread::sleep_for(20ms);  // polling a condition: the listener being up
-      }
-    }
+    if (!wait_listening(port, 10s)) FAIL("haproxy did not start listening");
   }
   ~haproxy() {
     p->signal(SIGTERM);

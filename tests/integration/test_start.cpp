@@ -8,7 +8,6 @@
 #include <csignal>
 #include <fstream>
 #include <set>
-#include <thread>
 
 #include "harness.hpp"
 
@@ -37,16 +36,7 @@ struct tinyproxy {
     std::ofstream(path) << "Port " << port << "\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nConnectPort "
                         << connect_port << "\nLogLevel Connect\n";
     p = std::make_unique<process>(std::vector<std::string>{"/usr/bin/tinyproxy", "-d", "-c", path});
-    auto deadline = clock::now() + scaled(10s);
-    for (;;) {
-      try {
-        connection probe(port, 1s);
-        return;
-      } catch (const std::exception&) {
-        if (clock::now() > deadline) FAIL("tinyproxy did not start listening");
-        std::this_thread::sleep_for(20ms);  // polling a condition: the listener being up
-      }
-    }
+    if (!wait_listening(port, 10s)) FAIL("tinyproxy did not start listening");
   }
   ~tinyproxy() {
     p->signal(SIGTERM);
