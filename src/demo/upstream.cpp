@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -315,6 +316,11 @@ private:
 template <class Stream>
 class http_session : public std::enable_shared_from_this<http_session<Stream>>
 {
+    // Continuations are type-erased: each Beast operation is then compiled once
+    // per stream type, not once per route.
+    using next_fn = std::function<void()>;
+    using data_fn = std::function<void(std::size_t n, bool done)>;
+
 public:
     // `proxy`: the PROXY header the connection began with (v2 in hex), or empty;
     // `sni`: the server name a TLS client asked for. /echo reports both.
@@ -468,8 +474,7 @@ private:
 
     // Beast never sends "100 Continue" by itself; a client that asked for it
     // would otherwise stall (curl waits a second, others forever).
-    template <class Next>
-    void do_begin_body(Next next)
+    void do_begin_body(next_fn next)
     {
         if (!expects_continue_ || continue_sent_ || parser_->is_done())
             return next();
@@ -485,8 +490,7 @@ private:
 
     // Reads at most one buffer of body into body_buf_ and hands the byte count
     // and completion flag to on_data.
-    template <class OnData>
-    void do_read_body_some(OnData on_data)
+    void do_read_body_some(data_fn on_data)
     {
         if (parser_->is_done())
             return on_data(0, true);
@@ -508,8 +512,7 @@ private:
 
     // Consumes and discards the request body so the next pipelined request
     // starts at the right byte.
-    template <class Next>
-    void do_drain_body(Next next)
+    void do_drain_body(next_fn next)
     {
         if (parser_->is_done())
             return next();
@@ -518,8 +521,7 @@ private:
         });
     }
 
-    template <class Next>
-    void do_drain_some(Next next)
+    void do_drain_some(next_fn next)
     {
         do_read_body_some([self = this->shared_from_this(), next = std::move(next)](std::size_t, bool done) mutable {
             if (done)
@@ -571,8 +573,7 @@ private:
         res_->body().more = true;
     }
 
-    template <class Next>
-    void do_write_stream_header(Next next)
+    void do_write_stream_header(next_fn next)
     {
         sr_.emplace(*res_);
         http::async_write_header(
@@ -589,8 +590,7 @@ private:
         do_write_stream_header([self = this->shared_from_this()] { self->on_response_done(self->res_->need_eof()); });
     }
 
-    template <class Next>
-    void do_write_stream_data(void* data, std::size_t size, Next next)
+    void do_write_stream_data(void* data, std::size_t size, next_fn next)
     {
         res_->body().data = data;
         res_->body().size = size;

@@ -15,11 +15,25 @@ import tempfile
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+def until(driver, seconds, condition):
+    """Waits for condition(driver). The list re-renders as requests arrive, so an
+    element found a moment ago may be gone: that counts as "not yet"."""
+    return WebDriverWait(driver, seconds, 0.05, ignored_exceptions=[StaleElementReferenceException]).until(condition)
+
+
+def click(driver, seconds, xpath):
+    """Clicks the element at xpath, finding it again if a re-render replaced it."""
+    def attempt(d):
+        d.find_element(By.XPATH, xpath).click()
+        return True
+    until(driver, seconds, attempt)
 
 
 def main():
@@ -46,7 +60,7 @@ def main():
     try:
         driver.get(a.inspector + "/")
         step = "the live stream connects"
-        WebDriverWait(driver, 10 * f, 0.05).until(lambda d: d.find_element(By.ID, "live").text == "live")
+        until(driver, 10 * f, lambda d: d.find_element(By.ID, "live").text == "live")
 
         step = "a request through the tunnel appears within 1 s, without a reload"
         conn = http.client.HTTPConnection("127.0.0.1", a.public_port, timeout=10 * f)
@@ -58,17 +72,16 @@ def main():
         if res.status != 200:
             raise AssertionError("the tunnel answered %d" % res.status)
         row_xpath = "//tbody[@id='rows']/tr[td[@class='path' and text()='/echo?from=browser']]"
-        WebDriverWait(driver, 1.0 * f, 0.02).until(lambda d: d.find_elements(By.XPATH, row_xpath))
+        until(driver, 1.0 * f, lambda d: d.find_elements(By.XPATH, row_xpath))
         print("row appeared %.0f ms after the request was sent" % ((time.monotonic() - sent) * 1000))
         if driver.execute_script("return performance.getEntriesByType('navigation').length") != 1:
             raise AssertionError("the page was reloaded")
 
         step = "open it and see its headers"
-        row = driver.find_element(By.XPATH, row_xpath)
-        original_id = row.get_attribute("data-id")
-        row.click()
-        WebDriverWait(driver, 5 * f, 0.05).until(
-            lambda d: "X-Browser-Test" in d.find_element(By.ID, "req-headers").text)
+        original_id = until(driver, 2 * f, lambda d: d.find_element(By.XPATH, row_xpath).get_attribute("data-id"))
+        click(driver, 2 * f, row_xpath)
+        until(driver, 5 * f,
+              lambda d: "X-Browser-Test" in d.find_element(By.ID, "req-headers").text)
         headers = driver.find_element(By.ID, "req-headers").text
         if "yes" not in headers or a.host not in headers:
             raise AssertionError("headers shown: %r" % headers)
@@ -79,9 +92,8 @@ def main():
         step = "press Replay and see the replayed row"
         driver.find_element(By.ID, "replay").click()
         replay_xpath = "//tbody[@id='rows']/tr[@data-replay-of='%s']" % original_id
-        WebDriverWait(driver, 5 * f, 0.05).until(
-            lambda d: any(td.text.startswith("200") for r in d.find_elements(By.XPATH, replay_xpath)
-                          for td in r.find_elements(By.TAG_NAME, "td")))
+        until(driver, 5 * f, lambda d: any(td.text.startswith("200") for r in d.find_elements(By.XPATH, replay_xpath)
+                                           for td in r.find_elements(By.TAG_NAME, "td")))
         driver.save_screenshot(os.path.join(a.out, "inspector.png"))
 
         step = "keyboard: / focuses the filter, typing filters the list"
@@ -90,15 +102,15 @@ def main():
         if active.get_attribute("id") != "f-text":
             raise AssertionError("'/' focused %r" % active.get_attribute("id"))
         active.send_keys("no-such-request")
-        WebDriverWait(driver, 2 * f, 0.05).until(lambda d: not d.find_elements(By.XPATH, row_xpath))
+        until(driver, 2 * f, lambda d: not d.find_elements(By.XPATH, row_xpath))
         active.send_keys(Keys.CONTROL, "a")
         active.send_keys(Keys.BACKSPACE)
-        WebDriverWait(driver, 2 * f, 0.05).until(lambda d: d.find_elements(By.XPATH, row_xpath))
+        until(driver, 2 * f, lambda d: d.find_elements(By.XPATH, row_xpath))
 
         step = "a narrow window has no sideways scrolling"
         driver.set_window_size(400, 900)
-        WebDriverWait(driver, 2 * f, 0.05).until(
-            lambda d: d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
+        until(driver, 2 * f,
+              lambda d: d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
         driver.save_screenshot(os.path.join(a.out, "inspector-narrow.png"))
         print("ok: screenshots in " + a.out)
         return 0
