@@ -77,6 +77,138 @@ std::unique_ptr<net::ssl::context> g_tls;
 // --proxy-protocol: each connection must start with a PROXY header.
 bool g_proxy_protocol = false;
 
+// The one stream type the sessions below are compiled for: a plain TCP
+// connection or a TLS one, chosen per connection. Reads and writes take
+// type-erased handlers, so every Beast and Asio operation is compiled once,
+// not once per stream type.
+class any_stream
+{
+public:
+    using executor_type = beast::tcp_stream::executor_type;
+
+    // A read or write's completion handler, type-erased (move-only, one
+    // allocation), keeping the executor it is associated with.
+    class io_handler
+    {
+    public:
+        using executor_type = net::any_io_executor;
+
+        template <class Handler>
+        io_handler(Handler&& h, const executor_type& fallback)
+            : ex_(net::get_associated_executor(h, fallback)),
+              fn_(std::make_unique<model<std::decay_t<Handler>>>(std::forward<Handler>(h)))
+        {
+        }
+        executor_type get_executor() const noexcept { return ex_; }
+        void operator()(error_code ec, std::size_t n)
+        {
+            auto fn = std::move(fn_);
+            fn->call(ec, n);
+        }
+
+    private:
+        struct base {
+            virtual ~base() = default;
+            virtual void call(error_code ec, std::size_t n) = 0;
+        };
+        template <class Handler>
+        struct model final : base {
+            explicit model(Handler&& h) : handler(std::move(h)) {}
+            void call(error_code ec, std::size_t n) override { std::move(handler)(ec, n); }
+            Handler handler;
+        };
+        executor_type ex_;
+        std::unique_ptr<base> fn_;
+    };
+
+    explicit any_stream(beast::tcp_stream&& s) : tcp_(std::move(s)) {}
+    explicit any_stream(tls_stream&& s) : tls_(std::move(s)) {}
+
+    executor_type get_executor() { return lowest().get_executor(); }
+    beast::tcp_stream& lowest() { return tls_ ? tls_->next_layer() : *tcp_; }
+
+    template <class Buffers, class Token>
+    auto async_read_some(const Buffers& buffers, Token&& token)
+    {
+        return net::async_initiate<Token, void(error_code, std::size_t)>(
+            [this](auto handler, const Buffers& b) {
+                read_some(pieces<net::mutable_buffer>(b), io_handler(std::move(handler), get_executor()));
+            },
+            token, buffers);
+    }
+
+    template <class Buffers, class Token>
+    auto async_write_some(const Buffers& buffers, Token&& token)
+    {
+        return net::async_initiate<Token, void(error_code, std::size_t)>(
+            [this](auto handler, const Buffers& b) {
+                write_some(pieces<net::const_buffer>(b), io_handler(std::move(handler), get_executor()));
+            },
+            token, buffers);
+    }
+
+    // websocket::stream closes its next layer through these.
+    friend void beast_close_socket(any_stream& s) { s.lowest().close(); }
+
+    friend void teardown(beast::role_type role, any_stream& s, error_code& ec)
+    {
+        using beast::websocket::teardown;
+        if (s.tls_)
+            teardown(role, *s.tls_, ec);
+        else
+            teardown(role, *s.tcp_, ec);
+    }
+
+    template <class Handler>
+    friend void async_teardown(beast::role_type role, any_stream& s, Handler&& handler)
+    {
+        using beast::websocket::async_teardown;
+        if (s.tls_)
+            async_teardown(role, *s.tls_, std::forward<Handler>(handler));
+        else
+            async_teardown(role, *s.tcp_, std::forward<Handler>(handler));
+    }
+
+private:
+    // A buffer sequence's first pieces (at most 16, empty ones left out): a
+    // read or write may always move fewer bytes than offered.
+    template <class Buffer>
+    struct pieces {
+        template <class Sequence>
+        explicit pieces(const Sequence& seq)
+        {
+            for (auto it = net::buffer_sequence_begin(seq); it != net::buffer_sequence_end(seq) && n < a.size(); ++it) {
+                Buffer b(*it);
+                if (b.size() > 0)
+                    a[n++] = b;
+            }
+        }
+        const Buffer* begin() const { return a.data(); }
+        const Buffer* end() const { return a.data() + n; }
+        std::array<Buffer, 16> a{};
+        std::size_t n = 0;
+    };
+
+    void read_some(pieces<net::mutable_buffer> b, io_handler h)
+    {
+        if (tls_)
+            tls_->async_read_some(b, std::move(h));
+        else
+            tcp_->async_read_some(b, std::move(h));
+    }
+
+    void write_some(pieces<net::const_buffer> b, io_handler h)
+    {
+        if (tls_)
+            tls_->async_write_some(b, std::move(h));
+        else
+            tcp_->async_write_some(b, std::move(h));
+    }
+
+    std::optional<beast::tcp_stream> tcp_;
+    std::optional<tls_stream> tls_;
+};
+
 struct in_flight_mark
 {
     in_flight_mark()
@@ -312,7 +444,7 @@ private:
     bool in_message_ = false;
 };
 
-// Stream: beast::tcp_stream, or tls_stream with --tls-cert.
+// Stream: any_stream (TCP, or TLS with --tls-cert).
 template <class Stream>
 class http_session : public std::enable_shared_from_this<http_session<Stream>>
 {
@@ -992,7 +1124,7 @@ private:
         lowest().close();
     }
 
-    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+    beast::tcp_stream& lowest() { return stream_.lowest(); }
 
     Stream stream_;
     net::steady_timer timer_;
@@ -1100,7 +1232,7 @@ private:
     {
         if (!g_tls) {
             stream_.expires_never();
-            std::make_shared<http_session<beast::tcp_stream>>(std::move(stream_), std::move(proxy_), std::nullopt)
+            std::make_shared<http_session<any_stream>>(any_stream(std::move(stream_)), std::move(proxy_), std::nullopt)
                 ->start();
             return;
         }
@@ -1110,7 +1242,7 @@ private:
                 return self->fail(ec, "tls handshake");
             const char* name = SSL_get_servername(self->tls_->native_handle(), TLSEXT_NAMETYPE_host_name);
             beast::get_lowest_layer(*self->tls_).expires_never();
-            std::make_shared<http_session<tls_stream>>(std::move(*self->tls_), std::move(self->proxy_),
+            std::make_shared<http_session<any_stream>>(any_stream(std::move(*self->tls_)), std::move(self->proxy_),
                                                        std::string(name ? name : ""))
                 ->start();
         });
