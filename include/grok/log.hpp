@@ -45,6 +45,8 @@ struct log_field {
 /// key of the line's object ({"ts":…,"msg":…,"tunnel":"app","status":200}),
 /// so tools need not parse the message. Text formats show the message only.
 /// The loggers are synchronous: the fields are read on the caller's thread.
+/// These are access lines: when stderr is not a terminal they may reach it up
+/// to 5 ms later, in one write with others; every other line is written at once.
 void log_fields(spdlog::level::level_enum level, std::string_view msg, std::initializer_list<log_field> fields);
 
 /// True when stderr is connected to the journal: JOURNAL_STREAM holds

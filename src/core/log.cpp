@@ -1,13 +1,20 @@
 #include "grok/log.hpp"
 
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -162,16 +169,106 @@ bool stderr_is_journal() {
   return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
 }
 
+namespace {
+
+/// Set while log_fields logs an access line: it may wait for a burst.
+thread_local bool line_may_wait = false;
+
+/// stderr for a service (journald, a file, a pipe): access lines go out in
+/// bursts, one write(2) for what gathered in up to 5 ms or 64 KiB, not one
+/// per request; any other line goes out at once, after those before it.
+/// At c=50 a write per access line was about a tenth of grok-server's CPU.
+class burst_stderr_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  burst_stderr_sink() : flusher_(start_flusher()) {}
+  ~burst_stderr_sink() override {
+    {
+      std::lock_guard lk(wake_mu_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    flusher_.join();
+    std::lock_guard lk(mutex_);
+    write_out();
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    bool first = buf_.empty();
+    buf_.append(line.data(), line.data() + line.size());
+    if (!line_may_wait || msg.level >= spdlog::level::warn || buf_.size() >= max_bytes) {
+      write_out();
+    } else if (first) {
+      {
+        std::lock_guard lk(wake_mu_);
+        pending_ = true;
+      }
+      wake_.notify_one();
+    }
+  }
+  void flush_() override { write_out(); }
+
+ private:
+  static constexpr size_t max_bytes = 64 * 1024;
+  static constexpr std::chrono::milliseconds linger{5};
+
+  void write_out() {
+    if (buf_.empty()) return;
+    std::fwrite(buf_.data(), 1, buf_.size(), stderr);
+    std::fflush(stderr);
+    buf_.clear();
+  }
+  /// The flusher takes no signals: grok and grok-server wait for theirs on
+  /// a thread of their own, and this one may start before they block them.
+  std::thread start_flusher() {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    std::thread t([this] { run(); });
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return t;
+  }
+  void run() {
+    std::unique_lock lk(wake_mu_);
+    for (;;) {
+      wake_.wait(lk, [this] { return pending_ || stopping_; });
+      if (stopping_) return;
+      pending_ = false;
+      lk.unlock();
+      std::this_thread::sleep_for(linger);
+      flush();
+      lk.lock();
+    }
+  }
+
+  std::string buf_;  ///< under base_sink's mutex_
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+  bool pending_ = false;   ///< under wake_mu_
+  bool stopping_ = false;  ///< under wake_mu_
+  std::thread flusher_;    ///< last: starts once the rest is set
+};
+
+}  // namespace
+
 void setup_logging(const std::string& level, const std::string& format, const std::string& name) {
   // Validate everything before touching the current logger.
   auto lvl = parse_level(level);
   auto formatter = make_formatter(format, format == "text" && stderr_is_journal());
 
-  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  // A terminal gets each line at once, in colour; a service's stderr gets bursts.
+  bool tty = isatty(STDERR_FILENO) == 1;
+  spdlog::sink_ptr sink;
+  if (tty)
+    sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  else
+    sink = std::make_shared<burst_stderr_sink>();
   auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
   logger->set_formatter(std::move(formatter));
   logger->set_level(lvl);
-  logger->flush_on(spdlog::level::info);
+  logger->flush_on(tty ? spdlog::level::info : spdlog::level::warn);
 
   // Replace, never throw "logger with name already exists".
   spdlog::drop(name);
@@ -182,7 +279,9 @@ void setup_logging(const std::string& level, const std::string& format, const st
 void log_fields(spdlog::level::level_enum level, std::string_view msg, std::initializer_list<log_field> fields) {
   if (!spdlog::should_log(level)) return;
   current_fields = &fields;
+  line_may_wait = true;
   spdlog::log(level, "{}", msg);
+  line_may_wait = false;
   current_fields = nullptr;
 }
 

@@ -88,7 +88,7 @@ TEST_CASE("grok start --all: three tunnels from the config file, one connection,
     if (line.find(": online at ") != std::string::npos && std::regex_search(line, pm, peer_re)) peers.insert(pm[1]);
   }
   INFO("peers: " << [&] { std::string all; for (auto& p : peers) all += p + " "; return all; }());
-  CHECK(peers.size() == 1);
+  REQUIRE(peers.size() == 1);
   CHECK(peers.begin()->find("127.0.0.1:") != std::string::npos);
 
   // One inspector lists the three tunnels and files each request under its own.
