@@ -48,8 +48,12 @@ std::string lower(std::string s) {
 }
 
 /// How many requests for `path` reached the local service (grok-demo-upstream --log-requests).
-size_t reached(stack& s, const std::string& path) {
-  return s.upstream->count_lines_containing("request GET " + path + " ");
+/// How many requests for `path` the local service logged, once it has logged
+/// `expected` (bounded wait: its lines reach the test a moment after it writes them).
+size_t reached(stack& s, const std::string& path, size_t expected) {
+  const std::string line = "request GET " + path + " ";
+  if (expected > 0) s.upstream->wait_for_count(line, expected, 5s);
+  return s.upstream->count_lines_containing(line);
 }
 
 std::unique_ptr<process> start_client(stack& s, const std::string& command, const std::string& name,
@@ -83,7 +87,7 @@ TEST_CASE("access: --basic-auth: 401 with WWW-Authenticate until a listed user s
     CHECK(r.status == 401);
     CHECK(r.get("WWW-Authenticate") == "Basic realm=\"app.localhost\", charset=\"UTF-8\"");
   }
-  CHECK(reached(s, "/headers") == 0);  // nothing crossed the tunnel
+  CHECK(reached(s, "/headers", 0) == 0);  // nothing crossed the tunnel
 
   for (const auto* who : {"alice:s3cr:et", "bob:hunter2"}) {
     CAPTURE(who);
@@ -92,7 +96,7 @@ TEST_CASE("access: --basic-auth: 401 with WWW-Authenticate until a listed user s
     CHECK(r.body.find("X-Visitor: yes") != std::string::npos);
     CHECK(lower(r.body).find("authorization") == std::string::npos);
   }
-  CHECK(reached(s, "/headers") == 2);
+  CHECK(reached(s, "/headers", 2) == 2);
 }
 
 TEST_CASE("access: --allow-cidr and --deny-cidr: 403 from a refused address, 200 from an allowed one, nothing crosses for the refused") {
@@ -107,7 +111,7 @@ TEST_CASE("access: --allow-cidr and --deny-cidr: 403 from a refused address, 200
   CHECK(denied.status == 403);
   CHECK(denied.body.find("Your address may not reach app.localhost.") != std::string::npos);
   CHECK(request_from("127.0.0.5", s.http_port, "GET", s.host(), "/").status == 403);  // outside the allowed /30
-  CHECK(reached(s, "/") == 2);
+  CHECK(reached(s, "/", 2) == 2);
   // Rules apply per tunnel: the server's own pages are not behind them.
   CHECK(request_from("127.0.0.2", s.http_port, "GET", "nothing-here.localhost", "/").status == 404);
 }
@@ -156,7 +160,7 @@ TEST_CASE("access: a TCP tunnel applies --allow-cidr when it accepts a connectio
   allowed.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   auto r = allowed.read_response(5s);
   CHECK(r.status == 200);
-  CHECK(reached(s, "/") == 1);
+  CHECK(reached(s, "/", 1) == 1);
   // Basic auth needs HTTP: a TCP tunnel has no such flag.
   auto bad = start_client(s, "tcp", "", {"--basic-auth", "a:b"});
   CHECK(bad->wait_exit(10s) == 2);
@@ -208,7 +212,7 @@ TEST_CASE("access: the tokens file can require Basic auth and add address rules 
   CHECK(request_from("127.0.0.1", s.http_port, "GET", "site.localhost", "/", {basic("guest:opensesame")}).status == 200);
   // The operator's deny rule holds even with the right credentials.
   CHECK(request_from("127.0.0.2", s.http_port, "GET", "site.localhost", "/", {basic("guest:opensesame")}).status == 403);
-  CHECK(reached(s, "/") == 1);
+  CHECK(reached(s, "/", 1) == 1);
   CHECK(s.server->wait_for_text("the token's rules: deny 127.0.0.2/32", 1s));
 }
 
