@@ -195,10 +195,8 @@ class burst_stderr_sink final : public spdlog::sinks::base_sink<std::mutex> {
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t line;
-    formatter_->format(msg, line);
-    bool first = buf_.empty();
-    buf_.append(line.data(), line.data() + line.size());
+    bool first = buf_.size() == 0;
+    formatter_->format(msg, buf_);  // formatters append
     if (!line_may_wait || msg.level >= spdlog::level::warn || buf_.size() >= max_bytes) {
       write_out();
     } else if (first) {
@@ -216,7 +214,7 @@ class burst_stderr_sink final : public spdlog::sinks::base_sink<std::mutex> {
   static constexpr std::chrono::milliseconds linger{5};
 
   void write_out() {
-    if (buf_.empty()) return;
+    if (buf_.size() == 0) return;
     std::fwrite(buf_.data(), 1, buf_.size(), stderr);
     std::fflush(stderr);
     buf_.clear();
@@ -244,7 +242,7 @@ class burst_stderr_sink final : public spdlog::sinks::base_sink<std::mutex> {
     }
   }
 
-  std::string buf_;  ///< under base_sink's mutex_
+  spdlog::memory_buf_t buf_;  ///< under base_sink's mutex_
   std::mutex wake_mu_;
   std::condition_variable wake_;
   bool pending_ = false;   ///< under wake_mu_
