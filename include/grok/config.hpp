@@ -90,6 +90,18 @@ struct server_config {
   // logging.*
   std::string log_level = "info";             ///< trace|debug|info|warn|error|off
   std::string log_format = "text";            ///< text|json
+
+  // cluster.* (several nodes sharing names through etcd; off without the section)
+  bool cluster = false;                       ///< a cluster: section with etcd_endpoints is present
+  std::vector<std::string> etcd_endpoints;    ///< HOST:PORT, http://HOST:PORT or https://HOST:PORT
+  std::string node_id;                        ///< unique per node; default: the host name
+  std::string advertise;                      ///< HOST:PORT other nodes reach this node's tunnel port on
+  std::chrono::milliseconds lease_ttl{5000};  ///< a dead node's names are free after this
+  std::string cluster_prefix = "/grok/";      ///< every key grok writes in etcd starts with it
+  std::string cluster_ca_file;                ///< PEM CA that signs the etcd members' and nodes' certificates
+  std::string cluster_cert_file;              ///< this node's client certificate (mutual TLS)
+  std::string cluster_key_file;
+  std::string cluster_secret;                 ///< node-to-node shared secret (instead of mutual TLS)
 };
 
 /// One entry of the client configuration's `tunnels:` section, started by

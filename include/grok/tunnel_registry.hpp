@@ -127,20 +127,23 @@ class tunnel_registry {
   }
 
   /// Drops `t` from `name`. When it was the last tunnel there, only its
-  /// owner (or its pool) may take the name until the grace has passed.
-  void release(const std::string& name, const Tunnel* t) {
+  /// owner (or its pool) may take the name until the grace has passed, and
+  /// the answer is true. Without `grace` the name is free at once (a claim
+  /// that did not go through).
+  bool release(const std::string& name, const Tunnel* t, bool grace = true) {
     std::lock_guard lk(mu_);
     auto it = names_.find(name);
-    if (it == names_.end()) return;
+    if (it == names_.end()) return false;
     auto& m = it->second.members;
     auto pos = std::find_if(m.begin(), m.end(), [t](const auto& p) { return p.get() == t; });
-    if (pos == m.end()) return;
+    if (pos == m.end()) return false;
     m.erase(pos);
-    if (!m.empty()) return;
+    if (!m.empty()) return false;
     auto now = now_();
     std::erase_if(offline_, [&](const auto& kv) { return kv.second.until <= now; });
-    offline_[name] = offline_name{now + grace_, it->second.owner, it->second.pool_key, it->second.pool};
+    if (grace) offline_[name] = offline_name{now + grace_, it->second.owner, it->second.pool_key, it->second.pool};
     names_.erase(it);
+    return true;
   }
 
   /// The reservation of `name`, if any.

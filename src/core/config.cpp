@@ -20,6 +20,7 @@
 #include <sstream>
 #include <string_view>
 #include <thread>
+#include <unistd.h>
 #include <unordered_map>
 
 #include <boost/asio/ip/address.hpp>
@@ -453,6 +454,66 @@ std::string path_beside(const std::string& config_path, const std::string& path)
   return slash == std::string::npos ? path : config_path.substr(0, slash + 1) + path;
 }
 
+namespace {
+
+void read_checked_list(reader& r, const entry& f, std::vector<std::string>& out,
+                       const std::function<void(const std::string&)>& check) {
+  out.clear();
+  if (f.value.IsNull()) return;
+  auto one = [&](const entry& t) {
+    const auto& s = r.scalar(t, "a string");
+    try {
+      check(s);
+    } catch (const std::invalid_argument& ex) {
+      r.fail(t, ex.what());
+    }
+    out.push_back(s);
+  };
+  if (f.value.IsScalar()) return one(f);  // one value may stand alone
+  if (!f.value.IsSequence()) r.fail(f, "expected a list of strings, got " + describe_kind(f.value));
+  for (size_t i = 0; i < f.value.size(); ++i) one(entry{f.path + "[" + std::to_string(i) + "]", f.value[i].Mark().line, f.value[i]});
+}
+
+/// A cluster node id: 1-63 of a-z, 0-9, '-', '_' and '.'.
+void check_node_id(const std::string& s) {
+  if (s.empty() || s.size() > 63 || !std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '_' || c == '.';
+      }))
+    throw std::invalid_argument("expected 1-63 of a-z, 0-9, '-', '_' and '.', got '" + s + "'");
+}
+
+/// HOST:PORT with a port in 1..65535, after an optional http:// or https://.
+void check_endpoint(const std::string& raw) {
+  std::string_view s = raw;
+  if (s.starts_with("http://")) s.remove_prefix(7);
+  else if (s.starts_with("https://")) s.remove_prefix(8);
+  else if (s.find("://") != std::string_view::npos)
+    throw std::invalid_argument("expected HOST:PORT, http://HOST:PORT or https://HOST:PORT, got '" + raw + "'");
+  if (!s.empty() && s.back() == '/') s.remove_suffix(1);
+  auto colon = s.rfind(':');
+  auto port = colon == std::string_view::npos ? std::nullopt : parse_uint(s.substr(colon + 1));
+  auto host = colon == std::string_view::npos ? std::string_view() : s.substr(0, colon);
+  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
+  if (host.empty() || !port || *port < 1 || *port > 65535 ||
+      std::any_of(host.begin(), host.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)) || c == '/'; }))
+    throw std::invalid_argument("expected HOST:PORT (port 1-65535), got '" + raw + "'");
+}
+
+/// The host name, lower-cased, as a default node id ("grok" if it has none).
+std::string default_node_id() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == 0) return "grok";
+  std::string s = ascii_lower(buf);
+  try {
+    check_node_id(s);
+  } catch (const std::invalid_argument&) {
+    return "grok";
+  }
+  return s;
+}
+
+}  // namespace
+
 server_config parse_server_config(const std::string& yaml_text, const std::string& source) {
   reader r(source);
   server_config cfg;
@@ -468,6 +529,8 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   std::optional<int> proxy_protocol_line;
   std::optional<int> tls_line;
   std::optional<int> max_frame_size_line;
+  std::optional<int> cluster_line;
+  std::optional<int> cluster_tls_line;
   const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
 
   r.read_map(*root, "", {
@@ -603,6 +666,57 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         {"failure_window", [&](const entry& f) { cfg.auth_failure_window = r.duration(f, false); }},
       });
     }},
+    {"cluster", [&](const entry& e) {
+      cluster_line = e.line;
+      cfg.cluster = true;
+      r.read_section(e, {
+        {"etcd_endpoints", [&](const entry& f) { read_checked_list(r, f, cfg.etcd_endpoints, check_endpoint); }},
+        {"node_id", [&](const entry& f) {
+          const auto& s = r.scalar(f, "a node id");
+          try {
+            check_node_id(s);
+          } catch (const std::invalid_argument& ex) {
+            r.fail(f, ex.what());
+          }
+          cfg.node_id = s;
+        }},
+        {"advertise", [&](const entry& f) {
+          const auto& s = r.address(f);
+          try {
+            check_endpoint(s);
+          } catch (const std::invalid_argument& ex) {
+            r.fail(f, ex.what());
+          }
+          if (s.find("://") != std::string::npos) r.fail(f, "expected HOST:PORT, got '" + s + "'");
+          cfg.advertise = s;
+        }},
+        {"lease_ttl", [&](const entry& f) {
+          cfg.lease_ttl = r.duration(f, false);
+          if (cfg.lease_ttl < std::chrono::seconds(2) || cfg.lease_ttl > std::chrono::minutes(5))
+            r.fail(f, "expected a duration in 2s..5m, got '" + f.value.Scalar() + "'");
+          if (cfg.lease_ttl.count() % 1000 != 0) r.fail(f, "etcd leases count whole seconds, got '" + f.value.Scalar() + "'");
+        }},
+        {"prefix", [&](const entry& f) {
+          const auto& s = r.scalar(f, "a key prefix such as /grok/");
+          if (s.empty() || s.size() > 200 || s.back() != '/' ||
+              std::any_of(s.begin(), s.end(), [](char c) { return c < 0x21 || c > 0x7e; }))
+            r.fail(f, "expected printable ASCII ending in '/', such as /grok/, got '" + s + "'");
+          cfg.cluster_prefix = s;
+        }},
+        {"secret", [&](const entry& f) {
+          cfg.cluster_secret = r.token(f, false);
+          if (cfg.cluster_secret.size() < 16) r.fail(f, "must be at least 16 characters");
+        }},
+        {"tls", [&](const entry& t) {
+          cluster_tls_line = t.line;
+          r.read_section(t, {
+            {"ca_file", [&](const entry& f) { cfg.cluster_ca_file = r.readable_file(f); }},
+            {"cert_file", [&](const entry& f) { cfg.cluster_cert_file = r.readable_file(f); }},
+            {"key_file", [&](const entry& f) { cfg.cluster_key_file = r.readable_file(f); }},
+          });
+        }},
+      });
+    }},
     {"logging", [&](const entry& e) {
       r.read_section(e, {
         {"level", [&](const entry& f) { cfg.log_level = r.log_level(f); }},
@@ -656,6 +770,22 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   if (cfg.tcp_port_start > cfg.tcp_port_end)
     r.fail(tcp_range_line.value_or(-1), "tunnels.tcp_port_end",
            "must not be below tunnels.tcp_port_start (" + std::to_string(cfg.tcp_port_start) + ")");
+  if (cfg.cluster) {
+    if (cfg.etcd_endpoints.empty())
+      r.fail(cluster_line.value_or(-1), "cluster.etcd_endpoints",
+             "a cluster needs at least one etcd endpoint (HOST:PORT); remove the cluster section to run alone");
+    if (cfg.advertise.empty())
+      r.fail(cluster_line.value_or(-1), "cluster.advertise",
+             "must be set: the HOST:PORT of this node's tunnel port that the other nodes connect to");
+    if (cfg.node_id.empty()) cfg.node_id = default_node_id();
+    if (cfg.cluster_cert_file.empty() != cfg.cluster_key_file.empty())
+      r.fail(cluster_tls_line.value_or(-1), cfg.cluster_cert_file.empty() ? "cluster.tls.cert_file" : "cluster.tls.key_file",
+             "cluster.tls.cert_file and cluster.tls.key_file must be set together");
+    if (cfg.cluster_secret.empty() && cfg.cluster_cert_file.empty())
+      r.fail(cluster_line.value_or(-1), "cluster.secret",
+             "nodes must authenticate each other: set cluster.secret (16+ characters, the same on every node) or "
+             "cluster.tls.cert_file and cluster.tls.key_file");
+  }
   if (cfg.max_frame_size > cfg.initial_window) {
     if (max_frame_size_line)
       r.fail(*max_frame_size_line, "tunnels.max_frame_size",
@@ -752,24 +882,6 @@ std::string render_client_config(const client_config& cfg) {
 namespace {
 
 /// A list of strings, each checked by `check` (which throws std::invalid_argument).
-void read_checked_list(reader& r, const entry& f, std::vector<std::string>& out,
-                       const std::function<void(const std::string&)>& check) {
-  out.clear();
-  if (f.value.IsNull()) return;
-  auto one = [&](const entry& t) {
-    const auto& s = r.scalar(t, "a string");
-    try {
-      check(s);
-    } catch (const std::invalid_argument& ex) {
-      r.fail(t, ex.what());
-    }
-    out.push_back(s);
-  };
-  if (f.value.IsScalar()) return one(f);  // one value may stand alone
-  if (!f.value.IsSequence()) r.fail(f, "expected a list of strings, got " + describe_kind(f.value));
-  for (size_t i = 0; i < f.value.size(); ++i) one(entry{f.path + "[" + std::to_string(i) + "]", f.value[i].Mark().line, f.value[i]});
-}
-
 void read_tunnels(reader& r, const entry& e, std::vector<tunnel_definition>& out) {
   if (e.value.IsNull()) return;
   if (!e.value.IsMap()) r.fail(e, "expected a map of tunnel names to their settings, got " + describe(e.value));

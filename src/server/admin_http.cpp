@@ -1,5 +1,7 @@
 #include "admin_http.hpp"
 
+#include "cluster.hpp"
+
 #include <openssl/crypto.h>
 #include <unistd.h>
 #include <spdlog/spdlog.h>
@@ -109,6 +111,15 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       if (state_.draining.load()) {
         status = 503;
         body = "draining\n";
+      } else if (state_.cluster) {
+        // Ready when the node can take new names; otherwise it says what it still does.
+        auto c = state_.cluster->state();
+        status = c.ready ? 200 : 503;
+        body = c.ready ? "ready: cluster node " + state_.cluster->node_id() + ", " + std::to_string(c.nodes) +
+                             " node(s), " + std::to_string(c.names) + " name(s)\n"
+                       : "not ready: cluster " + c.state + " (" + c.detail + "); " +
+                             (state_.cluster->serving() ? "serving the tunnels it holds, refusing new names\n"
+                                                        : "serving no tunnels\n");
       } else {
         body = "ready\n";
       }

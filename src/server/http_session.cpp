@@ -1,5 +1,7 @@
 #include "http_session.hpp"
 
+#include "cluster.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/dispatch.hpp>
@@ -319,6 +321,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
         return reply_error(503, "Tunnel " + host + " is online, but its local service fails its health check.");
       return reply_error(404, "Tunnel " + host + " not found.");
     }
+    // A node that cannot show its cluster lease is alive may no longer own the name.
+    if (state_.cluster && !state_.cluster->serving())
+      return reply_error(503, "This server node lost contact with its cluster; try again shortly.");
     // Visitor rules, before anything crosses the tunnel (a pool's members all have the same).
     switch (found.t->check_visitor(ok.visitor_ip, req[http::field::authorization])) {
       case access_verdict::pass:

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "admin_http.hpp"
+#include "cluster.hpp"
 #include "grok/log.hpp"
 #include "http_session.hpp"
 #include "tunnel.hpp"
@@ -134,6 +135,16 @@ void server::start() {
     impl_->api_port = impl_->admin->local_endpoint().port();
   }
 
+  if (c.cluster) {
+    auto& state = impl_->state;
+    cluster_node::hooks hooks;
+    hooks.fence = [&state](const std::string& why) {
+      for (auto& t : state.names.tunnels()) t->shutdown(why + "; reconnect");
+    };
+    hooks.held_locally = [&state](const std::string& name) { return !state.names.members(name).empty(); };
+    state.cluster = std::make_shared<cluster_node>(impl_->cfg, std::move(hooks));
+    state.cluster->start();
+  }
   impl_->grpc_port = impl_->service.start(c);
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->public_http->start();
@@ -202,6 +213,16 @@ std::string server::reload() {
   keep(&server_config::heartbeat_timeout, "tunnels.heartbeat_timeout");
   keep(&server_config::max_streams_per_connection, "tunnels.max_streams_per_connection");
   keep(&server_config::log_format, "logging.format");
+  keep(&server_config::cluster, "the cluster section");
+  keep(&server_config::etcd_endpoints, "cluster.etcd_endpoints");
+  keep(&server_config::node_id, "cluster.node_id");
+  keep(&server_config::advertise, "cluster.advertise");
+  keep(&server_config::lease_ttl, "cluster.lease_ttl");
+  keep(&server_config::cluster_prefix, "cluster.prefix");
+  keep(&server_config::cluster_ca_file, "cluster.tls.ca_file");
+  keep(&server_config::cluster_cert_file, "cluster.tls.cert_file");
+  keep(&server_config::cluster_key_file, "cluster.tls.key_file");
+  keep(&server_config::cluster_secret, "cluster.secret");
   impl_->cfg = next;
   impl_->state.set_config(next);
   for (auto& t : impl_->state.names.tunnels()) t->apply_config(next);
@@ -240,6 +261,8 @@ void server::stop() {
   if (impl_->public_https) impl_->public_https->stop();
   if (impl_->admin) impl_->admin->stop();
   for (auto& t : impl_->state.names.tunnels()) t->shutdown("server shutting down");
+  // This node's names are free at once for the clients that reconnect to another node.
+  if (impl_->state.cluster) impl_->state.cluster->stop();
   // Streams end when their tunnels call Finish on the worker pool: it runs until they have.
   impl_->service.stop(std::chrono::seconds(5), std::chrono::seconds(5));
   impl_->work.reset();

@@ -28,6 +28,7 @@ namespace asio = boost::asio;
 using clock = std::chrono::steady_clock;
 
 class tunnel;
+class cluster_node;
 
 class server_state {
  public:
@@ -72,6 +73,8 @@ class server_state {
   /// Tunnel-port connections per source IP and in total.
   tunnel_port_guard tunnel_connections;
   server_detail::metrics stats;
+  /// This node's part in a cluster (cluster: section); null when it runs alone.
+  std::shared_ptr<cluster_node> cluster;
 
   /// The public HTTP port actually bound (differs from the config for port 0).
   std::atomic<uint16_t> public_port{0};

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <boost/asio/post.hpp>
 
+#include "cluster.hpp"
 #include "grok/admission.hpp"
 #include "tcp_tunnel.hpp"
 
@@ -248,6 +249,15 @@ void tunnel::handle_batch(pb::Batch& b) {
       handle_hello(f.hello());
       continue;
     }
+    if (phase_ == phase::claiming) {
+      // Only a few frames come before Accepted (a Health behind the Hello).
+      if (early_.size() >= 16) {
+        refuse(refusal{pb::Refused::PROTOCOL_ERROR, "too many frames before Accepted"});
+        return;
+      }
+      early_.push_back(std::move(f));
+      continue;
+    }
     if (phase_ != phase::open) return;
     switch (f.kind_case()) {
       case pb::Frame::kResponseHead:
@@ -276,7 +286,8 @@ void tunnel::handle_batch(pb::Batch& b) {
       }
       case pb::Frame::kGoAway:
         // The client is leaving: route nothing new here, finish what is in flight.
-        if (registered_) state_.names.release(name_, this);
+        if (registered_ && state_.names.release(name_, this) && state_.cluster)
+          state_.cluster->release(name_, cfg_->name_grace);
         registered_ = false;
         break;
       case pb::Frame::kHealth:
@@ -338,6 +349,29 @@ void tunnel::handle_hello(const pb::Hello& h) {
     return refuse(r);
   }
   registered_ = true;
+  client_window_ = a.client_window;
+  if (claimed == claim_result::ok && state_.cluster) {
+    // The name is this node's; now it must be the cluster's too.
+    phase_ = phase::claiming;
+    state_.cluster->claim(name_, who_, is_tcp_, token_label_,
+                          [self = shared_from_this(), members, rules](std::optional<refusal> r) mutable {
+                            asio::post(self->strand_, [self, r = std::move(r), members, rules = std::move(rules)] {
+                              if (self->phase_ != phase::claiming) return;  // closed meanwhile
+                              if (r) {
+                                // Refused by the cluster: the name was never this tunnel's.
+                                self->state_.names.release(self->name_, self.get(), false);
+                                self->registered_ = false;
+                                return self->refuse(*r);
+                              }
+                              self->finish_hello(claim_result::ok, members, rules);
+                            });
+                          });
+    return;
+  }
+  finish_hello(claimed, members, std::move(rules));
+}
+
+void tunnel::finish_hello(claim_result claimed, size_t members, std::string rules) {
   if (claimed == claim_result::joined) {
     auto first = state_.names.members(name_);
     if (!first.empty() && first.front()->is_tcp() != is_tcp_)
@@ -357,7 +391,6 @@ void tunnel::handle_hello(const pb::Hello& h) {
     if (!tcp_) return refuse(refuse_tcp_port(*cfg_));
     port = tcp_->port();
   }
-  client_window_ = a.client_window;
   phase_ = phase::open;
   pb::Frame f;
   auto* acc = f.mutable_accepted();
@@ -376,6 +409,12 @@ void tunnel::handle_hello(const pb::Hello& h) {
   spdlog::info("tunnel={} conn={} peer={}{}{}: online at {}{}{}", name_, conn_id_, peer_,
                token_label_.empty() ? "" : " token=", token_label_, public_url_,
                who_.pool ? fmt::format(" (pool member {} of {})", members, members) : std::string(), rules);
+  if (!early_.empty()) {
+    pb::Batch later;
+    for (auto& f : early_) *later.add_frames() = std::move(f);
+    early_.clear();
+    handle_batch(later);
+  }
 }
 
 void tunnel::handle_health(const pb::Health& h) {
@@ -419,8 +458,10 @@ void tunnel::close(stream_end how, const std::string& message, const std::string
   if (phase_ == phase::hello && !hello_seen_) state_.tunnel_connections.abandoned(peer_ip(peer_));
   phase_ = phase::closing;
   hello_timer_.cancel();
-  if (registered_) state_.names.release(name_, this);
+  if (registered_ && state_.names.release(name_, this) && state_.cluster)
+    state_.cluster->release(name_, cfg_->name_grace);
   registered_ = false;
+  early_.clear();
   if (token_counted_) state_.names.remove_token_tunnel(token_digest_);
   token_counted_ = false;
   tcp_.reset();  // the last member's closes the port

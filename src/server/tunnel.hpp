@@ -134,12 +134,14 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   void attach(tunnel_stream* s);
 
  private:
-  enum class phase { hello, open, closing, finished };
+  enum class phase { hello, claiming, open, closing, finished };
 
   // strand only below
   void start_hello_timer();
   void handle_batch(pb::Batch& b);
   void handle_hello(const pb::Hello& h);
+  /// The rest of the Hello once the name is this tunnel's (after the cluster's claim, if any).
+  void finish_hello(claim_result claimed, size_t members, std::string rules);
   void handle_health(const pb::Health& h);
   void refuse(const refusal& r);
   void close(stream_end how, const std::string& message, const std::string& why);
@@ -182,6 +184,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   bool first_health_ = true;    // no Health frame yet
   bool hello_seen_ = false;     // a Hello arrived (admitted or not)
   uint32_t client_window_ = 0;
+  std::vector<pb::Frame> early_;  ///< frames that came behind the Hello while the cluster claims the name
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
   /// handle_batch's scratch: frames of the batch grouped by exchange.
   struct frame_group {

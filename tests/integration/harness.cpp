@@ -632,6 +632,70 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+etcd_cluster::etcd_cluster(int n) {
+  char tmpl[] = "/tmp/grok-etcd-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  for (int i = 0; i < n; ++i) {
+    member m;
+    m.name = "m" + std::to_string(i);
+    m.client_port = free_port();
+    m.peer_port = free_port();
+    initial_cluster_ += (i ? "," : "") + m.name + "=http://127.0.0.1:" + std::to_string(m.peer_port);
+    members_.push_back(std::move(m));
+  }
+  // Started together: each waits for the others to elect a leader.
+  for (auto& m : members_) launch(m, true);
+  for (auto& m : members_)
+    if (!m.proc->wait_for_text("ready to serve client requests", 20s))
+      throw std::runtime_error("etcd member " + m.name + " did not start (is etcd-server installed?)");
+  for (auto& m : members_)
+    if (!wait_listening(m.client_port, 10s)) throw std::runtime_error("etcd member " + m.name + " is not listening");
+}
+
+void etcd_cluster::launch(member& m, bool fresh) {
+  auto client = "http://127.0.0.1:" + std::to_string(m.client_port);
+  auto peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
+  std::vector<std::string> argv{"/usr/bin/etcd", "--name", m.name, "--data-dir", dir_ + "/" + m.name,
+                                "--listen-client-urls", client, "--advertise-client-urls", client,
+                                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                "--initial-cluster", initial_cluster_, "--initial-cluster-token", dir_,
+                                "--initial-cluster-state", fresh ? "new" : "existing",
+                                // Elections in a fraction of a second, as on a LAN.
+                                "--heartbeat-interval", "50", "--election-timeout", "500"};
+  m.proc = std::make_unique<process>(std::move(argv));
+}
+
+etcd_cluster::~etcd_cluster() {
+  for (auto& m : members_)
+    if (m.proc && m.proc->running()) {
+      m.proc->signal(SIGTERM);
+      m.proc->wait_exit(10s);
+    }
+  members_.clear();
+  std::filesystem::remove_all(dir_);
+}
+
+std::string etcd_cluster::endpoints_yaml() const {
+  std::string out;
+  for (const auto& m : members_) out += (out.empty() ? "" : ", ") + ("127.0.0.1:" + std::to_string(m.client_port));
+  return out;
+}
+
+void etcd_cluster::stop(int i) {
+  auto& m = members_.at(static_cast<size_t>(i));
+  if (!m.proc) return;
+  m.proc->signal(SIGTERM);
+  if (!m.proc->wait_exit(10s)) throw std::runtime_error("etcd member " + m.name + " did not stop");
+  m.proc.reset();
+}
+
+void etcd_cluster::start(int i) {
+  auto& m = members_.at(static_cast<size_t>(i));
+  launch(m, false);
+  if (!m.proc->wait_for_text("ready to serve client requests", 20s) || !wait_listening(m.client_port, 10s))
+    throw std::runtime_error("etcd member " + m.name + " did not start again");
+}
+
 void stack::start_client(const std::string& name) {
   std::vector<std::string> argv{binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(upstream_port),
                                 "--subdomain", name, "--server", "127.0.0.1:" + std::to_string(grpc_port), "--token",

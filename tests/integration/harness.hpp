@@ -241,6 +241,35 @@ std::string metrics_text(uint16_t api_port);
 /// The value of one sample line of `text` (exact name and labels), or -1.
 double sample(const std::string& text, const std::string& series);
 
+/// Debian's etcd (etcd-server) as a cluster of `members` on 127.0.0.1, each
+/// with its own data directory; members stop and start again by index.
+class etcd_cluster {
+ public:
+  explicit etcd_cluster(int members = 3);
+  ~etcd_cluster();
+  etcd_cluster(const etcd_cluster&) = delete;
+  etcd_cluster& operator=(const etcd_cluster&) = delete;
+  /// "127.0.0.1:P1, 127.0.0.1:P2, ..." for a YAML list.
+  std::string endpoints_yaml() const;
+  /// SIGTERM, and waits for the member to exit.
+  void stop(int i);
+  /// Starts a stopped member again on its data; waits until it serves clients.
+  void start(int i);
+  int size() const { return static_cast<int>(members_.size()); }
+
+ private:
+  struct member {
+    std::string name;
+    uint16_t client_port = 0;
+    uint16_t peer_port = 0;
+    std::unique_ptr<process> proc;
+  };
+  void launch(member& m, bool fresh);
+  std::string dir_;
+  std::string initial_cluster_;
+  std::vector<member> members_;
+};
+
 /// A NOTIFY_SOCKET for a child (sd_notify datagrams), in a temporary directory.
 class notify_socket {
  public:

@@ -633,3 +633,52 @@ TEST_CASE("ip networks: parsing and matching") {
   CHECK_FALSE(v6->contains("2001:db8:8000::1"));
   CHECK_FALSE(v6->contains("not-an-ip"));
 }
+
+TEST_CASE("config: cluster section") {
+  const std::string ok = "cluster:\n  etcd_endpoints: [127.0.0.1:2379, http://etcd-2:2379]\n  node_id: node-a\n"
+                         "  advertise: 10.0.0.1:4443\n  lease_ttl: 7s\n  secret: 0123456789abcdef\n";
+  auto cfg = parse_server_config(ok, "x.yaml");
+  CHECK(cfg.cluster);
+  CHECK(cfg.etcd_endpoints == std::vector<std::string>{"127.0.0.1:2379", "http://etcd-2:2379"});
+  CHECK(cfg.node_id == "node-a");
+  CHECK(cfg.advertise == "10.0.0.1:4443");
+  CHECK(cfg.lease_ttl == 7s);
+  CHECK(cfg.cluster_prefix == "/grok/");
+  // Without the section a server runs alone.
+  CHECK_FALSE(parse_server_config("server:\n  http_port: 80\n", "x.yaml").cluster);
+  // node_id defaults to the host name.
+  CHECK_FALSE(parse_server_config("cluster:\n  etcd_endpoints: 127.0.0.1:2379\n  advertise: h:1\n  secret: 0123456789abcdef\n",
+                                  "x.yaml").node_id.empty());
+
+  CHECK(server_error("cluster:\n  node_id: a\n  advertise: h:1\n  secret: 0123456789abcdef\n") ==
+        "x.yaml:1: cluster.etcd_endpoints: a cluster needs at least one etcd endpoint (HOST:PORT); remove the cluster "
+        "section to run alone");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [127.0.0.1:2379, 'etcd:http']\n") ==
+        "x.yaml:2: cluster.etcd_endpoints[1]: expected HOST:PORT (port 1-65535), got 'etcd:http'");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [grpc://e:1]\n") ==
+        "x.yaml:2: cluster.etcd_endpoints[0]: expected HOST:PORT, http://HOST:PORT or https://HOST:PORT, got 'grpc://e:1'");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  node_id: Node A\n") ==
+        "x.yaml:3: cluster.node_id: expected 1-63 of a-z, 0-9, '-', '_' and '.', got 'Node A'");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  secret: 0123456789abcdef\n") ==
+        "x.yaml:1: cluster.advertise: must be set: the HOST:PORT of this node's tunnel port that the other nodes "
+        "connect to");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: http://h:1\n") ==
+        "x.yaml:3: cluster.advertise: expected HOST:PORT, got 'http://h:1'");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  lease_ttl: 1s\n") ==
+        "x.yaml:3: cluster.lease_ttl: expected a duration in 2s..5m, got '1s'");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  lease_ttl: 2500ms\n") ==
+        "x.yaml:3: cluster.lease_ttl: etcd leases count whole seconds, got '2500ms'");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  prefix: grok\n") ==
+        "x.yaml:3: cluster.prefix: expected printable ASCII ending in '/', such as /grok/, got 'grok'");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  secret: short\n") ==
+        "x.yaml:3: cluster.secret: must be at least 16 characters");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: h:1\n") ==
+        "x.yaml:1: cluster.secret: nodes must authenticate each other: set cluster.secret (16+ characters, the same "
+        "on every node) or cluster.tls.cert_file and cluster.tls.key_file");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: h:1\n  tls:\n    cert_file: /etc/hostname\n") ==
+        "x.yaml:4: cluster.tls.key_file: cluster.tls.cert_file and cluster.tls.key_file must be set together");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  tls:\n    ca_file: /nonexistent/ca.pem\n") ==
+        "x.yaml:4: cluster.tls.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory");
+  CHECK(server_error("cluster:\n  etcd_endpoint: [e:1]\n") ==
+        "x.yaml:2: cluster.etcd_endpoint: unknown key, did you mean 'etcd_endpoints'?");
+}

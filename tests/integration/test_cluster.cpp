@@ -1,0 +1,262 @@
+// Several grok-server nodes sharing names through etcd: a real 3-member etcd
+// cluster (Debian's etcd-server) and real grok-server, grok and
+// grok-demo-upstream processes on 127.0.0.1, broken the way an operator
+// would break them (kill -9, SIGSTOP, etcd members stopped and started).
+
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace grok::test;
+
+namespace {
+
+constexpr int tokens = 20;
+std::string token(int i) { return "cluster-token-" + std::to_string(i); }
+
+/// One grok-server node of the cluster, with its admin endpoint.
+struct node {
+  node(const std::string& id, const etcd_cluster& etcd, const std::string& tunnels_yaml = "") : id(id) {
+    char tmpl[] = "/tmp/grok-node-XXXXXX";
+    dir = mkdtemp(tmpl);
+    grpc_port = free_port();
+    api_port = free_port();
+    std::string list;
+    for (int i = 0; i < tokens; ++i) list += (i ? ", " : "") + token(i);
+    std::ofstream(dir + "/grok-server.yaml")
+        << "server:\n  bind_address: 127.0.0.1\n  http_port: 0\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port
+        << "\n  api_port: " << api_port << "\n  drain_timeout: 2s\ntunnels:\n  name_grace: 3s\n" << tunnels_yaml
+        << "auth:\n  tokens: [" << list << "]\ncluster:\n  etcd_endpoints: [" << etcd.endpoints_yaml()
+        << "]\n  node_id: " << id << "\n  advertise: 127.0.0.1:" << grpc_port
+        << "\n  lease_ttl: 2s\n  secret: cluster-test-secret-0123\n";
+    start();
+  }
+  void start() {
+    proc = std::make_unique<process>(std::vector<std::string>{binary("grok-server"), "--config", dir + "/grok-server.yaml"});
+    auto m = proc->wait_for_line(std::regex(R"(ready: http=127\.0\.0\.1:(\d+))"), scaled(15s));
+    REQUIRE(m);
+    http_port = static_cast<uint16_t>(std::stoi((*m)[1]));
+    REQUIRE(proc->wait_for_text("is in the cluster", scaled(15s)));
+  }
+  ~node() {
+    if (proc && proc->running() && !proc->signalled()) {
+      proc->signal(SIGTERM);
+      auto status = proc->wait_exit(scaled(15s));
+      CHECK_MESSAGE(status == std::optional<int>(0), "node " << id << " did not stop cleanly on SIGTERM");
+    }
+    proc.reset();
+    std::filesystem::remove_all(dir);
+  }
+  std::string readyz() const {
+    auto r = request(api_port, "GET", "127.0.0.1", "/readyz");
+    return std::to_string(r.status) + " " + r.body;
+  }
+  std::string id;
+  std::string dir;
+  uint16_t grpc_port = 0;
+  uint16_t api_port = 0;
+  uint16_t http_port = 0;
+  std::unique_ptr<process> proc;
+};
+
+/// A grok-demo-upstream answering "Hello from NAME".
+struct service {
+  explicit service(const std::string& name) {
+    p = std::make_unique<process>(
+        std::vector<std::string>{binary("grok-demo-upstream"), "--port", "0", "--name", name});
+    auto m = p->wait_for_line(std::regex(R"(listening 127\.0\.0\.1:(\d+))"), scaled(10s));
+    REQUIRE(m);
+    port = static_cast<uint16_t>(std::stoi((*m)[1]));
+  }
+  std::unique_ptr<process> p;
+  uint16_t port = 0;
+};
+
+std::unique_ptr<process> client(const service& s, const node& n, const std::string& name, int tok) {
+  return std::make_unique<process>(std::vector<std::string>{
+      binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.port), "--subdomain", name,
+      "--server", "127.0.0.1:" + std::to_string(n.grpc_port), "--token", token(tok), "--no-inspect"});
+}
+
+/// Online (a Forwarding line), or exited: which, within `timeout`.
+enum class outcome { online, exited, neither };
+outcome settle(process& c, std::chrono::milliseconds timeout) {
+  auto deadline = clock::now() + scaled(timeout);
+  while (clock::now() < deadline) {
+    if (c.wait_for_text("Forwarding", 50ms)) return outcome::online;
+    if (!c.running()) return c.wait_for_text("Forwarding", 0ms) ? outcome::online : outcome::exited;
+  }
+  return outcome::neither;
+}
+
+std::string body_via(const node& n, const std::string& name) {
+  auto r = request(n.http_port, "GET", name + ".localhost", "/", "", {}, scaled(5s));
+  if (r.body.ends_with('\n')) r.body.pop_back();
+  return std::to_string(r.status) + " " + r.body;
+}
+
+/// Starts `tok`'s client for `name` on `n` again and again until it comes
+/// online (a refused one exits); false if that takes longer than `timeout`.
+std::unique_ptr<process> claim_until_online(const service& s, const node& n, const std::string& name, int tok,
+                                            std::chrono::milliseconds timeout) {
+  auto deadline = clock::now() + scaled(timeout);
+  while (clock::now() < deadline) {
+    auto c = client(s, n, name, tok);
+    auto o = settle(*c, 10s);
+    if (o == outcome::online) return c;
+    if (o == outcome::neither) return nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: of 20 clients claiming one name on three nodes at once, exactly one wins") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd), c("node-c", etcd);
+  node* nodes[] = {&a, &b, &c};
+  service up("contended");
+  std::vector<std::unique_ptr<process>> clients;
+  for (int i = 0; i < tokens; ++i) clients.push_back(client(up, *nodes[i % 3], "contended", i));
+  int online = 0, refused = 0, winner = -1;
+  for (int i = 0; i < tokens; ++i) {
+    auto o = settle(*clients[i], 20s);
+    REQUIRE_MESSAGE(o != outcome::neither, "client " << i << " neither came online nor exited");
+    if (o == outcome::online) {
+      ++online;
+      winner = i;
+    } else {
+      ++refused;
+      CHECK(clients[i]->wait_for_text("already in use by another tunnel", 0ms));
+    }
+  }
+  CHECK(online == 1);
+  CHECK(refused == tokens - 1);
+  REQUIRE(winner >= 0);
+  CHECK(body_via(*nodes[winner % 3], "contended") == "200 Hello from contended");
+  // Each node's map shows the one name (the watch brings it within moments).
+  for (auto* n : nodes) {
+    auto deadline = clock::now() + scaled(5s);
+    std::string ready;
+    while ((ready = n->readyz()).find("1 name(s)") == std::string::npos && clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);  // polling /readyz
+    CHECK_MESSAGE(ready.find("1 name(s)") != std::string::npos, n->id << ": " << ready);
+  }
+}
+
+TEST_CASE("cluster: a killed node's names are free within the lease TTL") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  service one("one"), two("two");
+  auto c1 = client(one, a, "app", 1);
+  REQUIRE(settle(*c1, 15s) == outcome::online);
+  // Held on node a: node b refuses it to another token.
+  auto early = client(two, b, "app", 2);
+  REQUIRE(settle(*early, 15s) == outcome::exited);
+  CHECK(early->wait_for_text("already in use", 0ms));
+
+  a.proc->signal(SIGKILL);
+  a.proc->wait_exit(scaled(5s));
+  auto killed = clock::now();
+  auto c2 = claim_until_online(two, b, "app", 2, 15s);
+  REQUIRE(c2);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - killed);
+  MESSAGE("name free on node b " << took.count() << " ms after node a was killed (lease_ttl 2s)");
+  CHECK(took <= scaled(5s));
+  CHECK(body_via(b, "app") == "200 Hello from two");
+}
+
+TEST_CASE("cluster: a node that lost its lease stops serving the names it no longer owns") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  service one("one"), two("two");
+  auto c1 = client(one, a, "app", 1);
+  REQUIRE(settle(*c1, 15s) == outcome::online);
+  REQUIRE(body_via(a, "app") == "200 Hello from one");
+
+  // Node a stops (a partition, a long pause): its lease runs out and node b
+  // gives the name to another token.
+  freeze(*a.proc);
+  auto c2 = claim_until_online(two, b, "app", 2, 20s);
+  a.proc->signal(SIGCONT);
+  REQUIRE(c2);
+  // From the moment it runs again, node a never hands a request to the tunnel it lost.
+  auto deadline = clock::now() + scaled(10s);
+  bool fenced = false;
+  while (clock::now() < deadline) {
+    auto got = body_via(a, "app");
+    CHECK_MESSAGE(got.find("Hello from one") == std::string::npos, "node a still served its lost name: " << got);
+    if (a.proc->wait_for_text("no longer owns its names", 0ms)) {
+      fenced = true;
+      break;
+    }
+  }
+  CHECK(fenced);
+  // Its client was told, tried to claim the name again and was refused: the name is two's.
+  CHECK(c1->wait_exit(scaled(20s)) == std::optional<int>(1));
+  CHECK(c1->wait_for_text("already in use by another tunnel", 0ms));
+  CHECK(body_via(b, "app") == "200 Hello from two");
+  // Node a is back in the cluster and takes new names.
+  auto fresh = claim_until_online(one, a, "fresh", 1, 15s);
+  CHECK(fresh);
+}
+
+TEST_CASE("cluster: etcd losing one member changes nothing; losing quorum keeps tunnels serving and refuses new names") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  service one("one");
+  auto c1 = client(one, a, "app", 1);
+  REQUIRE(settle(*c1, 15s) == outcome::online);
+
+  etcd.stop(0);
+  CHECK(body_via(a, "app") == "200 Hello from one");
+  auto c2 = client(one, b, "second", 2);
+  CHECK(settle(*c2, 15s) == outcome::online);
+  CHECK(a.readyz().starts_with("200 ready"));
+
+  etcd.stop(1);
+  // Node a notices at its next lease renewal.
+  auto deadline = clock::now() + scaled(10s);
+  std::string ready;
+  while (clock::now() < deadline && !(ready = a.readyz()).starts_with("503")) std::this_thread::sleep_for(50ms);  // polling /readyz
+  CHECK_MESSAGE(ready.find("no-quorum") != std::string::npos, ready);
+  CHECK_MESSAGE(ready.find("serving the tunnels it holds") != std::string::npos, ready);
+  // For longer than the lease TTL, the tunnel it holds keeps serving.
+  auto until = clock::now() + 3s;
+  while (clock::now() < until) REQUIRE(body_via(a, "app") == "200 Hello from one");
+  // New names are refused with the reason, and the client keeps trying.
+  auto c3 = client(one, b, "third", 3);
+  CHECK(c3->wait_for_text("the cluster cannot take new names now", scaled(10s)));
+  CHECK(c3->running());
+
+  etcd.start(0);
+  etcd.start(1);
+  deadline = clock::now() + scaled(20s);
+  while (clock::now() < deadline && !(ready = a.readyz()).starts_with("200")) std::this_thread::sleep_for(50ms);  // polling /readyz
+  CHECK_MESSAGE(ready.starts_with("200 ready"), ready);
+  auto c4 = client(one, a, "fourth", 4);
+  CHECK(settle(*c4, 15s) == outcome::online);
+  CHECK(body_via(a, "app") == "200 Hello from one");
+}
+
+TEST_CASE("cluster: a name whose tunnel left is kept for its owner on every node until the grace passes") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  service one("one"), two("two");
+  auto c1 = client(one, a, "kept", 1);
+  REQUIRE(settle(*c1, 15s) == outcome::online);
+  c1->signal(SIGINT);
+  REQUIRE(c1->wait_exit(scaled(10s)) == std::optional<int>(0));
+  auto left = clock::now();
+  // Another token, on another node: held for the grace (3 s), then given.
+  auto c2 = client(two, b, "kept", 2);
+  CHECK(c2->wait_for_text("was in use moments ago", scaled(10s)));
+  REQUIRE(settle(*c2, 20s) == outcome::online);
+  CHECK(clock::now() - left >= 3s);
+  CHECK(body_via(b, "kept") == "200 Hello from two");
+}
