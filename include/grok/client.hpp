@@ -16,7 +16,9 @@ namespace grok {
 class inspector;
 
 struct client_options {
-  std::string server = "127.0.0.1:4443";  ///< grok-server's tunnel address, HOST:PORT
+  std::string server = "127.0.0.1:4443";  ///< grok-server's tunnel address, HOST:PORT (a comma-separated
+                                          ///< list: one stream to each node of a cluster)
+  std::string via;                        ///< set for each stream of such a list: the node it goes to
   std::string token;
   std::string subdomain;                  ///< empty: the server picks a name
   std::string local_host = "127.0.0.1";

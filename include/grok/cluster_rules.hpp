@@ -33,8 +33,11 @@ struct name_record {
 /// names as one server would: a pool's members may sit on any node; a lone
 /// tunnel's name may be served by its token on several nodes at once (a
 /// client connected to two nodes); a record in its grace keeps the name for
-/// its owner.
-claim_result judge_cluster_claim(const std::vector<name_record>& records, const claimant& who, bool tcp);
+/// its owner. `tokens_identify`: the server takes only its tokens (without
+/// them every client has the same token, so a lone tunnel's name stays with
+/// the one node that holds it).
+claim_result judge_cluster_claim(const std::vector<name_record>& records, const claimant& who, bool tcp,
+                                 bool tokens_identify = true);
 
 /// Serialized form of a record (grok.cluster.v1.NameRecord); nullopt for
 /// bytes that are not one.

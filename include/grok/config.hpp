@@ -98,10 +98,9 @@ struct server_config {
   std::string advertise;                      ///< HOST:PORT other nodes reach this node's tunnel port on
   std::chrono::milliseconds lease_ttl{5000};  ///< a dead node's names are free after this
   std::string cluster_prefix = "/grok/";      ///< every key grok writes in etcd starts with it
-  std::string cluster_ca_file;                ///< PEM CA that signs the etcd members' and nodes' certificates
-  std::string cluster_cert_file;              ///< this node's client certificate (mutual TLS)
+  std::string cluster_ca_file;                ///< PEM CA that signs the etcd members' certificates (https endpoints)
+  std::string cluster_cert_file;              ///< this node's client certificate for etcd (mutual TLS)
   std::string cluster_key_file;
-  std::string cluster_secret;                 ///< node-to-node shared secret (instead of mutual TLS)
 };
 
 /// One entry of the client configuration's `tunnels:` section, started by
@@ -183,6 +182,8 @@ client_config load_client_config(const std::string& path);
 /// brackets); throws std::invalid_argument with the reason, the same one
 /// parse_client_config gives for the `server` key.
 void check_server_address(const std::string& address);
+/// "a:4443,b:4443" -> {"a:4443", "b:4443"} (one element without a comma).
+std::vector<std::string> split_server_list(const std::string& list);
 
 /// YAML text for a client config file that parse_client_config reads back
 /// to the same values (the `tunnels:` section included).

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -14,6 +15,7 @@
 
 #include "console.hpp"
 #include "grok/completion_poller.hpp"
+#include "grok/config.hpp"
 #include "grok/files.hpp"
 #include "inspector.hpp"
 #include "local_pool.hpp"
@@ -102,6 +104,10 @@ using namespace client_detail;
 struct tunnel_slot {
   explicit tunnel_slot(client_options o) : opts(std::move(o)) {}
   client_options opts;
+  /// With several servers (`--server a,b`), each has its own slot; the
+  /// others take the first one's name when the server picks it.
+  tunnel_slot* leader = nullptr;
+  std::string agreed_name;  // leader only, guarded by impl::mu: the name its server gave
   std::shared_ptr<const local_target> local;
   local_pool pool;
   std::shared_ptr<tunnel_session> current;  // guarded by impl::mu
@@ -109,7 +115,18 @@ struct tunnel_slot {
 
 struct client::impl {
   explicit impl(std::vector<client_options> o) {
-    for (auto& x : o) tunnels.push_back(std::make_unique<tunnel_slot>(std::move(x)));
+    for (auto& x : o) {
+      auto servers = split_server_list(x.server);
+      tunnel_slot* leader = nullptr;
+      for (const auto& server : servers) {
+        auto one = x;
+        one.server = server;
+        if (servers.size() > 1) one.via = server;
+        auto& slot = tunnels.emplace_back(std::make_unique<tunnel_slot>(std::move(one)));
+        if (leader) slot->leader = leader;
+        else leader = slot.get();
+      }
+    }
   }
   std::vector<std::unique_ptr<tunnel_slot>> tunnels;
   asio::io_context ioc;
@@ -206,9 +223,20 @@ int client::run() {
     spdlog::warn("--insecure: connecting to {} WITHOUT TLS; the token and all tunnel traffic travel in clear text",
                  first.server);
   if (!first.proxy.empty()) spdlog::info("reaching {} through the proxy {}", first.server, masked_proxy(first.proxy));
+  // Up to tunnels_per_connection tunnels share a connection to their server.
+  std::vector<pb::Tunnel::Stub*> stub_of;
   std::vector<std::unique_ptr<pb::Tunnel::Stub>> stubs;
-  for (size_t i = 0; i < impl_->tunnels.size(); i += tunnels_per_connection)
-    stubs.push_back(pb::Tunnel::NewStub(make_channel(first)));
+  {
+    std::map<std::string, std::pair<size_t, pb::Tunnel::Stub*>> per_server;  // server -> (tunnels, current stub)
+    for (auto& t : impl_->tunnels) {
+      auto& [count, stub] = per_server[t->opts.server];
+      if (count++ % tunnels_per_connection == 0) {
+        stubs.push_back(pb::Tunnel::NewStub(make_channel(t->opts)));
+        stub = stubs.back().get();
+      }
+      stub_of.push_back(stub);
+    }
+  }
 
   auto work = asio::make_work_guard(impl_->ioc);
   std::vector<std::thread> threads;
@@ -217,13 +245,13 @@ int client::run() {
 
   int exit_code = 0;
   if (impl_->tunnels.size() == 1) {
-    exit_code = impl_->run_tunnel(*impl_->tunnels.front(), *stubs.front());
+    exit_code = impl_->run_tunnel(*impl_->tunnels.front(), *stub_of.front());
   } else {
     std::mutex codes_mu;
     std::vector<std::thread> loops;
     for (size_t i = 0; i < impl_->tunnels.size(); ++i) {
       loops.emplace_back([&, i] {
-        int rc = impl_->run_tunnel(*impl_->tunnels[i], *stubs[i / tunnels_per_connection]);
+        int rc = impl_->run_tunnel(*impl_->tunnels[i], *stub_of[i]);
         if (rc == 0) return;
         std::lock_guard lk(codes_mu);
         exit_code = rc;
@@ -251,6 +279,13 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
   // first time, so the URL survives reconnects and server restarts.
   std::string name = o.subdomain;
   const bool name_chosen = !o.subdomain.empty();
+  if (t.leader && name.empty()) {
+    // The same name on every node: the one the first node's server picked.
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return stopping || !t.leader->agreed_name.empty(); });
+    if (stopping) return 0;
+    name = t.leader->agreed_name;
+  }
   bool ever_accepted = false;
   int exit_code = 0;
   for (;;) {
@@ -264,6 +299,15 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
         cv.notify_all();
       });
     }
+    if (!t.leader) {
+      t.current->on_accepted = [this, &t](const std::string& given) {
+        std::lock_guard lk(mu);
+        if (t.agreed_name.empty()) {
+          t.agreed_name = given;
+          cv.notify_all();
+        }
+      };
+    }
     t.current->start(stub);
     {
       std::unique_lock lk(mu);
@@ -275,6 +319,7 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
     if (outcome->accepted) {
       ever_accepted = true;
       name = outcome->name;
+
       backoff = std::chrono::milliseconds(1000);
     }
     // Jitter spreads reconnects of many clients after a server restart.

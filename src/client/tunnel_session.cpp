@@ -99,13 +99,15 @@ void tunnel_session::handle_batch(pb::Batch& b) {
                         opts_.local_host + ":" + std::to_string(opts_.local_port) +
                         (a.pool_members() ? " (pool member " + std::to_string(a.pool_members()) + " of " +
                                                 std::to_string(a.pool_members()) + ")"
-                                          : std::string()));
+                                          : std::string()) +
+                        (opts_.via.empty() ? std::string() : " via " + opts_.via));
         if (!opts_.rules.empty()) console().write("Visitors    " + describe(opts_.rules));
         if (opts_.inspect) {
           opts_.inspect->set_tunnel(local_->inspect_index, a.name(), a.public_url());
           console().write("Inspector   " + opts_.inspect->url());
         }
         start_health_check();
+        if (on_accepted) on_accepted(a.name());
         break;
       }
       case pb::Frame::kRefused:

@@ -62,6 +62,8 @@ class tunnel_session final : public exchange_host,
 
   /// Opens the stream; the Hello leaves with its headers.
   void start(pb::Tunnel::Stub& stub);
+  /// Set before start(): runs (on the session's strand) when the server accepts the tunnel, with its name.
+  std::function<void(const std::string& name)> on_accepted;
 
   /// Any thread: cancels the stream; on_end then runs with "stopped".
   void stop() {

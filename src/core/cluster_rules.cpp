@@ -6,7 +6,8 @@
 
 namespace grok {
 
-claim_result judge_cluster_claim(const std::vector<name_record>& records, const claimant& who, bool tcp) {
+claim_result judge_cluster_claim(const std::vector<name_record>& records, const claimant& who, bool tcp,
+                                 bool tokens_identify) {
   for (const auto& r : records) {
     bool owner = r.owner == who.token || (r.pool && who.pool && r.pool_key == who.pool_key);
     if (r.grace) {
@@ -19,7 +20,7 @@ claim_result judge_cluster_claim(const std::vector<name_record>& records, const 
       if (r.pool_key != who.pool_key || r.tcp != tcp) return claim_result::other_pool;
       continue;
     }
-    if (r.owner != who.token || r.tcp != tcp) return claim_result::taken;
+    if (r.owner != who.token || r.tcp != tcp || !tokens_identify) return claim_result::taken;
   }
   return claim_result::ok;
 }

@@ -703,10 +703,6 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
             r.fail(f, "expected printable ASCII ending in '/', such as /grok/, got '" + s + "'");
           cfg.cluster_prefix = s;
         }},
-        {"secret", [&](const entry& f) {
-          cfg.cluster_secret = r.token(f, false);
-          if (cfg.cluster_secret.size() < 16) r.fail(f, "must be at least 16 characters");
-        }},
         {"tls", [&](const entry& t) {
           cluster_tls_line = t.line;
           r.read_section(t, {
@@ -781,10 +777,6 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
     if (cfg.cluster_cert_file.empty() != cfg.cluster_key_file.empty())
       r.fail(cluster_tls_line.value_or(-1), cfg.cluster_cert_file.empty() ? "cluster.tls.cert_file" : "cluster.tls.key_file",
              "cluster.tls.cert_file and cluster.tls.key_file must be set together");
-    if (cfg.cluster_secret.empty() && cfg.cluster_cert_file.empty())
-      r.fail(cluster_line.value_or(-1), "cluster.secret",
-             "nodes must authenticate each other: set cluster.secret (16+ characters, the same on every node) or "
-             "cluster.tls.cert_file and cluster.tls.key_file");
   }
   if (cfg.max_frame_size > cfg.initial_window) {
     if (max_frame_size_line)
@@ -814,10 +806,38 @@ std::optional<std::string> server_address_problem(const std::string& s) {
   return std::nullopt;
 }
 
+/// The same for a comma-separated list of addresses (one tunnel held on each
+/// node of a cluster).
+std::optional<std::string> server_list_problem(const std::string& s) {
+  std::vector<std::string> seen;
+  size_t start = 0;
+  for (;;) {
+    auto comma = s.find(',', start);
+    auto one = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (one.empty()) return "expected host:port or a comma-separated list of them, got '" + s + "'";
+    if (auto problem = server_address_problem(one)) return problem;
+    if (std::find(seen.begin(), seen.end(), one) != seen.end()) return "'" + one + "' is listed twice in '" + s + "'";
+    seen.push_back(one);
+    if (comma == std::string::npos) return std::nullopt;
+    start = comma + 1;
+  }
+}
+
 }  // namespace
 
 void check_server_address(const std::string& address) {
-  if (auto problem = server_address_problem(address)) throw std::invalid_argument(printable(*problem));
+  if (auto problem = server_list_problem(address)) throw std::invalid_argument(printable(*problem));
+}
+
+std::vector<std::string> split_server_list(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    auto comma = list.find(',', start);
+    out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
 }
 
 std::string render_client_config(const client_config& cfg) {
@@ -980,7 +1000,7 @@ client_config parse_client_config(const std::string& yaml_text, const std::strin
   r.read_map(*root, "", {
     {"server", [&](const entry& e) {
       const auto& s = r.scalar(e, "host:port");
-      if (auto problem = server_address_problem(s)) r.fail(e, *problem);
+      if (auto problem = server_list_problem(s)) r.fail(e, *problem);
       cfg.server = s;
     }},
     {"token", [&](const entry& e) { cfg.token = r.token(e, true); }},

@@ -100,6 +100,9 @@ std::shared_ptr<grpc::Channel> etcd_channel(const server_config& c) {
   // etcd answers pings more often than every 5 s with GOAWAY (--grpc-keepalive-min-time).
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  // Calls take turns among the members that are up, so a member that cannot
+  // serve (cut off from the others) is not the only one asked.
+  args.SetLoadBalancingPolicyName("round_robin");
   return grpc::CreateCustomChannel(target, creds, args);
 }
 
@@ -142,8 +145,16 @@ struct cluster_node::impl {
 
   std::thread lease_thread, watch_thread, job_thread;
 
-  /// Claim-thread only: the record this node wrote for each name it holds.
-  std::unordered_map<std::string, name_record> mine_;
+  /// Claim-thread only: the record this node wrote for each name it holds,
+  /// the lease it is under and which release it is in (a later release's
+  /// grace is not cut short by an earlier one's timer).
+  struct held {
+    name_record rec;
+    int64_t lease = 0;
+    uint64_t release = 0;
+  };
+  std::unordered_map<std::string, held> mine_;
+  uint64_t releases_ = 0;
 
   // ---- common ----
   void set_state(const std::string& s, const std::string& detail) {
@@ -226,10 +237,28 @@ struct cluster_node::impl {
     return true;
   }
 
+  /// Renews the lease; a member that cannot (it has no leader, or it is cut
+  /// off from the others) is passed over for the next one.
   void renew() {
+    std::string why;
+    for (size_t i = 0; i < cfg->etcd_endpoints.size() && !stopping; ++i) {
+      auto r = renew_once();
+      if (r == renewal::done) return;
+      if (r == renewal::lost) return lost("its cluster lease expired");
+      why = last_error_;
+    }
+    failed(why);
+  }
+
+  enum class renewal { done, lost, failed };
+  std::string last_error_;  // lease thread only
+
+  renewal renew_once() {
     auto t0 = sclock::now();
     int64_t id = lease_id;
     grpc::ClientContext ctx;
+    // A member without a leader answers at once instead of holding the call.
+    ctx.AddMetadata("hasleader", "true");
     set_deadline(ctx, std::min<std::chrono::milliseconds>(cfg->lease_ttl / 3, call_timeout));
     auto stream = leases->LeaseKeepAlive(&ctx);
     etcd::LeaseKeepAliveRequest rq;
@@ -239,12 +268,13 @@ struct cluster_node::impl {
     ctx.TryCancel();
     auto st = stream->Finish();
     if (answered) {
-      if (rs.ttl() <= 0) return lost("its cluster lease expired");
+      if (rs.ttl() <= 0) return renewal::lost;
       serve_until = ns(t0 + std::chrono::seconds(rs.ttl()));
       set_state("ok", "");
-      return;
+      return renewal::done;
     }
-    failed(describe(st));
+    last_error_ = describe(st);
+    return renewal::failed;
   }
 
   /// A call failed: does any member answer at all?
@@ -279,7 +309,6 @@ struct cluster_node::impl {
     }
     spdlog::warn("cluster: this node {}: it no longer owns its names; closing its tunnels (they reconnect and claim "
                  "them again)", why);
-    post([this](bool) { mine_.clear(); });
     if (h.fence) h.fence("this server node " + why);
   }
 
@@ -292,6 +321,7 @@ struct cluster_node::impl {
         continue;
       }
       auto ctx = std::make_shared<grpc::ClientContext>();
+      ctx->AddMetadata("hasleader", "true");  // a member that loses its leader ends the watch; the map is listed again
       {
         std::lock_guard lk(mu);
         if (stopping) break;
@@ -429,7 +459,7 @@ struct cluster_node::impl {
         if (!parts || parts->node == node) continue;
         if (auto rec = decode_name_record(k.value())) others.push_back(std::move(*rec));
       }
-      if (auto verdict = judge_cluster_claim(others, who, tcp); verdict != claim_result::ok)
+      if (auto verdict = judge_cluster_claim(others, who, tcp, cfg->auth_required()); verdict != claim_result::ok)
         return done(refuse_claim(verdict, name, *cfg));
       // Written only if no record of the name changed since it was read.
       grpc::ClientContext tctx;
@@ -448,44 +478,49 @@ struct cluster_node::impl {
       etcd::TxnResponse trs;
       if (auto st = kv->Txn(&tctx, txn, &trs); !st.ok()) return done(unavailable(describe(st)));
       if (trs.succeeded()) {
-        mine_[name] = mine;
+        mine_[name] = held{mine, lease, 0};
         return done(std::nullopt);
       }
     }
     done(unavailable("the name's records kept changing"));
   }
 
-  void do_release(const std::string& name, std::chrono::milliseconds grace, int64_t lease) {
-    if (lease == 0 || lease != lease_id) return;   // the records went with that lease
-    if (h.held_locally && h.held_locally(name)) return;  // a tunnel took it again since
+  void do_release(const std::string& name, std::chrono::milliseconds grace) {
     auto it = mine_.find(name);
     if (it == mine_.end()) return;
+    if (it->second.lease != lease_id) {  // the record went with that lease
+      mine_.erase(it);
+      return;
+    }
+    if (h.held_locally && h.held_locally(name)) return;  // a tunnel took it again since
     auto key = name_key(prefix, name, node);
     if (grace.count() <= 0) {
       mine_.erase(it);
       return erase(key, std::nullopt);
     }
-    auto rec = it->second;
+    auto rec = it->second.rec;
     rec.grace = true;
-    it->second = rec;
+    it->second.rec = rec;
+    const uint64_t release = it->second.release = ++releases_;
     auto value = encode_name_record(rec);
     grpc::ClientContext ctx;
     set_deadline(ctx, call_timeout);
     etcd::PutRequest put;
     put.set_key(key);
     put.set_value(value);
-    put.set_lease(lease);
+    put.set_lease(it->second.lease);
     etcd::PutResponse rs;
+    // Should this fail, the record stays live until the grace ends: the name is held a little longer, not lost.
     if (auto st = kv->Put(&ctx, put, &rs); !st.ok())
       spdlog::warn("cluster: could not mark '{}' offline in etcd: {}", name, describe(st));
     post(
-        [this, name, value](bool stop) {
+        [this, name, release](bool stop) {
           if (stop) return;
-          if (h.held_locally && h.held_locally(name)) return;
           auto m = mine_.find(name);
-          if (m == mine_.end() || !m->second.grace) return;
+          if (m == mine_.end() || m->second.release != release || !m->second.rec.grace) return;
+          if (h.held_locally && h.held_locally(name)) return;
           mine_.erase(m);
-          erase(name_key(prefix, name, node), value);
+          erase(name_key(prefix, name, node), std::nullopt);
         },
         sclock::now() + grace);
   }
@@ -578,9 +613,8 @@ void cluster_node::claim(const std::string& name, const claimant& who, bool tcp,
 
 void cluster_node::release(const std::string& name, std::chrono::milliseconds grace) {
   auto& m = *impl_;
-  int64_t lease = m.lease_id;
-  m.post([&m, name, grace, lease](bool stop) {
-    if (!stop) m.do_release(name, grace, lease);
+  m.post([&m, name, grace](bool stop) {
+    if (!stop) m.do_release(name, grace);
   });
 }
 

@@ -222,7 +222,6 @@ std::string server::reload() {
   keep(&server_config::cluster_ca_file, "cluster.tls.ca_file");
   keep(&server_config::cluster_cert_file, "cluster.tls.cert_file");
   keep(&server_config::cluster_key_file, "cluster.tls.key_file");
-  keep(&server_config::cluster_secret, "cluster.secret");
   impl_->cfg = next;
   impl_->state.set_config(next);
   for (auto& t : impl_->state.names.tunnels()) t->apply_config(next);

@@ -6,6 +6,7 @@
 #include <boost/asio/write.hpp>
 
 #include "byte_pump.hpp"
+#include "cluster.hpp"
 #include "proxy_header_reader.hpp"
 #include "grok/credit.hpp"
 #include "grok/log.hpp"
@@ -251,6 +252,8 @@ std::shared_ptr<tcp_port> open_tcp_port(server_state& state, const std::string& 
     if (!state.reserve_tcp_port(candidate)) continue;
     try {
       auto serve = [&state, name](tcp::socket&& s, std::optional<proxied_peer> who) {
+        // A node that cannot show its cluster lease is alive may no longer own the name: the connection closes.
+        if (state.cluster && !state.cluster->serving()) return;
         auto found = state.names.find(name);
         if (found.t && found.t->is_tcp())
           std::make_shared<tcp_session>(std::move(s), state, std::move(found.t), std::move(who))->start();

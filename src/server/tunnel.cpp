@@ -210,7 +210,7 @@ void tunnel::apply_config(std::shared_ptr<const server_config> cfg) {
 
 void tunnel::taken_over() {
   asio::post(strand_, [self = shared_from_this()] {
-    if (self->phase_ != phase::open) return;
+    if (self->phase_ != phase::open && self->phase_ != phase::claiming) return;
     self->registered_ = false;  // the name belongs to the new session now
     self->refuse(refusal{pb::Refused::TAKEN_OVER,
                          "name '" + self->name_ + "' was taken over by a new session with the same token"});
@@ -350,20 +350,25 @@ void tunnel::handle_hello(const pb::Hello& h) {
   }
   registered_ = true;
   client_window_ = a.client_window;
-  if (claimed == claim_result::ok && state_.cluster) {
-    // The name is this node's; now it must be the cluster's too.
+  if (state_.cluster) {
+    // The name is this node's; now it must be the cluster's too (a pool
+    // member or a take-over as well: the record must stand under the node's
+    // current lease before the tunnel serves).
     phase_ = phase::claiming;
     state_.cluster->claim(name_, who_, is_tcp_, token_label_,
-                          [self = shared_from_this(), members, rules](std::optional<refusal> r) mutable {
-                            asio::post(self->strand_, [self, r = std::move(r), members, rules = std::move(rules)] {
+                          [self = shared_from_this(), claimed, members, rules](std::optional<refusal> r) mutable {
+                            asio::post(self->strand_, [self, r = std::move(r), claimed, members,
+                                                       rules = std::move(rules)] {
                               if (self->phase_ != phase::claiming) return;  // closed meanwhile
                               if (r) {
-                                // Refused by the cluster: the name was never this tunnel's.
-                                self->state_.names.release(self->name_, self.get(), false);
+                                // Refused by the cluster: the name was never this tunnel's. A
+                                // record an earlier tunnel of the name left goes its usual way.
+                                if (self->state_.names.release(self->name_, self.get(), false))
+                                  self->state_.cluster->release(self->name_, self->cfg_->name_grace);
                                 self->registered_ = false;
                                 return self->refuse(*r);
                               }
-                              self->finish_hello(claim_result::ok, members, rules);
+                              self->finish_hello(claimed, members, rules);
                             });
                           });
     return;
@@ -372,6 +377,12 @@ void tunnel::handle_hello(const pb::Hello& h) {
 }
 
 void tunnel::finish_hello(claim_result claimed, size_t members, std::string rules) {
+  if (phase_ == phase::claiming) {
+    // While the cluster claimed the name, the server may have begun to drain or reloaded.
+    phase_ = phase::hello;
+    if (state_.draining.load()) return refuse(refusal{pb::Refused::DRAINING, "the server is shutting down; try again shortly"});
+    if (auto why = recheck_after_reload(*cfg_, who_, name_, state_.names.reservation(name_), is_tcp_)) return refuse(*why);
+  }
   if (claimed == claim_result::joined) {
     auto first = state_.names.members(name_);
     if (!first.empty() && first.front()->is_tcp() != is_tcp_)

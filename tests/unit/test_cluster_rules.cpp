@@ -23,6 +23,8 @@ TEST_CASE("cluster rules: who may serve a name beside other nodes' records") {
   CHECK(judge_cluster_claim({live("b", t1)}, claimant(t2), false) == claim_result::taken);
   CHECK(judge_cluster_claim({live("b", t1)}, claimant(t1), false) == claim_result::ok);
   CHECK(judge_cluster_claim({live("b", t1)}, claimant(t1), true) == claim_result::taken);  // HTTP vs TCP
+  // Without tokens every client has the same one: the name stays with its node.
+  CHECK(judge_cluster_claim({live("b", t1)}, claimant(t1), false, false) == claim_result::taken);
   // Pools span nodes; their rules are the registry's.
   claimant member1(t1, team, true), member2(t2, team, true), stranger(t2, t2, true);
   CHECK(judge_cluster_claim({live("b", t1, true, team)}, member2, false) == claim_result::ok);

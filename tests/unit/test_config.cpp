@@ -636,7 +636,7 @@ TEST_CASE("ip networks: parsing and matching") {
 
 TEST_CASE("config: cluster section") {
   const std::string ok = "cluster:\n  etcd_endpoints: [127.0.0.1:2379, http://etcd-2:2379]\n  node_id: node-a\n"
-                         "  advertise: 10.0.0.1:4443\n  lease_ttl: 7s\n  secret: 0123456789abcdef\n";
+                         "  advertise: 10.0.0.1:4443\n  lease_ttl: 7s\n";
   auto cfg = parse_server_config(ok, "x.yaml");
   CHECK(cfg.cluster);
   CHECK(cfg.etcd_endpoints == std::vector<std::string>{"127.0.0.1:2379", "http://etcd-2:2379"});
@@ -647,10 +647,9 @@ TEST_CASE("config: cluster section") {
   // Without the section a server runs alone.
   CHECK_FALSE(parse_server_config("server:\n  http_port: 80\n", "x.yaml").cluster);
   // node_id defaults to the host name.
-  CHECK_FALSE(parse_server_config("cluster:\n  etcd_endpoints: 127.0.0.1:2379\n  advertise: h:1\n  secret: 0123456789abcdef\n",
-                                  "x.yaml").node_id.empty());
+  CHECK_FALSE(parse_server_config("cluster:\n  etcd_endpoints: 127.0.0.1:2379\n  advertise: h:1\n", "x.yaml").node_id.empty());
 
-  CHECK(server_error("cluster:\n  node_id: a\n  advertise: h:1\n  secret: 0123456789abcdef\n") ==
+  CHECK(server_error("cluster:\n  node_id: a\n  advertise: h:1\n") ==
         "x.yaml:1: cluster.etcd_endpoints: a cluster needs at least one etcd endpoint (HOST:PORT); remove the cluster "
         "section to run alone");
   CHECK(server_error("cluster:\n  etcd_endpoints: [127.0.0.1:2379, 'etcd:http']\n") ==
@@ -659,7 +658,7 @@ TEST_CASE("config: cluster section") {
         "x.yaml:2: cluster.etcd_endpoints[0]: expected HOST:PORT, http://HOST:PORT or https://HOST:PORT, got 'grpc://e:1'");
   CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  node_id: Node A\n") ==
         "x.yaml:3: cluster.node_id: expected 1-63 of a-z, 0-9, '-', '_' and '.', got 'Node A'");
-  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  secret: 0123456789abcdef\n") ==
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n") ==
         "x.yaml:1: cluster.advertise: must be set: the HOST:PORT of this node's tunnel port that the other nodes "
         "connect to");
   CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: http://h:1\n") ==
@@ -670,11 +669,6 @@ TEST_CASE("config: cluster section") {
         "x.yaml:3: cluster.lease_ttl: etcd leases count whole seconds, got '2500ms'");
   CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  prefix: grok\n") ==
         "x.yaml:3: cluster.prefix: expected printable ASCII ending in '/', such as /grok/, got 'grok'");
-  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  secret: short\n") ==
-        "x.yaml:3: cluster.secret: must be at least 16 characters");
-  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: h:1\n") ==
-        "x.yaml:1: cluster.secret: nodes must authenticate each other: set cluster.secret (16+ characters, the same "
-        "on every node) or cluster.tls.cert_file and cluster.tls.key_file");
   CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: h:1\n  tls:\n    cert_file: /etc/hostname\n") ==
         "x.yaml:4: cluster.tls.key_file: cluster.tls.cert_file and cluster.tls.key_file must be set together");
   CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  tls:\n    ca_file: /nonexistent/ca.pem\n") ==
