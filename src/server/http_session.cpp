@@ -319,6 +319,11 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       if (found.recently_offline) return reply_error(502, "Tunnel " + host + " is offline.");
       if (found.unhealthy)
         return reply_error(503, "Tunnel " + host + " is online, but its local service fails its health check.");
+      // Online on another node of the cluster: this node does not relay to it.
+      if (state_.cluster)
+        if (auto elsewhere = state_.cluster->remote_holders(*name); !elsewhere.empty())
+          return reply_error(502, "Tunnel " + host + " is online at node " + elsewhere.front().node +
+                                      " of this cluster, not at this one.");
       return reply_error(404, "Tunnel " + host + " not found.");
     }
     // A node that cannot show its cluster lease is alive may no longer own the name.

@@ -154,6 +154,11 @@ TEST_CASE("cluster: of 20 clients claiming one name on three nodes at once, exac
       std::this_thread::sleep_for(50ms);  // polling /readyz
     CHECK_MESSAGE(ready.find("1 name(s)") != std::string::npos, n->id << ": " << ready);
   }
+  // The other nodes know where it is.
+  for (auto* n : nodes)
+    if (n != nodes[winner % 3])
+      CHECK(body_via(*n, "contended").find("is online at node " + nodes[winner % 3]->id + " of this cluster") !=
+            std::string::npos);
 }
 
 TEST_CASE("cluster: a killed node's names are free within the lease TTL") {

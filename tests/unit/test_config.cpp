@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -675,4 +676,34 @@ TEST_CASE("config: cluster section") {
         "x.yaml:4: cluster.tls.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory");
   CHECK(server_error("cluster:\n  etcd_endpoint: [e:1]\n") ==
         "x.yaml:2: cluster.etcd_endpoint: unknown key, did you mean 'etcd_endpoints'?");
+}
+
+TEST_CASE("config: the shipped conf/grok-server.yaml documents the cluster section, which parses uncommented") {
+  std::ifstream in(GROK_SOURCE_DIR "/conf/grok-server.yaml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto begin = text.find("\n# cluster:\n");
+  REQUIRE(begin != std::string::npos);
+  std::istringstream lines(text.substr(begin + 1));
+  std::string line, yaml;
+  bool in_tls = false;
+  while (std::getline(lines, line)) {
+    REQUIRE_MESSAGE(line.starts_with("#"), line);
+    line = line.size() > 2 ? line.substr(2) : "";
+    if (line.starts_with("  tls:")) in_tls = true;  // its example files do not exist here
+    if (!in_tls) yaml += line + "\n";
+  }
+  auto cfg = parse_server_config(yaml, "cluster example");
+  CHECK(cfg.cluster);
+  CHECK(cfg.etcd_endpoints == std::vector<std::string>{"127.0.0.1:2379"});
+  CHECK(cfg.node_id == "node-a");
+  CHECK(cfg.advertise == "10.0.0.1:4443");
+  CHECK(cfg.lease_ttl == 5s);
+  CHECK(cfg.cluster_prefix == "/grok/");
+  for (const char* key : {"etcd_endpoints:", "node_id:", "advertise:", "lease_ttl:", "prefix:", "tls:", "ca_file:",
+                          "cert_file:", "key_file:"})
+  {
+    bool documented = text.find(std::string("#   ") + key) != std::string::npos ||
+                      text.find(std::string("#     ") + key) != std::string::npos;
+    CHECK_MESSAGE(documented, key);
+  }
 }
