@@ -101,6 +101,7 @@ struct server_config {
   std::string cluster_ca_file;                ///< PEM CA that signs the etcd members' certificates (https endpoints)
   std::string cluster_cert_file;              ///< this node's client certificate for etcd (mutual TLS)
   std::string cluster_key_file;
+  std::string cluster_secret;                 ///< what nodes show each other when they relay requests
 };
 
 /// One entry of the client configuration's `tunnels:` section, started by

@@ -703,6 +703,10 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
             r.fail(f, "expected printable ASCII ending in '/', such as /grok/, got '" + s + "'");
           cfg.cluster_prefix = s;
         }},
+        {"secret", [&](const entry& f) {
+          cfg.cluster_secret = r.token(f, false);
+          if (cfg.cluster_secret.size() < 16) r.fail(f, "must be at least 16 characters");
+        }},
         {"tls", [&](const entry& t) {
           cluster_tls_line = t.line;
           r.read_section(t, {
@@ -774,6 +778,10 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
       r.fail(cluster_line.value_or(-1), "cluster.advertise",
              "must be set: the HOST:PORT of this node's tunnel port that the other nodes connect to");
     if (cfg.node_id.empty()) cfg.node_id = default_node_id();
+    if (cfg.cluster_secret.empty())
+      r.fail(cluster_line.value_or(-1), "cluster.secret",
+             "must be set: the same 16+ characters on every node, which nodes show each other when they relay "
+             "requests");
     if (cfg.cluster_cert_file.empty() != cfg.cluster_key_file.empty())
       r.fail(cluster_tls_line.value_or(-1), cfg.cluster_cert_file.empty() ? "cluster.tls.cert_file" : "cluster.tls.key_file",
              "cluster.tls.cert_file and cluster.tls.key_file must be set together");

@@ -1,6 +1,7 @@
 #include "admin_http.hpp"
 
 #include "cluster.hpp"
+#include "relay.hpp"
 
 #include <openssl/crypto.h>
 #include <unistd.h>
@@ -148,6 +149,24 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
       sample_process(g);
       state_.stats.keep_tunnels(state_.names.known_names());
       body = state_.stats.render(g, state_.reloads_ok.load(), state_.reloads_failed.load());
+      if (state_.relays) {
+        // Per peer node: what this node relayed to it for public requests that reached this node.
+        auto peers = state_.relays->stats();
+        std::string ex, bytes, errors;
+        for (const auto& p : peers) {
+          auto label = "{peer=\"" + p.node + "\"";
+          ex += "grok_relay_exchanges_total" + label + "} " + std::to_string(p.exchanges) + "\n";
+          bytes += "grok_relay_bytes_total" + label + ",direction=\"out\"} " + std::to_string(p.bytes_out) + "\n";
+          bytes += "grok_relay_bytes_total" + label + ",direction=\"in\"} " + std::to_string(p.bytes_in) + "\n";
+          errors += "grok_relay_errors_total" + label + "} " + std::to_string(p.errors) + "\n";
+        }
+        body += "# HELP grok_relay_exchanges_total Public requests this node relayed to the node holding the tunnel.\n"
+                "# TYPE grok_relay_exchanges_total counter\n" + ex +
+                "# HELP grok_relay_bytes_total Body bytes relayed: out = request bytes to the peer, in = response bytes from it.\n"
+                "# TYPE grok_relay_bytes_total counter\n" + bytes +
+                "# HELP grok_relay_errors_total Relayed requests the peer could not take, or lost with a broken relay stream.\n"
+                "# TYPE grok_relay_errors_total counter\n" + errors;
+      }
     } else if (path == "/api/tunnels") {
       type = "application/json";
       body = "[";

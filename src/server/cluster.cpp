@@ -647,6 +647,14 @@ std::vector<name_record> cluster_node::remote_holders(const std::string& name) c
   return out;
 }
 
+std::optional<std::string> cluster_node::advertise_of(const std::string& node) const {
+  auto& m = *impl_;
+  std::lock_guard lk(m.mu);
+  auto it = m.nodes_.find(node);
+  if (it == m.nodes_.end()) return std::nullopt;
+  return it->second;
+}
+
 std::vector<name_record> cluster_node::records(const std::string& name) const {
   auto& m = *impl_;
   std::lock_guard lk(m.mu);

@@ -74,6 +74,8 @@ class cluster_node {
   const std::string& node_id() const;
   /// The nodes other than this one that serve `name` now (not in their grace).
   std::vector<name_record> remote_holders(const std::string& name) const;
+  /// The tunnel-port address a live node advertises, nullopt for none.
+  std::optional<std::string> advertise_of(const std::string& node) const;
   /// Every node's record of `name` (for /api/tunnels).
   std::vector<name_record> records(const std::string& name) const;
 

@@ -1,6 +1,7 @@
 #include "http_session.hpp"
 
 #include "cluster.hpp"
+#include "relay.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -315,32 +316,40 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     if (!name) return reply_error(404, "No tunnel is served at " + host + ".");
     auto found = state_.names.find(*name);
     if (found.t && found.t->is_tcp()) found.t.reset();  // a TCP tunnel's name serves no HTTP
+    std::shared_ptr<exchange_target> relay;
     if (!found.t) {
-      if (found.recently_offline) return reply_error(502, "Tunnel " + host + " is offline.");
-      if (found.unhealthy)
-        return reply_error(503, "Tunnel " + host + " is online, but its local service fails its health check.");
-      // Online on another node of the cluster: this node does not relay to it.
-      if (state_.cluster)
-        if (auto elsewhere = state_.cluster->remote_holders(*name); !elsewhere.empty())
-          return reply_error(502, "Tunnel " + host + " is online at node " + elsewhere.front().node +
-                                      " of this cluster, not at this one.");
-      return reply_error(404, "Tunnel " + host + " not found.");
+      // Online at another node of the cluster: that node's tunnel carries it.
+      if (state_.relays) relay = state_.relays->route(*name);
+      if (!relay) {
+        if (found.recently_offline) return reply_error(502, "Tunnel " + host + " is offline.");
+        if (found.unhealthy)
+          return reply_error(503, "Tunnel " + host + " is online, but its local service fails its health check.");
+        return reply_error(404, "Tunnel " + host + " not found.");
+      }
+    } else {
+      // A node that cannot show its cluster lease is alive may no longer own the name.
+      if (state_.cluster && !state_.cluster->serving())
+        return reply_error(503, "This server node lost contact with its cluster; try again shortly.");
+      // Visitor rules, before anything crosses the tunnel (a pool's members all
+      // have the same). A relayed request meets them at the tunnel's node.
+      switch (found.t->check_visitor(ok.visitor_ip, req[http::field::authorization])) {
+        case access_verdict::pass:
+          break;
+        case access_verdict::forbidden:
+          return reply_error(403, "Your address may not reach " + host + ".");
+        case access_verdict::unauthorized:
+          return reply_error(401, "Sign in to reach " + host + ".",
+                             "WWW-Authenticate: Basic realm=\"" + host + "\", charset=\"UTF-8\"\r\n");
+      }
     }
-    // A node that cannot show its cluster lease is alive may no longer own the name.
-    if (state_.cluster && !state_.cluster->serving())
-      return reply_error(503, "This server node lost contact with its cluster; try again shortly.");
-    // Visitor rules, before anything crosses the tunnel (a pool's members all have the same).
-    switch (found.t->check_visitor(ok.visitor_ip, req[http::field::authorization])) {
-      case access_verdict::pass:
-        break;
-      case access_verdict::forbidden:
-        return reply_error(403, "Your address may not reach " + host + ".");
-      case access_verdict::unauthorized:
-        return reply_error(401, "Sign in to reach " + host + ".",
-                           "WWW-Authenticate: Basic realm=\"" + host + "\", charset=\"UTF-8\"\r\n");
-    }
-    tunnel_ = std::move(found.t);
-    bool others = found.members > 1;  // a pool member to retry on, should this one refuse
+    route_name_ = *name;
+    local_ = found.t.get();
+    bool asks_credentials = local_ && local_->asks_credentials();
+    if (relay)
+      tunnel_ = std::move(relay);
+    else
+      tunnel_ = std::move(found.t);
+    bool others = local_ && found.members > 1;  // a pool member to retry on, should this one refuse
 
     pb::Frame frame = std::move(ok.frame);
     {
@@ -351,7 +360,8 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       h->set_public_port(public_port_);
     }
     // The credentials were for grok-server; the local service does not see them.
-    if (tunnel_->asks_credentials()) remove_headers(*frame.mutable_request_head()->mutable_headers(), "authorization");
+    if (asks_credentials) remove_headers(*frame.mutable_request_head()->mutable_headers(), "authorization");
+    if (!local_) frame.mutable_request_head()->set_relay_name(route_name_);
     ex_.id = tunnel_->next_exchange_id();
     frame.set_exchange_id(ex_.id);
     if (others) ex_.again = std::make_unique<replay>(replay{frame, {}, false});
@@ -382,13 +392,14 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   /// any byte of the request: the exchange starts over, once, on another
   /// member. False when there is none, or it cannot be replayed.
   bool retry_elsewhere(const std::string& why) {
-    if (!ex_.again || ex_.retried) return false;
-    auto found = state_.names.find(tunnel_->name(), tunnel_.get());
+    if (!ex_.again || ex_.retried || !local_) return false;
+    auto found = state_.names.find(route_name_, local_);
     if (!found.t || found.t->is_tcp()) return false;
     spdlog::info("tunnel={} conn={} req={}: the local service of tunnel conn={} refused ({}); trying conn={}",
-                 tunnel_->name(), conn_id_, ex_.id, tunnel_->conn_id(), why, found.t->conn_id());
+                 route_name_, conn_id_, ex_.id, tunnel_->conn_id(), why, found.t->conn_id());
     ex_.retried = true;
     tunnel_->close_exchange(ex_.id);
+    local_ = found.t.get();
     tunnel_ = std::move(found.t);
     ex_.id = tunnel_->next_exchange_id();
     ex_.tunnel_gone = false;
@@ -470,13 +481,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
         ec != http::error::partial_message && ec != http::error::end_of_stream) {
       // Malformed body framing (bad chunk, a trailer Beast rejects): the local
       // service saw a truncated request; the public client gets a 400.
-      spdlog::debug("tunnel={} conn={} req={}: malformed request body: {}", tunnel_->name(), conn_id_, id,
+      spdlog::debug("tunnel={} conn={} req={}: malformed request body: {}", route_name_, conn_id_, id,
                     ec.message());
       cancel_upstream("malformed request body");
       return fail_exchange(400, "Malformed request body.");
     }
     if (ec) {
-      spdlog::debug("tunnel={} conn={} req={}: public client went away during upload: {}", tunnel_->name(),
+      spdlog::debug("tunnel={} conn={} req={}: public client went away during upload: {}", route_name_,
                     conn_id_, id, ec.message());
       cancel_upstream("public client went away");
       return abort_exchange();
@@ -711,12 +722,13 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
                                                             : "no_response";
     if (was_open) {
       state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
-      state_.stats.record_exchange(tunnel_->name(), outcome, took, ex_.bytes_in, ex_.resp_bytes);
+      state_.stats.record_exchange(route_name_, outcome, took, ex_.bytes_in, ex_.resp_bytes);
     }
     // No request reached a tunnel: nothing to log as an exchange. Nothing to format either
     // when access lines are not logged.
     if (ex_.id == 0 || !spdlog::should_log(spdlog::level::info)) return;
-    const std::string& tunnel = tunnel_ ? tunnel_->name() : "-";
+    static const std::string none = "-";
+    const std::string& tunnel = tunnel_ ? route_name_ : none;
     log_fields(spdlog::level::info,
                fmt::format("tunnel={} conn={} req={} remote={} \"{} {}\" {} in={}B out={}B {}ms", tunnel, conn_id_,
                            ex_.id, remote_ip_, ex_.method, ex_.target, outcome, ex_.bytes_in, ex_.resp_bytes, ms),
@@ -742,7 +754,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
       if (ec || seq != self->ex_.seq || !self->ex_.relay || self->ex_.relay->head_received() || self->ex_.finished()) return;
       auto due = self->ex_.last_upload + self->cfg_->response_timeout;
       if (due > clock::now()) return self->arm_response_timer(due - clock::now());
-      spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->tunnel_->name(), self->conn_id_,
+      spdlog::warn("tunnel={} conn={} req={}: no response head within {}ms", self->route_name_, self->conn_id_,
                    id, self->cfg_->response_timeout.count());
       self->tunnel_->send(make_reset(id, pb::Reset::UPSTREAM_TIMEOUT, "no response in time"));
       self->ex_.tunnel_gone = true;
@@ -758,7 +770,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   void protocol_error(const std::string& what) {
-    spdlog::warn("tunnel={} conn={} req={}: bad response from tunnel client: {}", tunnel_ ? tunnel_->name() : "-",
+    spdlog::warn("tunnel={} conn={} req={}: bad response from tunnel client: {}", tunnel_ ? route_name_ : std::string("-"),
                  conn_id_, ex_.id, what);
     if (tunnel_ && !ex_.tunnel_gone) tunnel_->send(make_reset(ex_.id, pb::Reset::PROTOCOL_ERROR, what));
     ex_.tunnel_gone = true;
@@ -861,7 +873,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   bool head_deadline_hit_ = false;
   uint64_t head_gen_ = 0;
   std::optional<http::request_parser<http::buffer_body>> parser_;
-  std::shared_ptr<tunnel> tunnel_;
+  std::shared_ptr<exchange_target> tunnel_;  ///< a tunnel here, or the relay to the node that holds it
+  tunnel* local_ = nullptr;                  ///< tunnel_ when it is a tunnel here
+  std::string route_name_;                   ///< the name the exchange is for
   exchange ex_;
   std::string body_buf_;
   write_queue out_;

@@ -13,6 +13,7 @@
 
 #include "admin_http.hpp"
 #include "cluster.hpp"
+#include "relay.hpp"
 #include "grok/log.hpp"
 #include "http_session.hpp"
 #include "tunnel.hpp"
@@ -144,6 +145,7 @@ void server::start() {
     hooks.held_locally = [&state](const std::string& name) { return !state.names.members(name).empty(); };
     state.cluster = std::make_shared<cluster_node>(impl_->cfg, std::move(hooks));
     state.cluster->start();
+    state.relays = std::make_shared<relay_hub>(state);
   }
   impl_->grpc_port = impl_->service.start(c);
   impl_->work.emplace(impl_->ioc.get_executor());
@@ -222,6 +224,7 @@ std::string server::reload() {
   keep(&server_config::cluster_ca_file, "cluster.tls.ca_file");
   keep(&server_config::cluster_cert_file, "cluster.tls.cert_file");
   keep(&server_config::cluster_key_file, "cluster.tls.key_file");
+  keep(&server_config::cluster_secret, "cluster.secret");
   impl_->cfg = next;
   impl_->state.set_config(next);
   for (auto& t : impl_->state.names.tunnels()) t->apply_config(next);
@@ -260,10 +263,12 @@ void server::stop() {
   if (impl_->public_https) impl_->public_https->stop();
   if (impl_->admin) impl_->admin->stop();
   for (auto& t : impl_->state.names.tunnels()) t->shutdown("server shutting down");
+  if (impl_->state.relays) impl_->state.relays->stop();
   // This node's names are free at once for the clients that reconnect to another node.
   if (impl_->state.cluster) impl_->state.cluster->stop();
   // Streams end when their tunnels call Finish on the worker pool: it runs until they have.
   impl_->service.stop(std::chrono::seconds(5), std::chrono::seconds(5));
+  if (impl_->state.relays) impl_->state.relays->join();
   impl_->work.reset();
   impl_->ioc.stop();
   for (auto& w : impl_->workers) w.thread.join();

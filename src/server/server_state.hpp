@@ -29,6 +29,7 @@ using clock = std::chrono::steady_clock;
 
 class tunnel;
 class cluster_node;
+class relay_hub;
 
 class server_state {
  public:
@@ -75,6 +76,8 @@ class server_state {
   server_detail::metrics stats;
   /// This node's part in a cluster (cluster: section); null when it runs alone.
   std::shared_ptr<cluster_node> cluster;
+  /// Requests for names held on other nodes of the cluster; null when it runs alone.
+  std::shared_ptr<relay_hub> relays;
 
   /// The public HTTP port actually bound (differs from the config for port 0).
   std::atomic<uint16_t> public_port{0};

@@ -43,6 +43,24 @@ class exchange_sink {
 class listener;
 class tcp_port;
 
+/// Where a public request's exchange goes: a tunnel on this node, or the
+/// relay to the node that holds the tunnel (relay.cpp). Any thread.
+class exchange_target {
+ public:
+  virtual ~exchange_target() = default;
+  /// Exchange ids are never reused on a stream.
+  virtual uint64_t next_exchange_id() = 0;
+  /// Registers the exchange and sends its RequestHead frame; the sink hears
+  /// on_opened, or on_unavailable.
+  virtual void open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) = 0;
+  /// Queues a frame of an open exchange.
+  virtual void send(pb::Frame&& f) = 0;
+  /// The public side is done with the exchange.
+  virtual void close_exchange(uint64_t id) = 0;
+  /// For the log: the connection that carries the exchange.
+  virtual uint64_t conn_id() const = 0;
+};
+
 /// How a tunnel's stream ends; the gRPC call maps each to its status code.
 enum class stream_end {
   ok,                  ///< the client closed it
@@ -63,18 +81,18 @@ class tunnel_stream {
   virtual void Finish(stream_end how, const std::string& message) = 0;
 };
 
-class tunnel : public std::enable_shared_from_this<tunnel> {
+class tunnel final : public exchange_target, public std::enable_shared_from_this<tunnel> {
  public:
   tunnel(server_state& state, std::string peer, uint64_t conn_id);
 
   /// Any thread. Exchange ids are never reused on a stream.
-  uint64_t next_exchange_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t next_exchange_id() override { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   /// Any thread: registers the exchange and sends its RequestHead frame.
-  void open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head);
+  void open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) override;
   /// Any thread: queues a frame for the client.
-  void send(pb::Frame&& f);
+  void send(pb::Frame&& f) override;
   /// Any thread: the public side is done with the exchange.
-  void close_exchange(uint64_t id);
+  void close_exchange(uint64_t id) override;
   /// Any thread: tell the client to go away and finish the stream.
   void shutdown(std::string why);
   /// Any thread: a new session of the same token took this tunnel's name:
@@ -122,7 +140,7 @@ class tunnel : public std::enable_shared_from_this<tunnel> {
   const std::string& peer() const { return peer_; }
   /// The label of the token the tunnel authenticated with (empty when the server takes any token).
   const std::string& token_label() const { return token_label_; }
-  uint64_t conn_id() const { return conn_id_; }
+  uint64_t conn_id() const override { return conn_id_; }
 
   // Called by the stream's gRPC call (the poll thread); each posts to the
   // strand, except a write_finished() nothing on the strand waits for.

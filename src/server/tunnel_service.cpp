@@ -18,6 +18,8 @@
 #include "grok/completion_poller.hpp"
 #include "grok/files.hpp"
 #include "grok/tunnel/v1/tunnel.grpc.pb.h"
+#include "relay.hpp"
+#include "server_state.hpp"
 #include "stream_call.hpp"
 #include "tunnel.hpp"
 
@@ -246,6 +248,8 @@ uint16_t tunnel_service::start(const server_config& c) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&impl_->async);
   impl_->cq = builder.AddCompletionQueue();
+  // Other nodes of a cluster relay public requests on this port too.
+  if (impl_->state.relays) impl_->state.relays->add_to(builder);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
   // A client that stops answering pings is dropped within interval + timeout.
@@ -276,6 +280,7 @@ uint16_t tunnel_service::start(const server_config& c) {
     throw std::runtime_error("cannot listen for tunnel clients on " + address +
                              ": the address is in use or not available on this host");
   new tunnel_call(*impl_);
+  if (impl_->state.relays) impl_->state.relays->start();
   for (unsigned i = 0; i < std::max(1u, c.grpc_poll_threads); ++i)
     impl_->pollers.push_back(start_completion_poller<tunnel_call, tunnel_call::event>(*impl_->cq));
   return static_cast<uint16_t>(port);

@@ -637,7 +637,7 @@ TEST_CASE("ip networks: parsing and matching") {
 
 TEST_CASE("config: cluster section") {
   const std::string ok = "cluster:\n  etcd_endpoints: [127.0.0.1:2379, http://etcd-2:2379]\n  node_id: node-a\n"
-                         "  advertise: 10.0.0.1:4443\n  lease_ttl: 7s\n";
+                         "  advertise: 10.0.0.1:4443\n  lease_ttl: 7s\n  secret: 0123456789abcdef\n";
   auto cfg = parse_server_config(ok, "x.yaml");
   CHECK(cfg.cluster);
   CHECK(cfg.etcd_endpoints == std::vector<std::string>{"127.0.0.1:2379", "http://etcd-2:2379"});
@@ -648,9 +648,9 @@ TEST_CASE("config: cluster section") {
   // Without the section a server runs alone.
   CHECK_FALSE(parse_server_config("server:\n  http_port: 80\n", "x.yaml").cluster);
   // node_id defaults to the host name.
-  CHECK_FALSE(parse_server_config("cluster:\n  etcd_endpoints: 127.0.0.1:2379\n  advertise: h:1\n", "x.yaml").node_id.empty());
+  CHECK_FALSE(parse_server_config("cluster:\n  etcd_endpoints: 127.0.0.1:2379\n  advertise: h:1\n  secret: 0123456789abcdef\n", "x.yaml").node_id.empty());
 
-  CHECK(server_error("cluster:\n  node_id: a\n  advertise: h:1\n") ==
+  CHECK(server_error("cluster:\n  node_id: a\n  advertise: h:1\n  secret: 0123456789abcdef\n") ==
         "x.yaml:1: cluster.etcd_endpoints: a cluster needs at least one etcd endpoint (HOST:PORT); remove the cluster "
         "section to run alone");
   CHECK(server_error("cluster:\n  etcd_endpoints: [127.0.0.1:2379, 'etcd:http']\n") ==
@@ -670,8 +670,14 @@ TEST_CASE("config: cluster section") {
         "x.yaml:3: cluster.lease_ttl: etcd leases count whole seconds, got '2500ms'");
   CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  prefix: grok\n") ==
         "x.yaml:3: cluster.prefix: expected printable ASCII ending in '/', such as /grok/, got 'grok'");
-  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: h:1\n  tls:\n    cert_file: /etc/hostname\n") ==
-        "x.yaml:4: cluster.tls.key_file: cluster.tls.cert_file and cluster.tls.key_file must be set together");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: h:1\n  secret: 0123456789abcdef\n  tls:\n"
+                     "    cert_file: /etc/hostname\n") ==
+        "x.yaml:5: cluster.tls.key_file: cluster.tls.cert_file and cluster.tls.key_file must be set together");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  secret: short\n") ==
+        "x.yaml:3: cluster.secret: must be at least 16 characters");
+  CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  advertise: h:1\n") ==
+        "x.yaml:1: cluster.secret: must be set: the same 16+ characters on every node, which nodes show each other "
+        "when they relay requests");
   CHECK(server_error("cluster:\n  etcd_endpoints: [e:1]\n  tls:\n    ca_file: /nonexistent/ca.pem\n") ==
         "x.yaml:4: cluster.tls.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory");
   CHECK(server_error("cluster:\n  etcd_endpoint: [e:1]\n") ==
@@ -699,7 +705,8 @@ TEST_CASE("config: the shipped conf/grok-server.yaml documents the cluster secti
   CHECK(cfg.advertise == "10.0.0.1:4443");
   CHECK(cfg.lease_ttl == 5s);
   CHECK(cfg.cluster_prefix == "/grok/");
-  for (const char* key : {"etcd_endpoints:", "node_id:", "advertise:", "lease_ttl:", "prefix:", "tls:", "ca_file:",
+  CHECK(cfg.cluster_secret == "change-me-to-16-or-more-characters");
+  for (const char* key : {"etcd_endpoints:", "node_id:", "advertise:", "lease_ttl:", "prefix:", "secret:", "tls:", "ca_file:",
                           "cert_file:", "key_file:"})
   {
     bool documented = text.find(std::string("#   ") + key) != std::string::npos ||
