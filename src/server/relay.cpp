@@ -44,7 +44,9 @@ std::string header_value(const pb::RequestHead& h, std::string_view name) {
   for (const auto& x : h.headers())
     if (x.name().size() == name.size() &&
         std::equal(name.begin(), name.end(), x.name().begin(),
-                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
+                   [](char a, char b) {
+                     return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+                   }))
       return x.value();
   return {};
 }

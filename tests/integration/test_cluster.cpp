@@ -308,3 +308,98 @@ TEST_CASE("cluster: a client holding streams to two nodes: one node killed, ever
   CHECK(served > 10);
   CHECK(both->running());
 }
+
+namespace {
+/// Waits until node `n` answers `name` with "200 Hello from SERVICE" (its map learns of the tunnel by watch).
+bool relays(const node& n, const std::string& name, const std::string& service) {
+  auto deadline = clock::now() + scaled(10s);
+  while (clock::now() < deadline) {
+    if (body_via(n, name) == "200 Hello from " + service) return true;
+    std::this_thread::sleep_for(50ms);  // polling the route
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("cluster: a request to one node reaches a tunnel held on another, byte-exact, 1 GiB each way, with bounded memory on the relaying node") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  service one("one");
+  auto c = client(one, b, "bulk", 1);
+  REQUIRE(settle(*c, 15s) == outcome::online);
+  REQUIRE(relays(a, "bulk", "one"));
+
+  const uint64_t size = bulk_bytes(1ull << 30);
+  auto expected = request(one.port, "GET", "127.0.0.1", "/download-sha?size=" + std::to_string(size), "", {}, 120s);
+  REQUIRE(expected.status == 200);
+  {
+    connection down(a.http_port);
+    down.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: bulk.localhost\r\n\r\n");
+    sha256 h;
+    uint64_t got = 0;
+    auto r = down.read_response(scaled(180s), false, [&](const char* p, size_t n) {
+      h.update(p, n);
+      got += n;
+    });
+    CHECK(r.status == 200);
+    CHECK(got == size);
+    CHECK(h.hex() == expected.body);
+  }
+  {
+    connection up(a.http_port);
+    up.send("POST /upload HTTP/1.1\r\nHost: bulk.localhost\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n");
+    send_pattern(up, size);
+    auto r = up.read_response(scaled(180s));
+    CHECK(r.status == 200);
+    CHECK(r.body == std::to_string(size) + " " + expected.body);
+  }
+  auto peak = a.proc->peak_rss_kib();
+  MESSAGE("peak RSS of the relaying node: " << peak << " KiB");
+  if (rss_caps()) CHECK(peak <= 64 * 1024);
+
+  auto text = metrics_text(a.api_port);
+  CHECK(sample(text, "grok_relay_exchanges_total{peer=\"node-b\"}") >= 3);
+  CHECK(sample(text, "grok_relay_bytes_total{peer=\"node-b\",direction=\"out\"}") >= static_cast<double>(size));
+  CHECK(sample(text, "grok_relay_bytes_total{peer=\"node-b\",direction=\"in\"}") >= static_cast<double>(size));
+  CHECK(sample(text, "grok_relay_errors_total{peer=\"node-b\"}") == 0);
+}
+
+TEST_CASE("cluster: a relayed request meets the tunnel's visitor rules once, and the local service never sees the credentials") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  service one("one");
+  auto c = std::make_unique<process>(std::vector<std::string>{
+      binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(one.port), "--subdomain", "guarded",
+      "--server", address(b), "--token", token(1), "--no-inspect", "--basic-auth", "alice:s3cret"});
+  REQUIRE(settle(*c, 15s) == outcome::online);
+  auto deadline = clock::now() + scaled(10s);
+  response r;
+  while (clock::now() < deadline &&
+         (r = request(a.http_port, "GET", "guarded.localhost", "/headers", "", {}, scaled(5s))).status != 401)
+    std::this_thread::sleep_for(50ms);  // polling the route
+  CHECK(r.status == 401);
+  CHECK(r.get("WWW-Authenticate") == "Basic realm=\"guarded.localhost\", charset=\"UTF-8\"");
+  auto ok = request(a.http_port, "GET", "guarded.localhost", "/headers", "",
+                    {{"Authorization", "Basic YWxpY2U6czNjcmV0"}, {"X-Visitor", "yes"}}, scaled(5s));
+  CHECK(ok.status == 200);
+  CHECK(ok.body.find("X-Visitor: yes") != std::string::npos);
+  CHECK(ok.body.find("uthorization") == std::string::npos);
+  // The public node's X-Forwarded-For names the visitor, as it would at the tunnel's node.
+  CHECK(ok.body.find("X-Forwarded-For: 127.0.0.1") != std::string::npos);
+}
+
+TEST_CASE("cluster: a relayed request to a tunnel that went away gets 502 from the public node, and the next one is routed afresh") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  service one("one"), two("two");
+  auto c1 = client(one, b, "moving", 1);
+  REQUIRE(settle(*c1, 15s) == outcome::online);
+  REQUIRE(relays(a, "moving", "one"));
+  // The tunnel moves from node b to node a.
+  c1->signal(SIGINT);
+  REQUIRE(c1->wait_exit(scaled(10s)) == std::optional<int>(0));
+  auto c2 = claim_until_online(two, a, "moving", 1, 15s);  // the same token: within the grace
+  REQUIRE(c2);
+  CHECK(body_via(a, "moving") == "200 Hello from two");
+  CHECK(relays(b, "moving", "two"));
+}
