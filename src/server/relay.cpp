@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -303,6 +304,7 @@ struct relay_hub::impl {
     std::unique_ptr<cpb::Relay::Stub> stub;
     std::shared_ptr<relay_peer> peer;  ///< the current stream; replaced once it broke
     std::atomic<uint64_t> exchanges{0}, bytes_out{0}, bytes_in{0}, errors{0};
+    std::atomic<int64_t> down_until{0};  ///< steady-clock ticks: a stream to it could not be opened
   };
   mutable std::mutex mu;  // guards nodes
   std::map<std::string, std::unique_ptr<node_entry>> nodes;
@@ -319,6 +321,8 @@ class relay_out_call final : public tunnel_stream, public stream_call_base {
   enum event { started, read, write, finish, events };
 
   relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub& stub, std::shared_ptr<relay_peer> peer);
+  /// Starts the call.
+  void begin(relay_hub::impl& hub, cpb::Relay::Stub& stub);
   void StartWrite(const pb::Batch* b) override { start_write(*stream_, *b, &ops_[write]); }
   void Finish(stream_end, const std::string&) override {
     // The public node ends its side: the other node sees the stream cancelled.
@@ -342,7 +346,11 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
   relay_peer(server_state& state, relay_hub::impl::node_entry& node, std::string id)
       : state_(state), cfg_(state.config()), strand_(asio::make_strand(state.ioc())), node_(node), id_(std::move(id)) {}
 
-  void start(relay_hub::impl& hub) { call_ = new relay_out_call(hub, *node_.stub, shared_from_this()); }
+  void start(relay_hub::impl& hub) {
+    // call_ is set before the call can complete anything on the poll thread.
+    call_ = new relay_out_call(hub, *node_.stub, shared_from_this());
+    call_->begin(hub, *node_.stub);
+  }
   bool broken() const { return broken_.load(std::memory_order_acquire); }
   void stop() {
     asio::post(strand_, [self = shared_from_this()] { self->fail("this server is shutting down"); });
@@ -407,11 +415,14 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
 
  private:
   void handle_batch(pb::Batch& b) {
+    // Each exchange's frames of the batch reach its sink in one hop, in order.
+    heard_ = true;
+    groups_.clear();
     for (auto& f : *b.mutable_frames()) {
-      auto it = exchanges_.find(f.exchange_id());
+      const uint64_t id = f.exchange_id();
+      auto it = exchanges_.find(id);
       if (it == exchanges_.end()) continue;  // closed meanwhile
       auto sink = it->second;
-      const uint64_t id = f.exchange_id();
       if (f.has_reset() && f.reset().code() == pb::Reset::RELAY_UNAVAILABLE) {
         exchanges_.erase(it);
         node_.errors.fetch_add(1, std::memory_order_relaxed);
@@ -425,10 +436,12 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
       }
       if (f.has_reset()) exchanges_.erase(it);
       node_.bytes_in.fetch_add(payload_bytes(f), std::memory_order_relaxed);
-      frame_run run;
-      run.push_back(std::move(f));
-      sink->on_frames(id, std::move(run));
+      auto g = std::find_if(groups_.begin(), groups_.end(), [id](const auto& x) { return x.id == id; });
+      if (g == groups_.end()) g = groups_.insert(groups_.end(), group{id, std::move(sink), {}});
+      g->frames.push_back(std::move(f));
     }
+    for (auto& g : groups_) g.sink->on_frames(g.id, std::move(g.frames));
+    groups_.clear();
   }
 
   void queue(pb::Frame&& f) {
@@ -446,6 +459,9 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
     if (failed_) return;
     failed_ = true;
     broken_.store(true, std::memory_order_release);
+    if (!heard_)  // the node never answered on it: pass it over for a while
+      node_.down_until.store((std::chrono::steady_clock::now() + std::chrono::seconds(2)).time_since_epoch().count(),
+                             std::memory_order_relaxed);
     if (!exchanges_.empty())
       spdlog::warn("relay to node {}: {}; {} request(s) in flight fail", id_, why, exchanges_.size());
     auto lost = std::move(exchanges_);
@@ -473,21 +489,32 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
   relay_out_call* call_ = nullptr;  // set in start(), before anything reaches the strand
   // strand only
   bool attached_ = false;
+  bool heard_ = false;  ///< a batch came from the node on this stream
   bool failed_ = false;
   bool finished_ = false;
   frame_writer<tunnel_stream> writer_;
   std::vector<pb::Frame> pending_;  ///< frames before the stream started
   uint64_t pending_bytes_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
+  struct group {
+    uint64_t id;
+    std::shared_ptr<exchange_sink> sink;
+    frame_run frames;
+  };
+  std::vector<group> groups_;  ///< handle_batch's scratch
 };
 
-relay_out_call::relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub& stub, std::shared_ptr<relay_peer> peer)
+relay_out_call::relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub&, std::shared_ptr<relay_peer> peer)
     : peer_(std::move(peer)) {
   ctx_.AddMetadata(secret_header, hub.cfg->cluster_secret);
   ctx_.AddMetadata(node_header, hub.cfg->node_id);
+}
+
+void relay_out_call::begin(relay_hub::impl& hub, cpb::Relay::Stub& stub) {
   publish_tags();
   set_holds(2);  // the peer's hold, the start
-  stream_ = stub.AsyncExchanges(&ctx_, &hub.out_cq, &ops_[started]);
+  stream_ = stub.PrepareAsyncExchanges(&ctx_, &hub.out_cq);  // set before anything can complete
+  stream_->StartCall(&ops_[started]);
 }
 
 void relay_out_call::on_event(event e, bool ok) {
@@ -699,11 +726,21 @@ std::shared_ptr<exchange_target> relay_hub::route(const std::string& name) {
   if (!m.state.cluster || m.stopping) return nullptr;
   auto holders = m.state.cluster->remote_holders(name);
   if (holders.empty()) return nullptr;
-  const auto& pick = holders[m.turn.fetch_add(1, std::memory_order_relaxed) % holders.size()];
-  auto address = m.state.cluster->advertise_of(pick.node);
-  if (!address) return nullptr;
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
   std::lock_guard lk(m.mu);
-  auto& n = m.nodes[pick.node];
+  // Turns among the nodes that hold it, passing over one whose stream could
+  // not be opened a moment ago (it may have died; its lease has not run out yet).
+  const size_t start = m.turn.fetch_add(1, std::memory_order_relaxed);
+  const name_record* pick = nullptr;
+  for (size_t i = 0; i < holders.size() && !pick; ++i) {
+    const auto& h = holders[(start + i) % holders.size()];
+    auto it = m.nodes.find(h.node);
+    bool down = it != m.nodes.end() && it->second->down_until.load(std::memory_order_relaxed) > now;
+    if (!down || i + 1 == holders.size()) pick = &h;
+  }
+  auto address = m.state.cluster->advertise_of(pick->node);
+  if (!address) return nullptr;
+  auto& n = m.nodes[pick->node];
   if (!n) n = std::make_unique<impl::node_entry>();
   if (n->address != *address) {  // first use, or the node moved
     n->address = *address;
@@ -712,7 +749,7 @@ std::shared_ptr<exchange_target> relay_hub::route(const std::string& name) {
     n->peer.reset();
   }
   if (!n->peer || n->peer->broken()) {
-    n->peer = std::make_shared<relay_peer>(m.state, *n, pick.node);
+    n->peer = std::make_shared<relay_peer>(m.state, *n, pick->node);
     n->peer->start(m);
   }
   return n->peer;
