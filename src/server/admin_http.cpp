@@ -183,8 +183,18 @@ class admin_session : public std::enable_shared_from_this<admin_session> {
                 ",\"exchanges_total\":" + std::to_string(t->exchanges_total()) +
                 ",\"queued_bytes\":" + std::to_string(t->queued_bytes()) +
                 ",\"pool\":" + (t->pooled() ? "true" : "false") + ",\"member\":" + std::to_string(t->conn_id()) +
-                ",\"healthy\":" + (t->accepting() ? "true" : "false") + "}";
+                ",\"healthy\":" + (t->accepting() ? "true" : "false") +
+                (state_.cluster ? ",\"node\":" + json_string(state_.cluster->node_id()) : std::string()) + "}";
       }
+      // In a cluster: the names other nodes serve, with the node that owns each (requests for them are relayed there).
+      if (state_.cluster)
+        for (const auto& [name, rec] : state_.cluster->remote_records()) {
+          if (!first) body += ",";
+          first = false;
+          body += "{\"name\":" + json_string(name) + ",\"node\":" + json_string(rec.node) +
+                  ",\"token\":" + json_string(rec.token_label) + ",\"pool\":" + (rec.pool ? "true" : "false") +
+                  ",\"tcp\":" + (rec.tcp ? "true" : "false") + ",\"remote\":true}";
+        }
       body += "]\n";
     } else {
       status = 404;

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -644,6 +645,19 @@ std::vector<name_record> cluster_node::remote_holders(const std::string& name) c
   if (it == m.names_.end()) return out;
   for (const auto& [node, rec] : it->second)
     if (node != m.node && !rec.grace && m.nodes_.contains(node)) out.push_back(rec);
+  return out;
+}
+
+std::vector<std::pair<std::string, name_record>> cluster_node::remote_records() const {
+  auto& m = *impl_;
+  std::lock_guard lk(m.mu);
+  std::vector<std::pair<std::string, name_record>> out;
+  for (const auto& [name, per_node] : m.names_)
+    for (const auto& [node, rec] : per_node)
+      if (node != m.node && !rec.grace && m.nodes_.contains(node)) out.emplace_back(name, rec);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second.node < b.second.node;
+  });
   return out;
 }
 

@@ -76,7 +76,9 @@ class cluster_node {
   std::vector<name_record> remote_holders(const std::string& name) const;
   /// The tunnel-port address a live node advertises, nullopt for none.
   std::optional<std::string> advertise_of(const std::string& node) const;
-  /// Every node's record of `name` (for /api/tunnels).
+  /// Every name other nodes serve now, with their records (for /api/tunnels).
+  std::vector<std::pair<std::string, name_record>> remote_records() const;
+  /// Every node's record of `name`.
   std::vector<name_record> records(const std::string& name) const;
 
  private:

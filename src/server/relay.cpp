@@ -20,6 +20,8 @@
 #include "grok/frame_writer.hpp"
 #include "grok/header_shaping.hpp"
 #include "grok/http_text.hpp"
+#include "grpc_peer.hpp"
+#include "server_state.hpp"
 #include "stream_call.hpp"
 #include "tunnel.hpp"
 
@@ -40,6 +42,22 @@ pb::Frame relay_unavailable(uint64_t id, unsigned status, std::string message) {
 }
 
 uint64_t payload_bytes(const pb::Frame& f) { return f.has_data() ? f.data().payload().size() : 0; }
+
+/// Counts an object while it lives (declared first in a call, so the count
+/// drops only after the call's gRPC state is gone).
+struct counted {
+  explicit counted(std::atomic<int64_t>& n) : n_(n) { n_.fetch_add(1, std::memory_order_relaxed); }
+  ~counted() { n_.fetch_sub(1, std::memory_order_release); }
+  counted(const counted&) = delete;
+  counted& operator=(const counted&) = delete;
+  std::atomic<int64_t>& n_;
+};
+
+/// What one relay stream may hold queued: every exchange's window (credit
+/// bounds each) on top of the tunnel's usual limit.
+uint64_t queue_limit(const server_config& c, size_t exchanges) {
+  return c.max_queued_bytes + static_cast<uint64_t>(exchanges) * c.initial_window;
+}
 
 std::string header_value(const pb::RequestHead& h, std::string_view name) {
   for (const auto& x : h.headers())
@@ -101,6 +119,10 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
   void post_done() {
     asio::post(strand_, [self = shared_from_this()] { self->stream_ = nullptr; });
   }
+  /// This server stops: end the stream now rather than at the tunnel port's grace.
+  void shutdown() {
+    asio::post(strand_, [self = shared_from_this()] { self->close(stream_end::unavailable, "server shutting down"); });
+  }
 
   // From relayed exchanges (a tunnel's strand).
   void opened(uint64_t id, uint32_t window) {
@@ -117,7 +139,7 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
         f.set_exchange_id(id);
         self->queue(std::move(f));
         if (reset) {  // the tunnel ended it
-          self->exchanges_.erase(it);
+          self->forget(it);
           break;
         }
       }
@@ -126,7 +148,9 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
   }
   void unavailable(uint64_t id, unsigned status, std::string reason) {
     asio::post(strand_, [self = shared_from_this(), id, status, reason = std::move(reason)]() mutable {
-      if (self->exchanges_.erase(id) == 0) return;
+      auto it = self->exchanges_.find(id);
+      if (it == self->exchanges_.end()) return;
+      self->forget(it);
       self->queue(relay_unavailable(id, status, std::move(reason)));
     });
   }
@@ -136,6 +160,11 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
     std::shared_ptr<tunnel> t;
     uint64_t tunnel_id;
   };
+
+  void forget(std::unordered_map<uint64_t, mapped>::iterator it) {
+    exchanges_.erase(it);
+    state_.exchanges_in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
 
   void handle_batch(pb::Batch& b) {
     if (closed_) return;
@@ -148,7 +177,7 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
       if (it == exchanges_.end()) continue;  // ended meanwhile: late frames are expected
       auto [t, tid] = it->second;
       if (f.has_reset() && f.reset().code() == pb::Reset::RELAY_CLOSED) {
-        exchanges_.erase(it);
+        forget(it);
         t->close_exchange(tid);
         continue;
       }
@@ -196,6 +225,7 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
     const uint64_t tid = t->next_exchange_id();
     f.set_exchange_id(tid);
     exchanges_.emplace(id, mapped{t, tid});
+    state_.exchanges_in_flight.fetch_add(1, std::memory_order_relaxed);  // a drain waits for it too
     t->open(std::make_shared<relay_exchange>(weak_from_this(), id), std::move(f));
   }
 
@@ -227,7 +257,7 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
   }
 
   void check_queue() {
-    if (writer_.queued_bytes() > cfg_->max_queued_bytes) {
+    if (writer_.queued_bytes() > queue_limit(*cfg_, exchanges_.size())) {
       spdlog::warn("relay from {}: {} bytes queued, the node is not reading; closing", peer_, writer_.queued_bytes());
       close(stream_end::resource_exhausted, "not reading");
     }
@@ -241,6 +271,7 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
       m.t->send(make_reset(m.tunnel_id, pb::Reset::CANCELLED, "the public node went away"));
       m.t->close_exchange(m.tunnel_id);
     }
+    state_.exchanges_in_flight.fetch_sub(static_cast<int64_t>(exchanges_.size()), std::memory_order_relaxed);
     exchanges_.clear();
     spdlog::debug("relay from {}: closed ({})", peer_, why);
     finish_how_ = how;
@@ -295,6 +326,7 @@ struct relay_hub::impl {
   grpc::CompletionQueue out_cq;
   std::vector<std::thread> pollers;
   std::atomic<int64_t> in_calls{0};
+  std::atomic<int64_t> out_calls{0};
   std::atomic<bool> stopping{false};
   bool registered = false;
 
@@ -306,8 +338,9 @@ struct relay_hub::impl {
     std::atomic<uint64_t> exchanges{0}, bytes_out{0}, bytes_in{0}, errors{0};
     std::atomic<int64_t> down_until{0};  ///< steady-clock ticks: a stream to it could not be opened
   };
-  mutable std::mutex mu;  // guards nodes
+  mutable std::mutex mu;  // guards nodes and inbound
   std::map<std::string, std::unique_ptr<node_entry>> nodes;
+  std::vector<std::weak_ptr<relay_inbound>> inbound;
   std::atomic<uint64_t> turn{0};
 
   std::shared_ptr<grpc::Channel> channel_to(const std::string& address) const;
@@ -334,6 +367,7 @@ class relay_out_call final : public tunnel_stream, public stream_call_base {
 
  private:
   void release();
+  counted counted_;  // before the gRPC state: the count drops once that is gone
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<pb::Batch, pb::Batch>> stream_;
   grpc::Status status_;
@@ -368,6 +402,8 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
       self->exchanges_.emplace(id, sink);
       self->node_.exchanges.fetch_add(1, std::memory_order_relaxed);
       self->queue(std::move(head));
+      self->check_queue();
+      if (self->failed_) return;
       // Request credit comes from the tunnel's client, by WindowUpdate.
       sink->on_opened(id, 0);
     });
@@ -377,13 +413,14 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
     asio::post(strand_, [self = shared_from_this(), f = std::move(f)]() mutable {
       if (self->failed_) return;
       self->queue(std::move(f));
-      if (self->queued() > self->cfg_->max_queued_bytes) self->fail("node " + self->id_ + " is not reading");
+      self->check_queue();
     });
   }
   void close_exchange(uint64_t id) override {
     asio::post(strand_, [self = shared_from_this(), id] {
       if (self->exchanges_.erase(id) == 0 || self->failed_) return;
       self->queue(make_reset(id, pb::Reset::RELAY_CLOSED, {}));
+      self->check_queue();
     });
   }
 
@@ -427,11 +464,13 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
         exchanges_.erase(it);
         node_.errors.fetch_add(1, std::memory_order_relaxed);
         unsigned status = f.reset().status() >= 400 && f.reset().status() <= 599 ? f.reset().status() : 502;
+        deliver(id);  // what came before it first
         sink->on_unavailable(id, status, f.reset().message());
         continue;
       }
       if (!f.has_response_head() && !f.has_data() && !f.has_window_update() && !f.has_reset()) {
         spdlog::warn("relay to {}: unexpected frame kind {}; closing", id_, static_cast<int>(f.kind_case()));
+        deliver_all();
         return fail("node " + id_ + " broke the relay protocol");
       }
       if (f.has_reset()) exchanges_.erase(it);
@@ -440,7 +479,18 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
       if (g == groups_.end()) g = groups_.insert(groups_.end(), group{id, std::move(sink), {}});
       g->frames.push_back(std::move(f));
     }
-    for (auto& g : groups_) g.sink->on_frames(g.id, std::move(g.frames));
+    deliver_all();
+  }
+
+  void deliver(uint64_t id) {
+    auto g = std::find_if(groups_.begin(), groups_.end(), [id](const auto& x) { return x.id == id; });
+    if (g == groups_.end() || g->frames.empty()) return;
+    g->sink->on_frames(g->id, std::move(g->frames));
+    g->frames.clear();
+  }
+  void deliver_all() {
+    for (auto& g : groups_)
+      if (!g.frames.empty()) g.sink->on_frames(g.id, std::move(g.frames));
     groups_.clear();
   }
 
@@ -454,6 +504,9 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
     pending_.push_back(std::move(f));
   }
   uint64_t queued() const { return writer_.queued_bytes() + pending_bytes_; }
+  void check_queue() {
+    if (queued() > queue_limit(*cfg_, exchanges_.size())) fail("node " + id_ + " is not reading");
+  }
 
   void fail(const std::string& why) {
     if (failed_) return;
@@ -505,7 +558,7 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
 };
 
 relay_out_call::relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub&, std::shared_ptr<relay_peer> peer)
-    : peer_(std::move(peer)) {
+    : counted_(hub.out_calls), peer_(std::move(peer)) {
   ctx_.AddMetadata(secret_header, hub.cfg->cluster_secret);
   ctx_.AddMetadata(node_header, hub.cfg->node_id);
 }
@@ -563,13 +616,11 @@ class relay_in_call final : public tunnel_stream, public stream_call_base {
  public:
   enum event { accepted, read, write, finish, done, events };
 
-  explicit relay_in_call(relay_hub::impl& hub) : hub_(hub), stream_(&ctx_) {
-    hub_.in_calls.fetch_add(1, std::memory_order_relaxed);
+  explicit relay_in_call(relay_hub::impl& hub) : hub_(hub), counted_(hub.in_calls), stream_(&ctx_) {
     publish_tags();
     ctx_.AsyncNotifyWhenDone(&ops_[done]);
     hub_.service.RequestExchanges(&ctx_, &stream_, hub_.in_cq.get(), hub_.in_cq.get(), &ops_[accepted]);
   }
-  ~relay_in_call() override { hub_.in_calls.fetch_sub(1, std::memory_order_release); }
 
   void StartWrite(const pb::Batch* b) override { start_write(stream_, *b, &ops_[write]); }
   void Finish(stream_end how, const std::string& message) override {
@@ -598,6 +649,8 @@ class relay_in_call final : public tunnel_stream, public stream_call_base {
         bool good = secret != md.end() && secret->second.size() == want.size() &&
                     CRYPTO_memcmp(secret->second.data(), want.data(), want.size()) == 0;
         peer_ = node == md.end() ? ctx_.peer() : std::string(node->second.data(), node->second.size()).substr(0, 64);
+        // A node that showed the secret is no stranger to the tunnel port's guard.
+        if (good) hub_.state.tunnel_connections.said_hello(peer_ip(ctx_.peer()), peer_port(ctx_.peer()));
         if (!good) {
           spdlog::warn("relay: refused a stream from {} ({}): wrong cluster.secret", ctx_.peer(), peer_);
           set_holds(2);  // done, the refusal's finish
@@ -607,6 +660,12 @@ class relay_in_call final : public tunnel_stream, public stream_call_base {
           return;
         }
         in_ = std::make_shared<relay_inbound>(hub_.state, peer_);
+        {
+          std::lock_guard lk(hub_.mu);
+          std::erase_if(hub_.inbound, [](const auto& w) { return w.expired(); });
+          hub_.inbound.push_back(in_);
+          if (hub_.stopping) in_->shutdown();
+        }
         set_holds(3);  // the owner's hold, done, the read below
         in_->attach(this);
         set_up_.store(true, std::memory_order_release);
@@ -645,6 +704,7 @@ class relay_in_call final : public tunnel_stream, public stream_call_base {
     delete this;
   }
   relay_hub::impl& hub_;
+  counted counted_;  // before the gRPC state: the count drops once that is gone
   grpc::ServerContext ctx_;
   grpc::ServerAsyncReaderWriter<pb::Batch, pb::Batch> stream_;
   std::array<cq_tag<relay_in_call, event>, events> ops_{
@@ -699,10 +759,12 @@ void relay_hub::start() {
 }
 
 void relay_hub::stop() {
-  if (impl_->stopping.exchange(true)) return;
   std::lock_guard lk(impl_->mu);
+  if (impl_->stopping.exchange(true)) return;
   for (auto& [id, n] : impl_->nodes)
     if (n->peer) n->peer->stop();
+  for (auto& w : impl_->inbound)
+    if (auto in = w.lock()) in->shutdown();
 }
 
 void relay_hub::join() {
@@ -713,8 +775,12 @@ void relay_hub::join() {
     std::lock_guard lk(impl_->mu);
     for (auto& [id, n] : impl_->nodes) n->peer.reset();
   }
-  while (impl_->in_calls.load(std::memory_order_acquire) > 0 && std::chrono::steady_clock::now() < deadline)
+  while ((impl_->in_calls.load(std::memory_order_acquire) > 0 || impl_->out_calls.load(std::memory_order_acquire) > 0) &&
+         std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (impl_->out_calls.load() > 0 || impl_->in_calls.load() > 0)
+    spdlog::error("relay: {} stream(s) to and {} from other nodes still open at shutdown", impl_->out_calls.load(),
+                  impl_->in_calls.load());
   impl_->in_cq->Shutdown();
   impl_->out_cq.Shutdown();
   for (auto& p : impl_->pollers) p.join();
@@ -740,12 +806,14 @@ std::shared_ptr<exchange_target> relay_hub::route(const std::string& name) {
   }
   auto address = m.state.cluster->advertise_of(pick->node);
   if (!address) return nullptr;
+  if (m.stopping) return nullptr;
   auto& n = m.nodes[pick->node];
   if (!n) n = std::make_unique<impl::node_entry>();
   if (n->address != *address) {  // first use, or the node moved
     n->address = *address;
     n->channel = m.channel_to(*address);
     n->stub = cpb::Relay::NewStub(n->channel);
+    if (n->peer) n->peer->stop();
     n->peer.reset();
   }
   if (!n->peer || n->peer->broken()) {

@@ -403,3 +403,41 @@ TEST_CASE("cluster: a relayed request to a tunnel that went away gets 502 from t
   CHECK(body_via(a, "moving") == "200 Hello from two");
   CHECK(relays(b, "moving", "two"));
 }
+
+TEST_CASE("cluster: a pool's members on two nodes share its name; a third node relays to both and lists where each is") {
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd), c("node-c", etcd);
+  service one("one"), two("two");
+  auto member = [&](const service& s, const node& n) {
+    return std::make_unique<process>(std::vector<std::string>{
+        binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.port), "--subdomain", "team",
+        "--pool", "--server", address(n), "--token", token(1), "--no-inspect"});
+  };
+  auto m1 = member(one, a);
+  REQUIRE(settle(*m1, 15s) == outcome::online);
+  auto m2 = member(two, b);
+  REQUIRE(settle(*m2, 15s) == outcome::online);
+  // A lone tunnel may not take a pool's name on any node.
+  auto lone = client(one, c, "team", 2);
+  CHECK(settle(*lone, 15s) == outcome::exited);
+  CHECK(lone->wait_for_text("served by a pool of tunnels", 0ms));
+
+  std::set<std::string> seen;
+  auto deadline = clock::now() + scaled(10s);
+  while (seen.size() < 2 && clock::now() < deadline) {
+    auto got = body_via(c, "team");
+    if (got.starts_with("200 ")) seen.insert(got);
+    else std::this_thread::sleep_for(50ms);  // polling the route
+  }
+  CHECK(seen == std::set<std::string>{"200 Hello from one", "200 Hello from two"});
+  auto api = request(c.api_port, "GET", "127.0.0.1", "/api/tunnels").body;
+  CHECK_MESSAGE(api.find(R"({"name":"team","node":"node-a","token":"auth.tokens[1]","pool":true,"tcp":false,"remote":true})") !=
+                    std::string::npos,
+                api);
+  CHECK_MESSAGE(api.find(R"({"name":"team","node":"node-b","token":"auth.tokens[1]","pool":true,"tcp":false,"remote":true})") !=
+                    std::string::npos,
+                api);
+  // Node a lists its own member as its own.
+  CHECK(request(a.api_port, "GET", "127.0.0.1", "/api/tunnels").body.find(R"("healthy":true,"node":"node-a"})") !=
+        std::string::npos);
+}
