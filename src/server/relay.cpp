@@ -351,7 +351,7 @@ struct relay_hub::impl {
 /// peer gave it up.
 class relay_out_call final : public tunnel_stream, public stream_call_base {
  public:
-  enum event { started, read, write, finish, events };
+  enum event { read, write, finish, events };
 
   relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub& stub, std::shared_ptr<relay_peer> peer);
   /// Starts the call.
@@ -371,7 +371,7 @@ class relay_out_call final : public tunnel_stream, public stream_call_base {
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<pb::Batch, pb::Batch>> stream_;
   grpc::Status status_;
-  std::array<cq_tag<relay_out_call, event>, events> ops_{{{this, started}, {this, read}, {this, write}, {this, finish}}};
+  std::array<cq_tag<relay_out_call, event>, events> ops_{{{this, read}, {this, write}, {this, finish}}};
   std::shared_ptr<relay_peer> peer_;
 };
 
@@ -564,25 +564,21 @@ relay_out_call::relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub&, std::sha
 }
 
 void relay_out_call::begin(relay_hub::impl& hub, cpb::Relay::Stub& stub) {
+  // As grok's own tunnel stream does: no start event; the first read is armed
+  // here, on this thread, and a failed connection ends it.
   publish_tags();
-  set_holds(2);  // the peer's hold, the start
-  stream_ = stub.PrepareAsyncExchanges(&ctx_, &hub.out_cq);  // set before anything can complete
-  stream_->StartCall(&ops_[started]);
+  // The call's headers leave with the first write (the request that made
+  // this stream), so the start has no completion of its own.
+  ctx_.set_initial_metadata_corked(true);
+  stream_ = stub.PrepareAsyncExchanges(&ctx_, &hub.out_cq);
+  set_holds(2);  // the peer's hold, the read
+  stream_->StartCall(nullptr);
+  arm_read(*stream_, &ops_[read]);
+  peer_->post_started(true);
 }
 
 void relay_out_call::on_event(event e, bool ok) {
   switch (e) {
-    case started:
-      if (ok) {
-        add_hold();
-        arm_read(*stream_, &ops_[read]);
-      }
-      peer_->post_started(ok);
-      if (!ok) {
-        add_hold();
-        stream_->Finish(&status_, &ops_[finish]);
-      }
-      break;
     case read:
       if (!ok) {
         add_hold();
