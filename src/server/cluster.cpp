@@ -669,14 +669,4 @@ std::optional<std::string> cluster_node::advertise_of(const std::string& node) c
   return it->second;
 }
 
-std::vector<name_record> cluster_node::records(const std::string& name) const {
-  auto& m = *impl_;
-  std::lock_guard lk(m.mu);
-  std::vector<name_record> out;
-  auto it = m.names_.find(name);
-  if (it != m.names_.end())
-    for (const auto& [node, rec] : it->second) out.push_back(rec);
-  return out;
-}
-
 }  // namespace grok::server_detail

@@ -78,8 +78,6 @@ class cluster_node {
   std::optional<std::string> advertise_of(const std::string& node) const;
   /// Every name other nodes serve now, with their records (for /api/tunnels).
   std::vector<std::pair<std::string, name_record>> remote_records() const;
-  /// Every node's record of `name`.
-  std::vector<name_record> records(const std::string& name) const;
 
  private:
   struct impl;

@@ -353,7 +353,7 @@ class relay_out_call final : public tunnel_stream, public stream_call_base {
  public:
   enum event { read, write, finish, events };
 
-  relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub& stub, std::shared_ptr<relay_peer> peer);
+  relay_out_call(relay_hub::impl& hub, std::shared_ptr<relay_peer> peer);
   /// Starts the call.
   void begin(relay_hub::impl& hub, cpb::Relay::Stub& stub);
   void StartWrite(const pb::Batch* b) override { start_write(*stream_, *b, &ops_[write]); }
@@ -378,11 +378,11 @@ class relay_out_call final : public tunnel_stream, public stream_call_base {
 class relay_peer final : public exchange_target, public std::enable_shared_from_this<relay_peer> {
  public:
   relay_peer(server_state& state, relay_hub::impl::node_entry& node, std::string id)
-      : state_(state), cfg_(state.config()), strand_(asio::make_strand(state.ioc())), node_(node), id_(std::move(id)) {}
+      : cfg_(state.config()), strand_(asio::make_strand(state.ioc())), node_(node), id_(std::move(id)) {}
 
   void start(relay_hub::impl& hub) {
     // call_ is set before the call can complete anything on the poll thread.
-    call_ = new relay_out_call(hub, *node_.stub, shared_from_this());
+    call_ = new relay_out_call(hub, shared_from_this());
     call_->begin(hub, *node_.stub);
   }
   bool broken() const { return broken_.load(std::memory_order_acquire); }
@@ -532,7 +532,6 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
   }
 
   friend class relay_out_call;
-  server_state& state_;
   std::shared_ptr<const server_config> cfg_;
   asio::strand<asio::io_context::executor_type> strand_;
   relay_hub::impl::node_entry& node_;
@@ -557,7 +556,7 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
   std::vector<group> groups_;  ///< handle_batch's scratch
 };
 
-relay_out_call::relay_out_call(relay_hub::impl& hub, cpb::Relay::Stub&, std::shared_ptr<relay_peer> peer)
+relay_out_call::relay_out_call(relay_hub::impl& hub, std::shared_ptr<relay_peer> peer)
     : counted_(hub.out_calls), peer_(std::move(peer)) {
   ctx_.AddMetadata(secret_header, hub.cfg->cluster_secret);
   ctx_.AddMetadata(node_header, hub.cfg->node_id);
