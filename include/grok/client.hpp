@@ -19,6 +19,10 @@ struct client_options {
   std::string server = "127.0.0.1:4443";  ///< grok-server's tunnel address, HOST:PORT (a comma-separated
                                           ///< list: one stream to each node of a cluster)
   std::string via;                        ///< set for each stream of such a list: the node it goes to
+  /// One of the addresses `server`'s name resolved to ("127.0.0.2:4443",
+  /// "[::1]:4443"): this stream connects there, with `server` as the TLS name
+  /// and authority. Empty: gRPC resolves `server` itself.
+  std::string address;
   std::string token;
   std::string subdomain;                  ///< empty: the server picks a name
   std::string local_host = "127.0.0.1";

@@ -101,13 +101,19 @@ using namespace client_detail;
 
 /// One tunnel of the process: its settings, its kept-alive local
 /// connections and its current stream.
+/// The streams of one tunnel held on several nodes (`--server a,b`, or a
+/// name with several addresses) serve one name. When the server picks it,
+/// one stream at a time asks, and the others take the name it was given.
+/// Guarded by client::impl::mu.
+struct name_group {
+  std::string agreed;  // the name a node gave, once one has
+  bool asking = false; // a stream is asking for a name now
+};
+
 struct tunnel_slot {
   explicit tunnel_slot(client_options o) : opts(std::move(o)) {}
   client_options opts;
-  /// With several servers (`--server a,b`), each has its own slot; the
-  /// others take the first one's name when the server picks it.
-  tunnel_slot* leader = nullptr;
-  std::string agreed_name;  // leader only, guarded by impl::mu: the name its server gave
+  std::shared_ptr<name_group> group;  // null: the tunnel has one stream
   std::shared_ptr<const local_target> local;
   local_pool pool;
   std::shared_ptr<tunnel_session> current;  // guarded by impl::mu
@@ -116,17 +122,52 @@ struct tunnel_slot {
 struct client::impl {
   explicit impl(std::vector<client_options> o) {
     for (auto& x : o) {
-      auto servers = split_server_list(x.server);
-      tunnel_slot* leader = nullptr;
-      for (const auto& server : servers) {
-        auto one = x;
-        one.server = server;
-        if (servers.size() > 1) one.via = server;
-        auto& slot = tunnels.emplace_back(std::make_unique<tunnel_slot>(std::move(one)));
-        if (leader) slot->leader = leader;
-        else leader = slot.get();
+      std::vector<client_options> streams;
+      for (const auto& server : split_server_list(x.server)) {
+        auto addresses = x.proxy.empty() ? addresses_of(server) : std::vector<std::string>{};
+        if (addresses.size() > 1) {
+          std::string list;
+          for (const auto& a : addresses) list += (list.empty() ? "" : ", ") + a;
+          spdlog::info("{} has {} addresses; holding a stream to each: {}", server, addresses.size(), list);
+        }
+        if (addresses.size() < 2) addresses = {std::string()};
+        for (const auto& address : addresses) {
+          auto& one = streams.emplace_back(x);
+          one.server = server;
+          one.address = address;
+        }
+      }
+      auto group = streams.size() > 1 ? std::make_shared<name_group>() : nullptr;
+      for (auto& one : streams) {
+        if (group) one.via = one.address.empty() ? one.server : one.server + " at " + one.address;
+        tunnels.emplace_back(std::make_unique<tunnel_slot>(std::move(one)))->group = group;
       }
     }
+  }
+  /// The addresses a server's host name resolves to, each as HOST:PORT; none
+  /// for an address given as such, or a name that does not resolve now (gRPC
+  /// keeps trying it). Only the first answer's family counts: a host with one
+  /// IPv4 and one IPv6 address is one server, which two streams of one tunnel
+  /// would take from each other; several addresses of one family are nodes.
+  std::vector<std::string> addresses_of(const std::string& server) {
+    auto colon = server.rfind(':');
+    auto host = server.substr(0, colon);
+    error_code ec;
+    if (host.starts_with('[')) return {};  // an IPv6 address
+    asio::ip::make_address(host, ec);
+    if (!ec) return {};  // an IPv4 address
+    tcp::resolver resolver(ioc);
+    auto results = resolver.resolve(host, server.substr(colon + 1), tcp::resolver::address_configured, ec);
+    std::vector<std::string> out;
+    if (ec) return out;
+    for (const auto& r : results) {
+      auto ep = r.endpoint();
+      if (ep.address().is_v6() != results.begin()->endpoint().address().is_v6()) continue;
+      auto text = ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
+                                       : ep.address().to_string() + ":" + std::to_string(ep.port());
+      if (std::find(out.begin(), out.end(), text) == out.end()) out.push_back(std::move(text));
+    }
+    return out;
   }
   std::vector<std::unique_ptr<tunnel_slot>> tunnels;
   asio::io_context ioc;
@@ -174,7 +215,11 @@ std::shared_ptr<grpc::Channel> make_channel(const client_options& o) {
     }
     creds = grpc::SslCredentials(ssl);
   }
-  return grpc::CreateCustomChannel(o.server, creds, args);
+  if (o.address.empty()) return grpc::CreateCustomChannel(o.server, creds, args);
+  // One address of the server's name: the certificate and the authority are still the name's.
+  args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, o.server);
+  if (!o.insecure) args.SetSslTargetNameOverride(o.server.substr(0, o.server.rfind(':')));
+  return grpc::CreateCustomChannel((o.address.starts_with('[') ? "ipv6:" : "ipv4:") + o.address, creds, args);
 }
 
 /// "http://user:***@proxy:3128" for the log: the password stays out.
@@ -229,7 +274,7 @@ int client::run() {
   {
     std::map<std::string, std::pair<size_t, pb::Tunnel::Stub*>> per_server;  // server -> (tunnels, current stub)
     for (auto& t : impl_->tunnels) {
-      auto& [count, stub] = per_server[t->opts.server];
+      auto& [count, stub] = per_server[t->opts.server + " " + t->opts.address];
       if (count++ % tunnels_per_connection == 0) {
         stubs.push_back(pb::Tunnel::NewStub(make_channel(t->opts)));
         stub = stubs.back().get();
@@ -279,19 +324,20 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
   // first time, so the URL survives reconnects and server restarts.
   std::string name = o.subdomain;
   const bool name_chosen = !o.subdomain.empty();
-  if (t.leader && name.empty()) {
-    // The same name on every node: the one the first node's server picked.
-    std::unique_lock lk(mu);
-    cv.wait(lk, [&] { return stopping || !t.leader->agreed_name.empty(); });
-    if (stopping) return 0;
-    name = t.leader->agreed_name;
-  }
   bool ever_accepted = false;
   int exit_code = 0;
   for (;;) {
     std::optional<session_outcome> outcome;
+    bool asking = false;  // this stream asks for the group's name
     {
       std::unique_lock lk(mu);
+      if (t.group && name.empty()) {
+        // The same name on every node: wait for the stream that is asking, then take its name.
+        cv.wait(lk, [&] { return stopping || !t.group->agreed.empty() || !t.group->asking; });
+        if (stopping) break;
+        name = t.group->agreed;
+        asking = t.group->asking = name.empty();
+      }
       if (stopping) break;
       t.current = std::make_shared<tunnel_session>(ioc, cq, o, name, t.pool, t.local, [this, &outcome](session_outcome r) {
         std::lock_guard lk2(mu);
@@ -299,13 +345,11 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
         cv.notify_all();
       });
     }
-    if (!t.leader) {
+    if (t.group) {
       t.current->on_accepted = [this, &t](const std::string& given) {
         std::lock_guard lk(mu);
-        if (t.agreed_name.empty()) {
-          t.agreed_name = given;
-          cv.notify_all();
-        }
+        if (t.group->agreed.empty()) t.group->agreed = given;
+        cv.notify_all();
       };
     }
     t.current->start(stub);
@@ -313,6 +357,8 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
       std::unique_lock lk(mu);
       cv.wait(lk, [&] { return outcome.has_value(); });
       t.current.reset();
+      if (asking) t.group->asking = false;  // given a name or not, another stream may ask now
+      cv.notify_all();
       if (stopping) break;
     }
     t.pool.clear();
@@ -335,6 +381,10 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
           break;
         case on_refusal::new_name:
           spdlog::warn("the server refused the tunnel: {}; asking for a new name", outcome->message);
+          if (t.group) {
+            std::lock_guard lk(mu);
+            if (t.group->agreed == name) t.group->agreed.clear();  // every stream asks for a new one
+          }
           name.clear();
           wait = std::chrono::milliseconds(0);
           break;
@@ -352,7 +402,8 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
           break;
         }
       }
-      spdlog::warn("tunnel lost ({}); reconnecting in {:.1f}s", outcome->message, wait.count() / 1000.0);
+      spdlog::warn("tunnel lost{} ({}); reconnecting in {:.1f}s", o.via.empty() ? "" : " via " + o.via,
+                   outcome->message, wait.count() / 1000.0);
     }
     {
       std::unique_lock lk(mu);

@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   const char* proxy_help = "v1|v2: start each connection to the local service with a PROXY header naming the visitor";
   http->add_option("--proxy-protocol", proxy_protocol, proxy_help);
   http->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (default: the server picks one)");
-  http->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated) to hold a stream to each node of a cluster (default from the config file)");
+  http->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated; or a name with several addresses) to hold a stream to each node of a cluster (default from the config file)");
   http->add_option("--token", token, "authentication token (default from the config file)");
   http->add_option("--log-level", log_level, "trace|debug|info|warn|error");
   std::string health_interval, health_timeout;
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   tcp->fallthrough();
   tcp->add_option("address", local, "[HOST:]PORT of the local service")->required();
   tcp->add_option("--proxy-protocol", proxy_protocol, proxy_help);
-  tcp->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated) to hold a stream to each node of a cluster (default from the config file)");
+  tcp->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated; or a name with several addresses) to hold a stream to each node of a cluster (default from the config file)");
   tcp->add_option("--token", token, "authentication token (default from the config file)");
   tcp->add_option("--log-level", log_level, "trace|debug|info|warn|error");
   tcp->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (a pool's members name the same one)");
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   serve->add_option("dir", serve_dir, "folder to serve")->required();
   serve->add_option("--auth", serve_auth, "require HTTP Basic authentication with USER:PASS");
   serve->add_option("-s,--subdomain", opts.subdomain, "tunnel name to ask for (default: the server picks one)");
-  serve->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated) to hold a stream to each node of a cluster (default from the config file)");
+  serve->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated; or a name with several addresses) to hold a stream to each node of a cluster (default from the config file)");
   serve->add_option("--token", token, "authentication token (default from the config file)");
   serve->add_option("--log-level", log_level, "trace|debug|info|warn|error");
   grok::add_tunnel_options(*serve, tunnel_flags, true);
@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   start->fallthrough();
   start->add_option("names", start_names, "the tunnels to start");
   start->add_flag("--all", start_all, "start every tunnel of the section");
-  start->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated) to hold a stream to each node of a cluster (default from the config file)");
+  start->add_option("--server", server, "grok-server tunnel address HOST:PORT, or several (comma-separated; or a name with several addresses) to hold a stream to each node of a cluster (default from the config file)");
   start->add_option("--token", token, "authentication token (default from the config file)");
   start->add_option("--log-level", log_level, "trace|debug|info|warn|error");
   grok::add_inspect_options(*start, inspect);

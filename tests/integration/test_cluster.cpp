@@ -22,18 +22,21 @@ std::string token(int i) { return "cluster-token-" + std::to_string(i); }
 
 /// One grok-server node of the cluster, with its admin endpoint.
 struct node {
-  node(const std::string& id, const etcd_cluster& etcd, const std::string& tunnels_yaml = "") : id(id) {
+  /// Its tunnel port on `host`:`port` (0: a free one).
+  node(const std::string& id, const etcd_cluster& etcd, const std::string& tunnels_yaml = "",
+       const std::string& host = "127.0.0.1", uint16_t port = 0)
+      : id(id), grpc_host(host) {
     char tmpl[] = "/tmp/grok-node-XXXXXX";
     dir = mkdtemp(tmpl);
-    grpc_port = free_port();
+    grpc_port = port ? port : free_port();
     api_port = free_port();
     std::string list;
     for (int i = 0; i < tokens; ++i) list += (i ? ", " : "") + token(i);
     std::ofstream(dir + "/grok-server.yaml")
-        << "server:\n  bind_address: 127.0.0.1\n  http_port: 0\n  grpc_address: 127.0.0.1\n  grpc_port: " << grpc_port
+        << "server:\n  bind_address: 127.0.0.1\n  http_port: 0\n  grpc_address: " << host << "\n  grpc_port: " << grpc_port
         << "\n  api_port: " << api_port << "\n  drain_timeout: 2s\ntunnels:\n  name_grace: 3s\n" << tunnels_yaml
         << "auth:\n  tokens: [" << list << "]\ncluster:\n  etcd_endpoints: [" << etcd.endpoints_yaml()
-        << "]\n  node_id: " << id << "\n  advertise: 127.0.0.1:" << grpc_port
+        << "]\n  node_id: " << id << "\n  advertise: " << host << ":" << grpc_port
         << "\n  lease_ttl: 2s\n  secret: cluster-test-secret-0123\n";
     start();
   }
@@ -58,6 +61,7 @@ struct node {
     return std::to_string(r.status) + " " + r.body;
   }
   std::string id;
+  std::string grpc_host;
   std::string dir;
   uint16_t grpc_port = 0;
   uint16_t api_port = 0;
@@ -85,7 +89,7 @@ std::unique_ptr<process> client_via(const service& s, const std::string& servers
   if (!name.empty()) argv.insert(argv.end(), {"--subdomain", name});
   return std::make_unique<process>(std::move(argv));
 }
-std::string address(const node& n) { return "127.0.0.1:" + std::to_string(n.grpc_port); }
+std::string address(const node& n) { return n.grpc_host + ":" + std::to_string(n.grpc_port); }
 std::unique_ptr<process> client(const service& s, const node& n, const std::string& name, int tok) {
   return client_via(s, address(n), name, tok);
 }
@@ -307,6 +311,57 @@ TEST_CASE("cluster: a client holding streams to two nodes: one node killed, ever
   CHECK(failed == 0);
   CHECK(served > 10);
   CHECK(both->running());
+}
+
+TEST_CASE("cluster: a client given one name with several addresses holds a stream to each, and carries on when one node dies") {
+  // The client runs with its own /etc/hosts (a private mount namespace), where one
+  // name has two addresses: a node on each, on the same port, as behind round-robin DNS.
+  etcd_cluster etcd;
+  auto port = free_port();
+  char tmpl[] = "/tmp/grok-hosts-XXXXXX";
+  std::string hosts_dir = mkdtemp(tmpl);
+  std::ofstream(hosts_dir + "/hosts") << "127.0.0.1 localhost\n127.0.0.2 nodes.grok.test\n127.0.0.3 nodes.grok.test\n";
+  auto first = "127.0.0.2:" + std::to_string(port), second = "127.0.0.3:" + std::to_string(port);
+  // The first address's node is down when the client starts: the stream to the other asks for the name.
+  auto b = std::make_unique<node>("node-b", etcd, "", "127.0.0.3", port);
+  service one("one");
+  auto server = "nodes.grok.test:" + std::to_string(port);
+  process c({"/usr/bin/unshare", "--mount", "/bin/sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+             hosts_dir + "/hosts", binary("grok"), "--insecure", "--config", "/dev/null", "http",
+             std::to_string(one.port), "--server", server, "--token", token(1), "--no-inspect"});
+  CHECK(c.wait_for_text(server + " has 2 addresses; holding a stream to each: " + first + ", " + second, scaled(10s)));
+  auto online_via = [&](const std::string& address) {
+    return c.wait_for_line(std::regex(R"(Forwarding\s+http://([a-z0-9-]+)\.localhost.* via )" + server + " at " + address),
+                           scaled(20s));
+  };
+  auto line = online_via(second);
+  REQUIRE(line);
+  std::string name = (*line)[1];
+  CHECK(body_via(*b, name) == "200 Hello from one");
+
+  // The first node comes up: the client's other stream joins it, with the same name.
+  auto a = std::make_unique<node>("node-a", etcd, "", "127.0.0.2", port);
+  line = online_via(first);
+  REQUIRE(line);
+  CHECK((*line)[1] == name);
+  CHECK(body_via(*a, name) == "200 Hello from one");
+
+  b->proc->signal(SIGKILL);
+  b->proc->wait_exit(scaled(5s));
+  int failed = 0, served = 0;
+  auto until = clock::now() + 3s;
+  std::string first_failure;
+  while (clock::now() < until) {
+    auto got = body_via(*a, name);
+    if (got == "200 Hello from one") ++served;
+    else if (!failed++) first_failure = got;
+  }
+  MESSAGE(served << " requests through node a after node b was killed; " << failed << " failed"
+                 << (failed ? ", the first: " + first_failure : std::string()));
+  CHECK(failed == 0);
+  CHECK(served > 10);
+  CHECK(c.running());
+  std::filesystem::remove_all(hosts_dir);
 }
 
 namespace {
