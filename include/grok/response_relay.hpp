@@ -42,8 +42,14 @@ class response_relay {
   explicit response_relay(params p);
 
   uint64_t id() const { return p_.id; }
-  /// The tunnel took the exchange and grants `window` bytes of request body.
-  void opened(uint32_t window) { credit_ = send_credit(window); }
+  /// The tunnel took the exchange and grants `window` bytes of request body;
+  /// its client may send `response_window` bytes of response ahead (the
+  /// window its tunnel was given, which may differ from params' after a
+  /// reload or on another node). Comes before any response frame.
+  void opened(uint32_t window, uint32_t response_window) {
+    credit_ = send_credit(window);
+    if (response_window && !head_received_) window_ = recv_window(response_window);
+  }
   /// Request-direction credit (the session spends it as it reads the public client).
   send_credit& credit() { return credit_; }
 

@@ -92,8 +92,10 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
   }
 
   // exchange_sink: called on the tunnel strand, hop to ours.
-  void on_opened(uint64_t id, uint32_t window) override {
-    asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, window] { self->handle_opened(id, window); });
+  void on_opened(uint64_t id, uint32_t window, uint32_t response_window) override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, window, response_window] {
+      self->handle_opened(id, window, response_window);
+    });
   }
   void on_frames(uint64_t id, frame_run&& frames) override {
     asio::post(stream_.get_executor(), [self = this->shared_from_this(), id, frames = std::move(frames)]() mutable {
@@ -410,9 +412,9 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     return true;
   }
 
-  void handle_opened(uint64_t id, uint32_t window) {
+  void handle_opened(uint64_t id, uint32_t window, uint32_t response_window) {
     if (id != ex_.id || ex_.finished()) return;
-    ex_.relay->opened(window);
+    ex_.relay->opened(window, response_window);
     if (ex_.retried && ex_.again) {
       // The bytes the refusing member was sent go to this one first.
       auto again = std::move(ex_.again);

@@ -81,7 +81,7 @@ class relay_inbound;
 class relay_exchange final : public exchange_sink {
  public:
   relay_exchange(std::weak_ptr<relay_inbound> in, uint64_t id) : in_(std::move(in)), id_(id) {}
-  void on_opened(uint64_t, uint32_t window) override;
+  void on_opened(uint64_t, uint32_t window, uint32_t response_window) override;
   void on_frames(uint64_t, frame_run&& frames) override;
   void on_unavailable(uint64_t, unsigned status, std::string reason) override;
 
@@ -125,9 +125,13 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
   }
 
   // From relayed exchanges (a tunnel's strand).
-  void opened(uint64_t id, uint32_t window) {
-    asio::post(strand_, [self = shared_from_this(), id, window] {
-      if (window > 0 && self->exchanges_.contains(id)) self->queue(make_window_update(id, window));
+  void opened(uint64_t id, uint32_t window, uint32_t response_window) {
+    asio::post(strand_, [self = shared_from_this(), id, window, response_window] {
+      if (!self->exchanges_.contains(id)) return;
+      // The public node's on_opened: both windows, before any frame of the response.
+      auto f = make_window_update(id, window);
+      f.mutable_window_update()->set_response_window(response_window);
+      self->queue(std::move(f));
     });
   }
   void from_tunnel(uint64_t id, frame_run&& frames) {
@@ -302,8 +306,8 @@ class relay_inbound : public std::enable_shared_from_this<relay_inbound> {
   std::string finish_message_;
 };
 
-void relay_exchange::on_opened(uint64_t, uint32_t window) {
-  if (auto in = in_.lock()) in->opened(id_, window);
+void relay_exchange::on_opened(uint64_t, uint32_t window, uint32_t response_window) {
+  if (auto in = in_.lock()) in->opened(id_, window, response_window);
 }
 void relay_exchange::on_frames(uint64_t, frame_run&& frames) {
   if (auto in = in_.lock()) in->from_tunnel(id_, std::move(frames));
@@ -403,9 +407,7 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
       self->node_.exchanges.fetch_add(1, std::memory_order_relaxed);
       self->queue(std::move(head));
       self->check_queue();
-      if (self->failed_) return;
-      // Request credit comes from the tunnel's client, by WindowUpdate.
-      sink->on_opened(id, 0);
+      // The sink hears on_opened when the tunnel's node says the tunnel took it (handle_batch).
     });
   }
   void send(pb::Frame&& f) override {
@@ -472,6 +474,12 @@ class relay_peer final : public exchange_target, public std::enable_shared_from_
         spdlog::warn("relay to {}: unexpected frame kind {}; closing", id_, static_cast<int>(f.kind_case()));
         deliver_all();
         return fail("node " + id_ + " broke the relay protocol");
+      }
+      if (f.has_window_update() && f.window_update().response_window()) {
+        // The tunnel took the exchange: its windows, after what came before.
+        deliver(id);
+        sink->on_opened(id, f.window_update().increment(), f.window_update().response_window());
+        continue;
       }
       if (f.has_reset()) exchanges_.erase(it);
       node_.bytes_in.fetch_add(payload_bytes(f), std::memory_order_relaxed);

@@ -73,9 +73,10 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
     });
   }
 
-  void on_opened(uint64_t, uint32_t window) override {
-    asio::post(socket_.get_executor(), [self = shared_from_this(), window] {
+  void on_opened(uint64_t, uint32_t window, uint32_t response_window) override {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), window, response_window] {
       self->credit_ = send_credit(window);
+      self->window_ = recv_window(response_window);
       self->do_read();
     });
   }

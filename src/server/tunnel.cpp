@@ -122,7 +122,7 @@ void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
     self->exchanges_total_.fetch_add(1, std::memory_order_relaxed);
     self->queue(std::move(head));
     self->update_gauges();
-    sink->on_opened(id, self->client_window_);
+    sink->on_opened(id, self->client_window_, self->cfg_->initial_window);
   });
 }
 

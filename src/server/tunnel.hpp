@@ -31,8 +31,9 @@ class exchange_sink {
  public:
   virtual ~exchange_sink() = default;
   /// The tunnel registered the exchange and sent its head; `window` is the
-  /// client's initial credit for request bytes.
-  virtual void on_opened(uint64_t id, uint32_t window) = 0;
+  /// client's initial credit for request bytes, `response_window` the credit
+  /// the client was given for response bytes (its tunnel's initial_window).
+  virtual void on_opened(uint64_t id, uint32_t window, uint32_t response_window) = 0;
   /// Consecutive frames of one batch from the tunnel client for this
   /// exchange, in order (a response head and its body often come together).
   virtual void on_frames(uint64_t id, frame_run&& frames) = 0;

@@ -172,7 +172,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   p.upgrade = upgrade_requested ? "websocket" : "";
   p.initial_window = window;
   grok::response_relay relay(p);
-  relay.opened(window);
+  relay.opened(window, window);
   std::deque<grok::out_piece> out;
   for (auto& f : frames) {
     bool is_head = f.has_response_head();

@@ -88,7 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   p.initial_window = 1 + in.u16() % 65536;
   uint32_t send_window = in.u16();
   grok::response_relay relay(p);
-  relay.opened(send_window);
+  // The tunnel may have given its client another response window (a reload, another node).
+  relay.opened(send_window, (flags & 16) ? 1 + in.u16() % 65536 : 0);
 
   std::deque<grok::out_piece> out;
   std::string wire;      // every byte written to the public client, in order

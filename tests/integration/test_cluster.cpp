@@ -419,6 +419,43 @@ TEST_CASE("cluster: a request to one node reaches a tunnel held on another, byte
   CHECK(sample(text, "grok_relay_errors_total{peer=\"node-b\"}") == 0);
 }
 
+TEST_CASE("cluster: nodes with different tunnels.initial_window relay whole bodies both ways, in both directions") {
+  // The tunnel's client keeps to the window its own node gave it; the public node keeps to the same.
+  etcd_cluster etcd;
+  node small("node-small", etcd, "  initial_window: 64KiB\n  max_frame_size: 16KiB\n"),
+      big("node-big", etcd, "  initial_window: 2MiB\n");
+  service one("one");
+  const uint64_t size = bulk_bytes(32ull << 20);
+  auto expected = request(one.port, "GET", "127.0.0.1", "/download-sha?size=" + std::to_string(size), "", {}, 60s);
+  REQUIRE(expected.status == 200);
+  auto on_small = client(one, small, "on-small", 1), on_big = client(one, big, "on-big", 2);
+  REQUIRE(settle(*on_small, 15s) == outcome::online);
+  REQUIRE(settle(*on_big, 15s) == outcome::online);
+  struct path { const node& via; std::string name; };
+  for (const auto& [via, name] : {path{big, "on-small"}, path{small, "on-big"}}) {
+    CAPTURE(name);
+    REQUIRE(relays(via, name, "one"));
+    connection down(via.http_port);
+    down.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: " + name + ".localhost\r\n\r\n");
+    sha256 h;
+    uint64_t got = 0;
+    auto r = down.read_response(scaled(60s), false, [&](const char* p, size_t n) {
+      h.update(p, n);
+      got += n;
+    });
+    CHECK(r.status == 200);
+    CHECK(got == size);
+    CHECK(h.hex() == expected.body);
+    connection up(via.http_port);
+    up.send("POST /upload HTTP/1.1\r\nHost: " + name + ".localhost\r\nContent-Length: " + std::to_string(size) +
+            "\r\n\r\n");
+    send_pattern(up, size);
+    auto u = up.read_response(scaled(60s));
+    CHECK(u.status == 200);
+    CHECK(u.body == std::to_string(size) + " " + expected.body);
+  }
+}
+
 TEST_CASE("cluster: a relayed request meets the tunnel's visitor rules once, and the local service never sees the credentials") {
   etcd_cluster etcd;
   node a("node-a", etcd), b("node-b", etcd);

@@ -143,7 +143,7 @@ TEST_CASE("exchange relay: what a tunnel client must not do") {
   }
   SUBCASE("credit beyond 2^31") {
     response_relay r(params());
-    r.opened(100);
+    r.opened(100, 0);
     pb::Frame w;
     w.mutable_window_update()->set_increment(0x80000000u);
     CHECK(r.on_frame(5, w, out).what == kind::protocol_error);
@@ -171,4 +171,29 @@ TEST_CASE("exchange relay: credit returns in quarter windows") {
   CHECK(r.on_written(200) == 0);
   CHECK(r.on_written(100) == 300);
   CHECK(r.buffered_bytes() == 0);
+}
+
+TEST_CASE("exchange relay: the tunnel's response window, given when it opens, replaces the session's own") {
+  std::deque<grok::out_piece> out;
+  auto h = head(200, -1);
+  // A tunnel whose client was given 4 KiB (another node, or a window from before a reload).
+  auto session_window = params();
+  session_window.initial_window = 1 << 20;
+  response_relay small(session_window);
+  small.opened(100, 4096);
+  CHECK(small.window() == 4096);
+  small.on_frame(5, h, out);
+  auto d = data(std::string(1024, 'x'));
+  small.on_frame(5, d, out);
+  CHECK(small.on_written(1024) == 1024);  // a quarter of its 4 KiB: credit returns, where 1 MiB would wait
+  // One whose client was given 64 KiB may send all of it ahead.
+  response_relay big(params());
+  big.opened(100, 65536);
+  big.on_frame(5, h, out);
+  auto d64 = data(std::string(65536, 'y'));
+  CHECK(big.on_frame(5, d64, out).what == kind::progress);
+  // 0 keeps the session's own.
+  response_relay same(params());
+  same.opened(100, 0);
+  CHECK(same.window() == params().initial_window);
 }
