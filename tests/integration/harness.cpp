@@ -607,6 +607,18 @@ void stack::start_server() {
   grpc_port = static_cast<uint16_t>(std::stoi((*m)[2]));
 }
 
+haproxy::haproxy(const std::string& dir, const std::string& config, uint16_t port) {
+  auto path = dir + "/haproxy.cfg";
+  std::ofstream(path) << config;
+  p = std::make_unique<process>(std::vector<std::string>{"/usr/sbin/haproxy", "-db", "-f", path});
+  if (!wait_listening(port, 10s)) throw std::runtime_error("haproxy did not start listening on port " + std::to_string(port));
+}
+
+haproxy::~haproxy() {
+  p->signal(SIGTERM);
+  p->wait_exit(5s);
+}
+
 bool wait_listening(uint16_t port, std::chrono::milliseconds timeout) {
   auto deadline = clock::now() + scaled(timeout);
   for (;;) {

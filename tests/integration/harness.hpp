@@ -228,6 +228,14 @@ std::string binary(const char* name);
 /// such as haproxy or tinyproxy has started listening); false after `timeout` (scaled).
 bool wait_listening(uint16_t port, std::chrono::milliseconds timeout);
 
+/// Debian's haproxy in the foreground with `config` (written to DIR/haproxy.cfg);
+/// ready once 127.0.0.1:port accepts. Stopped with SIGTERM when destroyed.
+struct haproxy {
+  haproxy(const std::string& dir, const std::string& config, uint16_t port);
+  ~haproxy();
+  std::unique_ptr<process> p;
+};
+
 /// A port that was free a moment ago (for settings where 0 means "off").
 uint16_t free_port();
 

@@ -376,6 +376,47 @@ bool relays(const node& n, const std::string& name, const std::string& service) 
 }
 }  // namespace
 
+TEST_CASE("cluster: kill -9 of the node a client reached through a load balancer: it reconnects to another node, and its name answers within 5 s") {
+  // One address for the client: Debian's haproxy in TCP mode in front of both nodes' tunnel ports.
+  etcd_cluster etcd;
+  node a("node-a", etcd), b("node-b", etcd);
+  auto lb_port = free_port();
+  std::string cfg = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n"
+                    "  retries 2\n  option redispatch\n"
+                    "frontend tunnels\n  bind 127.0.0.1:" + std::to_string(lb_port) + "\n  default_backend nodes\n"
+                    "backend nodes\n  balance roundrobin\n"
+                    "  server a " + address(a) + " check inter 500ms fall 1 rise 1\n"
+                    "  server b " + address(b) + " check inter 500ms fall 1 rise 1\n";
+  haproxy lb(a.dir, cfg, lb_port);
+  service one("one");
+  auto c = client_via(one, "127.0.0.1:" + std::to_string(lb_port), "moved", 1);
+  REQUIRE(settle(*c, 15s) == outcome::online);
+  // The node it reached, and the one left.
+  const std::regex online(R"(tunnel=moved conn=\d+ peer=.*: online at)");
+  node* reached = nullptr;
+  for (auto deadline = clock::now() + scaled(5s); !reached && clock::now() < deadline;)
+    for (auto* n : {&a, &b})
+      if (!reached && n->proc->wait_for_line(online, 50ms)) reached = n;
+  REQUIRE(reached);
+  node& other = reached == &a ? b : a;
+  REQUIRE(relays(other, "moved", "one"));
+
+  reached->proc->signal(SIGKILL);
+  reached->proc->wait_exit(scaled(5s));
+  auto killed = clock::now();
+  REQUIRE(c->wait_for_count("Forwarding", 2, scaled(10s)));
+  std::string got;
+  while ((got = body_via(other, "moved")) != "200 Hello from one" && clock::now() - killed < scaled(10s))
+    std::this_thread::sleep_for(20ms);  // polling the name through the node that is left
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - killed);
+  MESSAGE("the name answered through " << other.id << " again " << took.count() << " ms after " << reached->id
+                                       << " was killed");
+  CHECK(got == "200 Hello from one");
+  CHECK(took <= scaled(5s));
+  CHECK(other.proc->wait_for_line(online, scaled(5s)));
+  CHECK(c->running());
+}
+
 TEST_CASE("cluster: a request to one node reaches a tunnel held on another, byte-exact, 1 GiB each way, with bounded memory on the relaying node") {
   etcd_cluster etcd;
   node a("node-a", etcd), b("node-b", etcd);

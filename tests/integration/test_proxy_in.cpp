@@ -73,21 +73,6 @@ grok::proxy_endpoint endpoint(const std::string& ip, uint16_t port) {
   return *e;
 }
 
-/// Debian's haproxy in the foreground with `config`; ready once `port` accepts.
-struct haproxy {
-  haproxy(const std::string& dir, const std::string& config, uint16_t port) {
-    auto path = dir + "/haproxy.cfg";
-    std::ofstream(path) << config;
-    p = std::make_unique<process>(std::vector<std::string>{"/usr/sbin/haproxy", "-db", "-f", path});
-    if (!wait_listening(port, 10s)) FAIL("haproxy did not start listening");
-  }
-  ~haproxy() {
-    p->signal(SIGTERM);
-    p->wait_exit(5s);
-  }
-  std::unique_ptr<process> p;
-};
-
 }  // namespace
 
 TEST_CASE("PROXY in: a trusted proxy's header names the visitor for X-Forwarded-For and the access rules") {
