@@ -42,7 +42,15 @@ struct admission {
   access_rules rules;          ///< the visitor rules the Hello carries
   access_rules token_rules;    ///< the tokens file's address rules for the token
 
-  claimant who() const { return claimant(token, pool_key, pool); }
+  std::string client;          ///< Hello.client_id
+  uint32_t stream = 0;         ///< Hello.stream
+
+  claimant who() const {
+    claimant c(token, pool_key, pool);
+    c.client = client;
+    c.stream = stream;
+    return c;
+  }
 };
 
 /// Checks a Hello. `draining`: the server is shutting down. `auth_wait`: how

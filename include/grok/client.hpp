@@ -23,6 +23,10 @@ struct client_options {
   /// "[::1]:4443"): this stream connects there, with `server` as the TLS name
   /// and authority. Empty: gRPC resolves `server` itself.
   std::string address;
+  /// Set by the client for every stream: the process's random id and the
+  /// stream's index among the tunnel's streams (Hello.client_id, Hello.stream).
+  std::string client_id;
+  uint32_t stream = 0;
   std::string token;
   std::string subdomain;                  ///< empty: the server picks a name
   std::string local_host = "127.0.0.1";

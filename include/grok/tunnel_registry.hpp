@@ -41,6 +41,7 @@ enum class claim_result {
   pooled,      ///< a lone tunnel asked for a name a pool holds
   other_pool,  ///< the name's pool belongs to another token (or pool label)
   pool_full,   ///< the pool has its limit of members
+  same_client, ///< another stream of the same client holds it here
 };
 
 /// Who claims a name.
@@ -48,6 +49,8 @@ struct claimant {
   token_digest token{};     ///< the token's digest
   token_digest pool_key{};  ///< who may share a pool: the pool label's key, else the token
   bool pool = false;        ///< asks to share the name with the other members of its pool
+  std::string client;       ///< the client process's id (Hello.client_id); empty: unknown
+  uint32_t stream = 0;      ///< which of that client's streams (Hello.stream)
 
   claimant() = default;
   claimant(const token_digest& t) : token(t), pool_key(t) {}  // NOLINT: a lone tunnel of a token
@@ -101,8 +104,12 @@ class tunnel_registry {
         if (members) *members = e.members.size();
         return claim_result::joined;
       }
+      // Two streams of one client reaching one server: the first keeps it.
+      if (!who.client.empty() && who.client == e.client && who.stream != e.stream) return claim_result::same_client;
       if (!displaced || e.owner != who.token) return claim_result::taken;
       *displaced = std::exchange(e.members.front(), std::move(t));
+      e.client = who.client;
+      e.stream = who.stream;
       return claim_result::taken_over;
     }
     if (auto r = reserved_.find(name); r != reserved_.end() && !r->second.allows(who)) return claim_result::reserved;
@@ -117,6 +124,8 @@ class tunnel_registry {
     e.owner = who.token;
     e.pool_key = who.pool_key;
     e.pool = who.pool;
+    e.client = who.client;
+    e.stream = who.stream;
     names_.emplace(name, std::move(e));
     if (members) *members = 1;
     return claim_result::ok;
@@ -252,6 +261,8 @@ class tunnel_registry {
     token_digest owner{};     ///< the token of the tunnel that took the name
     token_digest pool_key{};  ///< who may join (pools only)
     bool pool = false;
+    std::string client;            ///< a lone tunnel's client and stream (claimant::client, stream)
+    uint32_t stream = 0;
     size_t next = 0;               ///< where the next turn starts
     std::shared_ptr<void> shared;  ///< see shared()
   };

@@ -31,6 +31,7 @@ enum class on_refusal {
   exit,      ///< it can never succeed as asked
   new_name,  ///< the name it had is someone else's now: ask for a fresh one
   retry,     ///< it may succeed later: back off and try again
+  standby,   ///< another stream of this tunnel serves it on that server: try now and then
 };
 
 on_refusal classify(pb::Refused::Reason reason, bool name_chosen) {
@@ -44,6 +45,8 @@ on_refusal classify(pb::Refused::Reason reason, bool name_chosen) {
     case pb::Refused::POOL_MISMATCH:
     case pb::Refused::BAD_RULES:
       return on_refusal::exit;
+    case pb::Refused::SAME_CLIENT:
+      return on_refusal::standby;
     case pb::Refused::NAME_TAKEN:
     case pb::Refused::NAME_RESERVED:
     case pb::Refused::NAME_HELD:
@@ -105,9 +108,10 @@ using namespace client_detail;
 /// name with several addresses) serve one name. When the server picks it,
 /// one stream at a time asks, and the others take the name it was given.
 /// Guarded by client::impl::mu.
+struct tunnel_slot;
 struct name_group {
-  std::string agreed;  // the name a node gave, once one has
-  bool asking = false; // a stream is asking for a name now
+  std::string agreed;            // the name a node gave, once one has
+  tunnel_slot* asker = nullptr;  // the stream asking for a name now
 };
 
 struct tunnel_slot {
@@ -121,6 +125,10 @@ struct tunnel_slot {
 
 struct client::impl {
   explicit impl(std::vector<client_options> o) {
+    // One id for the process: its streams to one server are told apart from another grok's.
+    std::string client_id(16, '\0');
+    std::random_device rd;
+    for (auto& c : client_id) c = static_cast<char>(rd());
     for (auto& x : o) {
       std::vector<client_options> streams;
       for (const auto& server : split_server_list(x.server)) {
@@ -135,6 +143,8 @@ struct client::impl {
           auto& one = streams.emplace_back(x);
           one.server = server;
           one.address = address;
+          one.client_id = client_id;
+          one.stream = static_cast<uint32_t>(streams.size() - 1);
         }
       }
       auto group = streams.size() > 1 ? std::make_shared<name_group>() : nullptr;
@@ -325,18 +335,18 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
   std::string name = o.subdomain;
   const bool name_chosen = !o.subdomain.empty();
   bool ever_accepted = false;
+  bool standing_by = false;  // refused as SAME_CLIENT before: say so once
   int exit_code = 0;
   for (;;) {
     std::optional<session_outcome> outcome;
-    bool asking = false;  // this stream asks for the group's name
     {
       std::unique_lock lk(mu);
       if (t.group && name.empty()) {
         // The same name on every node: wait for the stream that is asking, then take its name.
-        cv.wait(lk, [&] { return stopping || !t.group->agreed.empty() || !t.group->asking; });
+        cv.wait(lk, [&] { return stopping || !t.group->agreed.empty() || !t.group->asker; });
         if (stopping) break;
         name = t.group->agreed;
-        asking = t.group->asking = name.empty();
+        if (name.empty()) t.group->asker = &t;
       }
       if (stopping) break;
       t.current = std::make_shared<tunnel_session>(ioc, cq, o, name, t.pool, t.local, [this, &outcome](session_outcome r) {
@@ -349,6 +359,7 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
       t.current->on_accepted = [this, &t](const std::string& given) {
         std::lock_guard lk(mu);
         if (t.group->agreed.empty()) t.group->agreed = given;
+        if (t.group->asker == &t) t.group->asker = nullptr;
         cv.notify_all();
       };
     }
@@ -357,7 +368,7 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
       std::unique_lock lk(mu);
       cv.wait(lk, [&] { return outcome.has_value(); });
       t.current.reset();
-      if (asking) t.group->asking = false;  // given a name or not, another stream may ask now
+      if (t.group && t.group->asker == &t) t.group->asker = nullptr;  // given no name: another stream may ask
       cv.notify_all();
       if (stopping) break;
     }
@@ -365,7 +376,7 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
     if (outcome->accepted) {
       ever_accepted = true;
       name = outcome->name;
-
+      standing_by = false;
       backoff = std::chrono::milliseconds(1000);
     }
     // Jitter spreads reconnects of many clients after a server restart.
@@ -383,7 +394,7 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
           spdlog::warn("the server refused the tunnel: {}; asking for a new name", outcome->message);
           if (t.group) {
             std::lock_guard lk(mu);
-            if (t.group->agreed == name) t.group->agreed.clear();  // every stream asks for a new one
+            if (t.group->agreed == name) t.group->agreed.clear();  // the next stream to ask gets a new one
           }
           name.clear();
           wait = std::chrono::milliseconds(0);
@@ -391,6 +402,15 @@ int client::impl::run_tunnel(tunnel_slot& t, pb::Tunnel::Stub& stub) {
         case on_refusal::retry:
           spdlog::warn("the server refused the tunnel for now: {}; trying again in {:.1f}s", outcome->message,
                        wait.count() / 1000.0);
+          break;
+        case on_refusal::standby:
+          // Not an error: one server answers at several of the addresses. The
+          // stream tries again now and then, in case another node answers there.
+          wait = std::chrono::milliseconds(static_cast<int64_t>(30000 * jitter(rng)));
+          spdlog::log(standing_by ? spdlog::level::debug : spdlog::level::info,
+                      "the stream via {} reaches a server another stream of this tunnel uses; trying it again in {:.0f}s",
+                      o.via.empty() ? o.server : o.via, wait.count() / 1000.0);
+          standing_by = true;
           break;
       }
       if (exit_code != 0) break;

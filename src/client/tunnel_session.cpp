@@ -27,6 +27,8 @@ void tunnel_session::start(pb::Tunnel::Stub& stub) {
   h->set_initial_window(opts_.initial_window);
   h->set_protocol(opts_.tcp ? pb::Hello::TCP : pb::Hello::HTTP);
   h->set_pool(opts_.pool);
+  h->set_client_id(opts_.client_id);
+  h->set_stream(opts_.stream);
   rules_to_hello(opts_.rules, h->mutable_rules());
   std::optional<pb::Frame> unchecked;
   if (!opts_.health_path.empty()) {

@@ -75,6 +75,8 @@ std::variant<admission, refusal> admit_hello(const pb::Hello& h, const server_co
     a.token_rules.allow = entry->allow_cidr;
     a.token_rules.deny = entry->deny_cidr;
   }
+  a.client = h.client_id().substr(0, 64);
+  a.stream = h.stream();
   a.client_window =
       h.initial_window() == 0 ? cfg.initial_window : std::clamp<uint32_t>(h.initial_window(), 1024, 16u << 20);
   return a;
@@ -106,6 +108,9 @@ refusal refuse_claim(claim_result r, const std::string& name, const server_confi
       return make_refusal(pb::Refused::POOL_FULL, "the pool for '" + name + "' already has " +
                                                       std::to_string(cfg.max_pool_members) +
                                                       " members (tunnels.max_pool_members)");
+    case claim_result::same_client:
+      return make_refusal(pb::Refused::SAME_CLIENT, "another stream of this grok already serves '" + name +
+                                                        "' on this server (it is reached at several addresses)");
     case claim_result::held:
     case claim_result::ok:
     case claim_result::joined:

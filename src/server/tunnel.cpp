@@ -122,7 +122,7 @@ void tunnel::open(std::shared_ptr<exchange_sink> sink, pb::Frame&& head) {
     self->exchanges_total_.fetch_add(1, std::memory_order_relaxed);
     self->queue(std::move(head));
     self->update_gauges();
-    sink->on_opened(id, self->client_window_, self->cfg_->initial_window);
+    sink->on_opened(id, self->client_window_, self->response_window_);
   });
 }
 
@@ -390,7 +390,8 @@ void tunnel::finish_hello(claim_result claimed, size_t members, std::string rule
   acc->set_tcp_port(port);
   connected_at_ = clock::now();
   acc->set_public_url(public_url_);
-  acc->set_initial_window(cfg_->initial_window);
+  response_window_ = cfg_->initial_window;  // cfg_ may change on reload; the client keeps this one
+  acc->set_initial_window(response_window_);
   acc->set_max_frame_size(cfg_->max_frame_size);
   acc->set_max_exchanges(cfg_->max_exchanges);
   writer_.push(std::move(f));
@@ -420,8 +421,10 @@ void tunnel::handle_health(const pb::Health& h) {
 }
 
 void tunnel::refuse(const refusal& r) {
-  spdlog::warn("tunnel conn={} peer={}{}{}: refused: {}", conn_id_, peer_, token_label_.empty() ? "" : " token=",
-               token_label_, r.message);
+  // Another stream of a client already served here is how a client meets a server at several addresses.
+  spdlog::log(r.reason == pb::Refused::SAME_CLIENT ? spdlog::level::info : spdlog::level::warn,
+              "tunnel conn={} peer={}{}{}: refused: {}", conn_id_, peer_, token_label_.empty() ? "" : " token=",
+              token_label_, r.message);
   pb::Frame f;
   auto* out = f.mutable_refused();
   out->set_reason(r.reason);

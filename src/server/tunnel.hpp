@@ -203,6 +203,7 @@ class tunnel final : public exchange_target, public std::enable_shared_from_this
   bool first_health_ = true;    // no Health frame yet
   bool hello_seen_ = false;     // a Hello arrived (admitted or not)
   uint32_t client_window_ = 0;
+  uint32_t response_window_ = 0;  ///< response credit its client was given in Accepted
   std::vector<pb::Frame> early_;  ///< frames that came behind the Hello while the cluster claims the name
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
   /// handle_batch's scratch: frames of the batch grouped by exchange.

@@ -313,46 +313,67 @@ TEST_CASE("cluster: a client holding streams to two nodes: one node killed, ever
   CHECK(both->running());
 }
 
+namespace {
+
+/// A hosts file in a directory of its own, removed at the end.
+struct hosts_file {
+  explicit hosts_file(const std::string& lines) {
+    char tmpl[] = "/tmp/grok-hosts-XXXXXX";
+    dir = mkdtemp(tmpl);
+    path = dir + "/hosts";
+    std::ofstream(path) << "127.0.0.1 localhost\n" << lines;
+  }
+  ~hosts_file() { std::filesystem::remove_all(dir); }
+  std::string dir, path;
+};
+
+/// `grok http` for `s` through `server`, started with `hosts` as its /etc/hosts
+/// (in a private mount namespace), where one name may have several addresses.
+std::unique_ptr<process> client_with_hosts(const hosts_file& hosts, const service& s, const std::string& server,
+                                           const std::string& tok) {
+  return std::make_unique<process>(std::vector<std::string>{
+      "/usr/bin/unshare", "--mount", "/bin/sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\"", hosts.path,
+      binary("grok"), "--insecure", "--config", "/dev/null", "http", std::to_string(s.port), "--server", server,
+      "--token", tok, "--no-inspect"});
+}
+
+/// The name of the tunnel the client's Forwarding line through `via` shows.
+std::optional<std::string> online_via(process& c, const std::string& via) {
+  auto line = c.wait_for_line(std::regex(R"(Forwarding\s+http://([a-z0-9-]+)\.localhost.* via )" + via), scaled(20s));
+  if (!line) return std::nullopt;
+  return (*line)[1].str();
+}
+
+}  // namespace
+
 TEST_CASE("cluster: a client given one name with several addresses holds a stream to each, and carries on when one node dies") {
-  // The client runs with its own /etc/hosts (a private mount namespace), where one
-  // name has two addresses: a node on each, on the same port, as behind round-robin DNS.
+  // Two nodes on one port at two addresses of one name, as behind round-robin DNS.
   etcd_cluster etcd;
   auto port = free_port();
-  char tmpl[] = "/tmp/grok-hosts-XXXXXX";
-  std::string hosts_dir = mkdtemp(tmpl);
-  std::ofstream(hosts_dir + "/hosts") << "127.0.0.1 localhost\n127.0.0.2 nodes.grok.test\n127.0.0.3 nodes.grok.test\n";
+  hosts_file hosts("127.0.0.2 nodes.grok.test\n127.0.0.3 nodes.grok.test\n");
   auto first = "127.0.0.2:" + std::to_string(port), second = "127.0.0.3:" + std::to_string(port);
   // The first address's node is down when the client starts: the stream to the other asks for the name.
   auto b = std::make_unique<node>("node-b", etcd, "", "127.0.0.3", port);
   service one("one");
   auto server = "nodes.grok.test:" + std::to_string(port);
-  process c({"/usr/bin/unshare", "--mount", "/bin/sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
-             hosts_dir + "/hosts", binary("grok"), "--insecure", "--config", "/dev/null", "http",
-             std::to_string(one.port), "--server", server, "--token", token(1), "--no-inspect"});
-  CHECK(c.wait_for_text(server + " has 2 addresses; holding a stream to each: " + first + ", " + second, scaled(10s)));
-  auto online_via = [&](const std::string& address) {
-    return c.wait_for_line(std::regex(R"(Forwarding\s+http://([a-z0-9-]+)\.localhost.* via )" + server + " at " + address),
-                           scaled(20s));
-  };
-  auto line = online_via(second);
-  REQUIRE(line);
-  std::string name = (*line)[1];
-  CHECK(body_via(*b, name) == "200 Hello from one");
+  auto c = client_with_hosts(hosts, one, server, token(1));
+  CHECK(c->wait_for_text(server + " has 2 addresses; holding a stream to each: " + first + ", " + second, scaled(10s)));
+  auto name = online_via(*c, server + " at " + second);
+  REQUIRE(name);
+  CHECK(body_via(*b, *name) == "200 Hello from one");
 
   // The first node comes up: the client's other stream joins it, with the same name.
   auto a = std::make_unique<node>("node-a", etcd, "", "127.0.0.2", port);
-  line = online_via(first);
-  REQUIRE(line);
-  CHECK((*line)[1] == name);
-  CHECK(body_via(*a, name) == "200 Hello from one");
+  CHECK(online_via(*c, server + " at " + first) == name);
+  CHECK(body_via(*a, *name) == "200 Hello from one");
 
   b->proc->signal(SIGKILL);
   b->proc->wait_exit(scaled(5s));
   int failed = 0, served = 0;
-  auto until = clock::now() + 3s;
   std::string first_failure;
+  auto until = clock::now() + 3s;
   while (clock::now() < until) {
-    auto got = body_via(*a, name);
+    auto got = body_via(*a, *name);
     if (got == "200 Hello from one") ++served;
     else if (!failed++) first_failure = got;
   }
@@ -360,8 +381,40 @@ TEST_CASE("cluster: a client given one name with several addresses holds a strea
                  << (failed ? ", the first: " + first_failure : std::string()));
   CHECK(failed == 0);
   CHECK(served > 10);
-  CHECK(c.running());
-  std::filesystem::remove_all(hosts_dir);
+  CHECK(c->running());
+}
+
+TEST_CASE("one server at several addresses of its name: one stream serves, the other stands by, nothing is taken over") {
+  // One grok-server (no cluster) behind two addresses, as behind a load balancer with an
+  // address per zone: Debian's haproxy listens on both and forwards to the tunnel port.
+  stack::options o;
+  o.start_client = false;
+  stack s(o);
+  auto port = free_port();
+  std::string cfg = "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+                    "frontend tunnels\n  bind 127.0.0.2:" + std::to_string(port) + "\n  bind 127.0.0.3:" +
+                    std::to_string(port) + "\n  default_backend server\n"
+                    "frontend probe\n  bind 127.0.0.1:" + std::to_string(port) + "\n  default_backend server\n"
+                    "backend server\n  server grok 127.0.0.1:" + std::to_string(s.grpc_port) + "\n";
+  haproxy lb(s.dir, cfg, port);  // listening on 127.0.0.1 once it listens on all three
+  hosts_file hosts("127.0.0.2 server.grok.test\n127.0.0.3 server.grok.test\n");
+  service one("one");
+  auto server = "server.grok.test:" + std::to_string(port);
+  auto c = client_with_hosts(hosts, one, server, s.opts.token);
+  auto name = online_via(*c, server + " at ");
+  REQUIRE(name);
+  CHECK(c->wait_for_text("reaches a server another stream of this tunnel uses; trying it again in", scaled(10s)));
+  // Neither stream took the name from the other: one take-over-free tunnel that keeps serving.
+  int failed = 0, served = 0;
+  for (auto until = clock::now() + 2s; clock::now() < until;)
+    (request(s.http_port, "GET", *name + ".localhost", "/", "", {}, scaled(5s)).body == "Hello from one\n" ? served
+                                                                                                         : failed)++;
+  CHECK(failed == 0);
+  CHECK(served > 10);
+  CHECK(c->running());
+  CHECK(c->count_lines_containing("Forwarding") == 1);
+  CHECK(s.server->count_lines_containing("taking the name over") == 0);
+  CHECK(s.server->wait_for_text("another stream of this grok already serves", scaled(5s)));
 }
 
 namespace {
@@ -384,9 +437,11 @@ TEST_CASE("cluster: kill -9 of the node a client reached through a load balancer
   std::string cfg = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n"
                     "  retries 2\n  option redispatch\n"
                     "frontend tunnels\n  bind 127.0.0.1:" + std::to_string(lb_port) + "\n  default_backend nodes\n"
-                    "backend nodes\n  balance roundrobin\n"
-                    "  server a " + address(a) + " check inter 500ms fall 1 rise 1\n"
-                    "  server b " + address(b) + " check inter 500ms fall 1 rise 1\n";
+                    "backend nodes\n  balance roundrobin\n  option httpchk GET /readyz\n"
+                    // Health from each node's /readyz: a bare connect to a tunnel port that never
+                    // says Hello counts against the address (tunnels.* abandoned connections).
+                    "  server a " + address(a) + " check port " + std::to_string(a.api_port) + " inter 500ms fall 1 rise 1\n"
+                    "  server b " + address(b) + " check port " + std::to_string(b.api_port) + " inter 500ms fall 1 rise 1\n";
   haproxy lb(a.dir, cfg, lb_port);
   service one("one");
   auto c = client_via(one, "127.0.0.1:" + std::to_string(lb_port), "moved", 1);

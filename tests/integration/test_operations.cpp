@@ -30,6 +30,37 @@ TEST_CASE("a reload that changes a restart-only setting says so and keeps the ru
   CHECK(request(s.http_port, "GET", "app.elsewhere.test", "/").status == 404);
 }
 
+TEST_CASE("a reload that changes tunnels.initial_window: tunnels online before it keep their window, and large bodies flow both ways") {
+  stack::options o;
+  o.extra_server_yaml = "  initial_window: 64KiB\n  max_frame_size: 16KiB\n";
+  stack s(o);
+  // A window 64 times larger: a tunnel given 64 KiB must not wait for credit a quarter of 4 MiB away.
+  s.opts.extra_server_yaml = "  initial_window: 4MiB\n";
+  s.write_server_config();
+  s.server->signal(SIGHUP);
+  REQUIRE(s.server->wait_for_text("reloaded", scaled(10s)));
+  const uint64_t size = bulk_bytes(32ull << 20);
+  auto expected = request(s.upstream_port, "GET", "127.0.0.1", "/download-sha?size=" + std::to_string(size), "", {}, 60s);
+  REQUIRE(expected.status == 200);
+  connection down(s.http_port);
+  down.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
+  sha256 h;
+  uint64_t got = 0;
+  auto r = down.read_response(scaled(30s), false, [&](const char* p, size_t n) {
+    h.update(p, n);
+    got += n;
+  });
+  CHECK(r.status == 200);
+  CHECK(got == size);
+  CHECK(h.hex() == expected.body);
+  connection up(s.http_port);
+  up.send("POST /upload HTTP/1.1\r\nHost: " + s.host() + "\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n");
+  send_pattern(up, size);
+  auto u = up.read_response(scaled(30s));
+  CHECK(u.status == 200);
+  CHECK(u.body == std::to_string(size) + " " + expected.body);
+}
+
 TEST_CASE("under journald, a running grok-server writes <N> priorities and no timestamps") {
   stack::options o;
   o.start_client = false;

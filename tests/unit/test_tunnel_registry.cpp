@@ -96,6 +96,34 @@ TEST_CASE("a live name passes to a new tunnel of the same token only when the cl
   CHECK(f.reg.size() == 1);
 }
 
+TEST_CASE("two streams of one client never take a name from each other; a stream reconnecting still does") {
+  fixture f;
+  auto stream = [&](const std::string& client, uint32_t n) {
+    claimant c(f.alice);
+    c.client = client;
+    c.stream = n;
+    return c;
+  };
+  auto first = f.tunnel(1);
+  REQUIRE(f.reg.claim("app", first, stream("client-1", 0)) == claim_result::ok);
+  std::shared_ptr<fake_tunnel> displaced;
+  // The same client's other stream, reaching this server at another address: refused, nothing displaced.
+  CHECK(f.reg.claim("app", f.tunnel(2), stream("client-1", 1), &displaced) == claim_result::same_client);
+  CHECK(displaced == nullptr);
+  CHECK(f.reg.find("app").t == first);
+  // Stream 0 again (it reconnected; the server still holds its old session): takes it over.
+  auto again = f.tunnel(3);
+  CHECK(f.reg.claim("app", again, stream("client-1", 0), &displaced) == claim_result::taken_over);
+  CHECK(displaced == first);
+  // Another process of the same token (a restarted grok): takes it over, as before.
+  CHECK(f.reg.claim("app", f.tunnel(4), stream("client-2", 1), &displaced) == claim_result::taken_over);
+  CHECK(displaced == again);
+  // After that take-over, stream 0 of the new process is its own: refused as the same client.
+  CHECK(f.reg.claim("app", f.tunnel(5), stream("client-2", 0), &displaced) == claim_result::same_client);
+  // A client that sends no id (an older grok) takes over as before.
+  CHECK(f.reg.claim("app", f.tunnel(6), stream("", 0), &displaced) == claim_result::taken_over);
+}
+
 TEST_CASE("a release by a tunnel that no longer holds the name changes nothing") {
   fixture f;
   auto a = f.tunnel(1), b = f.tunnel(2);
