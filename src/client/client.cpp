@@ -102,8 +102,6 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using namespace client_detail;
 
-/// One tunnel of the process: its settings, its kept-alive local
-/// connections and its current stream.
 /// The streams of one tunnel held on several nodes (`--server a,b`, or a
 /// name with several addresses) serve one name. When the server picks it,
 /// one stream at a time asks, and the others take the name it was given.
@@ -114,6 +112,8 @@ struct name_group {
   tunnel_slot* asker = nullptr;  // the stream asking for a name now
 };
 
+/// One stream of a tunnel of the process: its settings, its kept-alive
+/// local connections and its current session.
 struct tunnel_slot {
   explicit tunnel_slot(client_options o) : opts(std::move(o)) {}
   client_options opts;
