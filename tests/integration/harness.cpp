@@ -565,6 +565,27 @@ void send_pattern(connection& c, uint64_t size, sha256* hash) {
   }
 }
 
+void check_bulk_both_ways(uint16_t port, const std::string& host, uint64_t size, const std::string& sha_hex,
+                          std::chrono::milliseconds timeout) {
+  connection down(port);
+  down.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n");
+  sha256 h;
+  uint64_t got = 0;
+  auto r = down.read_response(timeout, false, [&](const char* p, size_t n) {
+    h.update(p, n);
+    got += n;
+  });
+  CHECK(r.status == 200);
+  CHECK(got == size);
+  CHECK(h.hex() == sha_hex);
+  connection up(port);
+  up.send("POST /upload HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n");
+  send_pattern(up, size);
+  auto u = up.read_response(timeout);
+  CHECK(u.status == 200);
+  CHECK(u.body == std::to_string(size) + " " + sha_hex);
+}
+
 // ---- stack ----------------------------------------------------------------------
 
 stack::stack() : stack(options{}) {}

@@ -177,6 +177,12 @@ std::string random_bytes(size_t n, unsigned seed);
 /// Sends `size` pattern bytes in 1 MiB pieces, hashing them into `hash` if given.
 void send_pattern(connection& c, uint64_t size, sha256* hash = nullptr);
 
+/// Through public port `port` for `host`: `size` bytes of grok-demo-upstream's
+/// /download, then the same size POSTed to its /upload, each checked (CHECK)
+/// byte-exact against `sha_hex` (the local service's /download-sha for `size`).
+void check_bulk_both_ways(uint16_t port, const std::string& host, uint64_t size, const std::string& sha_hex,
+                          std::chrono::milliseconds timeout);
+
 /// grok-server + grok-demo-upstream + grok http, wired on OS-chosen ports.
 struct stack {
   struct options {

@@ -483,27 +483,7 @@ TEST_CASE("cluster: a request to one node reaches a tunnel held on another, byte
   const uint64_t size = bulk_bytes(1ull << 30);
   auto expected = request(one.port, "GET", "127.0.0.1", "/download-sha?size=" + std::to_string(size), "", {}, 120s);
   REQUIRE(expected.status == 200);
-  {
-    connection down(a.http_port);
-    down.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: bulk.localhost\r\n\r\n");
-    sha256 h;
-    uint64_t got = 0;
-    auto r = down.read_response(scaled(180s), false, [&](const char* p, size_t n) {
-      h.update(p, n);
-      got += n;
-    });
-    CHECK(r.status == 200);
-    CHECK(got == size);
-    CHECK(h.hex() == expected.body);
-  }
-  {
-    connection up(a.http_port);
-    up.send("POST /upload HTTP/1.1\r\nHost: bulk.localhost\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n");
-    send_pattern(up, size);
-    auto r = up.read_response(scaled(180s));
-    CHECK(r.status == 200);
-    CHECK(r.body == std::to_string(size) + " " + expected.body);
-  }
+  check_bulk_both_ways(a.http_port, "bulk.localhost", size, expected.body, scaled(180s));
   auto peak = a.proc->peak_rss_kib();
   MESSAGE("peak RSS of the relaying node: " << peak << " KiB");
   if (rss_caps()) CHECK(peak <= 64 * 1024);
@@ -531,24 +511,7 @@ TEST_CASE("cluster: nodes with different tunnels.initial_window relay whole bodi
   for (const auto& [via, name] : {path{big, "on-small"}, path{small, "on-big"}}) {
     CAPTURE(name);
     REQUIRE(relays(via, name, "one"));
-    connection down(via.http_port);
-    down.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: " + name + ".localhost\r\n\r\n");
-    sha256 h;
-    uint64_t got = 0;
-    auto r = down.read_response(scaled(60s), false, [&](const char* p, size_t n) {
-      h.update(p, n);
-      got += n;
-    });
-    CHECK(r.status == 200);
-    CHECK(got == size);
-    CHECK(h.hex() == expected.body);
-    connection up(via.http_port);
-    up.send("POST /upload HTTP/1.1\r\nHost: " + name + ".localhost\r\nContent-Length: " + std::to_string(size) +
-            "\r\n\r\n");
-    send_pattern(up, size);
-    auto u = up.read_response(scaled(60s));
-    CHECK(u.status == 200);
-    CHECK(u.body == std::to_string(size) + " " + expected.body);
+    check_bulk_both_ways(via.http_port, name + ".localhost", size, expected.body, scaled(60s));
   }
 }
 

@@ -42,23 +42,7 @@ TEST_CASE("a reload that changes tunnels.initial_window: tunnels online before i
   const uint64_t size = bulk_bytes(32ull << 20);
   auto expected = request(s.upstream_port, "GET", "127.0.0.1", "/download-sha?size=" + std::to_string(size), "", {}, 60s);
   REQUIRE(expected.status == 200);
-  connection down(s.http_port);
-  down.send("GET /download?size=" + std::to_string(size) + " HTTP/1.1\r\nHost: " + s.host() + "\r\n\r\n");
-  sha256 h;
-  uint64_t got = 0;
-  auto r = down.read_response(scaled(30s), false, [&](const char* p, size_t n) {
-    h.update(p, n);
-    got += n;
-  });
-  CHECK(r.status == 200);
-  CHECK(got == size);
-  CHECK(h.hex() == expected.body);
-  connection up(s.http_port);
-  up.send("POST /upload HTTP/1.1\r\nHost: " + s.host() + "\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n");
-  send_pattern(up, size);
-  auto u = up.read_response(scaled(30s));
-  CHECK(u.status == 200);
-  CHECK(u.body == std::to_string(size) + " " + expected.body);
+  check_bulk_both_ways(s.http_port, s.host(), size, expected.body, scaled(30s));
 }
 
 TEST_CASE("under journald, a running grok-server writes <N> priorities and no timestamps") {
