@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "grok/credit.hpp"
 #include "grok/ip_network.hpp"
 #include "grok/tokens.hpp"
 
@@ -52,6 +53,7 @@ struct server_config {
   std::chrono::milliseconds heartbeat_timeout{5000};  ///< a ping unanswered this long drops the client
   unsigned max_per_token = 0;                 ///< 0 = unlimited
   uint32_t initial_window = 512 * 1024;       ///< credit per exchange and direction
+  uint32_t max_window = default_max_window;   ///< what a window may grow to while it limits a stream
   uint32_t max_frame_size = 64 * 1024;
   uint32_t max_exchanges = 1000;              ///< in flight per tunnel
   uint64_t max_queued_bytes = 64ull << 20;    ///< bytes waiting on one tunnel's stream

@@ -529,6 +529,7 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
   std::optional<int> proxy_protocol_line;
   std::optional<int> tls_line;
   std::optional<int> max_frame_size_line;
+  std::optional<int> max_window_line;
   std::optional<int> cluster_line;
   std::optional<int> cluster_tls_line;
   const uint64_t u32_max = std::numeric_limits<uint32_t>::max();
@@ -590,6 +591,10 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
         {"initial_window", [&](const entry& f) {
           cfg.initial_window = static_cast<uint32_t>(r.size(f, kib, 16 * mib));
           initial_window_line = f.line;
+        }},
+        {"max_window", [&](const entry& f) {
+          cfg.max_window = static_cast<uint32_t>(r.size(f, kib, 64 * mib));
+          max_window_line = f.line;
         }},
         {"max_frame_size", [&](const entry& f) {
           cfg.max_frame_size = static_cast<uint32_t>(r.size(f, kib, mib));
@@ -785,6 +790,12 @@ server_config parse_server_config(const std::string& yaml_text, const std::strin
     if (cfg.cluster_cert_file.empty() != cfg.cluster_key_file.empty())
       r.fail(cluster_tls_line.value_or(-1), cfg.cluster_cert_file.empty() ? "cluster.tls.cert_file" : "cluster.tls.key_file",
              "cluster.tls.cert_file and cluster.tls.key_file must be set together");
+  }
+  if (!max_window_line) {
+    cfg.max_window = std::max(cfg.max_window, cfg.initial_window);
+  } else if (cfg.max_window < cfg.initial_window) {
+    r.fail(*max_window_line, "tunnels.max_window",
+           "must be at least tunnels.initial_window (" + format_size(cfg.initial_window) + ")");
   }
   if (cfg.max_frame_size > cfg.initial_window) {
     if (max_frame_size_line)

@@ -387,6 +387,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     rp.keep_alive = ex_.keep_alive;
     rp.upgrade = ex_.upgrade;
     rp.initial_window = cfg_->initial_window;
+    rp.max_window = cfg_->max_window;
     ex_.relay.emplace(std::move(rp));
   }
 

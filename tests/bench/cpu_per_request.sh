@@ -3,6 +3,7 @@
 #
 #   bash tests/bench/cpu_per_request.sh [BUILD_DIR]        # ~30 s with IDLE=10
 #   IDLE=60 CONNS="1 50" DURATION=8 bash tests/bench/cpu_per_request.sh build
+#   BULK_MIB=1024 CONNS="" IDLE=1 bash tests/bench/cpu_per_request.sh build
 #
 # Starts grok-demo-upstream (GET / -> 30 bytes), grok-server (default logging:
 # an access line per request) and `grok http` (console on) on 127.0.0.1 with
@@ -10,12 +11,14 @@
 # seconds and reports requests/s and CPU microseconds per request of each
 # process (utime + stime from /proc, 10 ms ticks); then leaves the tunnel
 # idle for IDLE seconds and reports each process's CPU in % of one core.
+# BULK_MIB (0 = off) downloads that many MiB through the tunnel with curl
+# (GET /download) and reports MB/s and CPU milliseconds per MiB of each.
 # GROK_SERVER_CONF_EXTRA is appended to the tunnels: section (e.g.
 # "  grpc_poll_threads: 1"); GROK_SERVER_LOG_LEVEL (info) sets logging.level.
 # Stops everything it started, by PID.
 set -euo pipefail
 bin=$(cd "${1:-build}" && pwd)
-CONNS=${CONNS:-"1 50"}
+CONNS=${CONNS-"1 50"}
 DURATION=${DURATION:-8}
 IDLE=${IDLE:-10}
 command -v wrk >/dev/null || { echo "cpu_per_request: needs wrk (apt-get install wrk)" >&2; exit 2; }
@@ -62,6 +65,15 @@ for c in $CONNS; do
   awk -v c="$c" -v r="$reqs" -v rps="$rps" -v ds=$((s1 - s0)) -v dc=$((c1 - c0)) -v hz="$hz" 'BEGIN {
     printf "c=%-8s %10.0f %14.1f %14.1f\n", c, rps, ds / hz * 1e6 / r, dc / hz * 1e6 / r }'
 done
+if [ "${BULK_MIB:-0}" -gt 0 ]; then
+  s0=$(ticks "$server"); c0=$(ticks "$client")
+  read -r size secs < <(curl -s -o /dev/null -m 300 -H 'Host: bench.tunnel.test' -w '%{size_download} %{time_total}\n' \
+    "http://127.0.0.1:$pub/download?size=$((BULK_MIB * 1048576))")
+  s1=$(ticks "$server"); c1=$(ticks "$client")
+  [ "$size" = "$((BULK_MIB * 1048576))" ] || { echo "cpu_per_request: download got $size bytes" >&2; exit 1; }
+  awk -v m="$BULK_MIB" -v sz="$size" -v t="$secs" -v ds=$((s1 - s0)) -v dc=$((c1 - c0)) -v hz="$hz" 'BEGIN {
+    printf "%-10s %10.0f MB/s, server %.2f ms/MiB, client %.2f ms/MiB\n", m "MiB", sz / t / 1e6, ds / hz * 1e3 / m, dc / hz * 1e3 / m }'
+fi
 sleep 1
 s0=$(ticks "$server"); c0=$(ticks "$client")
 sleep "$IDLE"

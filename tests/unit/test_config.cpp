@@ -66,6 +66,7 @@ TEST_CASE("config: empty text, comments only and an empty document give defaults
     CHECK(cfg.drain_timeout == 30s);
     CHECK(cfg.worker_pool_size == 0);
     CHECK(cfg.initial_window == 512 * 1024);
+    CHECK(cfg.max_window == 4 * 1024 * 1024);
     CHECK(cfg.max_frame_size == 64 * 1024);
     CHECK(cfg.max_exchanges == 1000);
     CHECK(cfg.tokens.empty());
@@ -227,6 +228,18 @@ TEST_CASE("config: duration and size errors name file, line and key") {
         "x.yaml:2: tunnels.max_frame_size: expected a size in 1KiB..1MiB, got '512'");
   CHECK(server_error("tunnels:\n  max_queued_bytes: 100\n") ==
         "x.yaml:2: tunnels.max_queued_bytes: expected a size of at least 1KiB, got '100'");
+}
+
+TEST_CASE("config: max_window bounds the window's growth") {
+  CHECK(parse_server_config("tunnels:\n  max_window: 16MiB\n", "t.yaml").max_window == 16u << 20);
+  CHECK(parse_server_config("tunnels:\n  max_window: 512KiB\n", "t.yaml").max_window == 512u * 1024);
+  // Unset, it is never below initial_window.
+  auto big = parse_server_config("tunnels:\n  initial_window: 8MiB\n", "t.yaml");
+  CHECK(big.max_window == 8u << 20);
+  CHECK(server_error("tunnels:\n  initial_window: 1MiB\n  max_window: 768KiB\n") ==
+        "x.yaml:3: tunnels.max_window: must be at least tunnels.initial_window (1MiB)");
+  CHECK(server_error("tunnels:\n  max_window: 128MiB\n") ==
+        "x.yaml:2: tunnels.max_window: expected a size in 1KiB..64MiB, got '128MiB'");
 }
 
 TEST_CASE("config: max_frame_size must fit in initial_window") {

@@ -365,3 +365,63 @@ TEST_CASE("credit loop: tiny and odd windows") {
 }
 
 }  // TEST_SUITE
+
+namespace {
+// A sender and a receiver exchanging one direction's bytes, `frame` at a
+// time: the sender sends whatever its credit allows, the receiver's
+// consumer takes `drain` bytes per step, and updates reach the sender at
+// once. Returns the largest number of bytes ever queued at the receiver.
+struct credit_loop {
+  send_credit credit;
+  recv_window window;
+  uint64_t queued = 0;  // received, not yet consumed
+  uint64_t peak_queued = 0;
+  uint64_t sent = 0;
+  credit_loop(uint32_t initial, uint32_t max) : credit(initial), window(initial, max) {}
+  void step(uint64_t frame, uint64_t drain) {
+    while (auto n = credit.allowance(frame)) {
+      REQUIRE(credit.spend(n));
+      REQUIRE(window.on_data(n));  // never an overrun, however the window grew
+      queued += n;
+      sent += n;
+    }
+    peak_queued = std::max(peak_queued, queued);
+    auto n = std::min(drain, queued);
+    queued -= n;
+    if (auto inc = window.on_consumed(n)) REQUIRE(credit.grant(inc));
+  }
+};
+}  // namespace
+
+TEST_CASE("recv_window: grows while the credit, not the consumer, holds the sender back") {
+  credit_loop fast{512 * 1024, 4 << 20};
+  // The consumer takes everything that arrived: the credit runs out in flight.
+  for (int i = 0; i < 64; ++i) fast.step(64 * 1024, UINT64_MAX);
+  CHECK(fast.window.window() == 4u << 20);  // doubled per update up to the bound, never past it
+  CHECK(fast.window.max_window() == 4u << 20);
+  // What the sender may still send plus what it sent unreturned is the window: no credit was lost or invented.
+  CHECK(fast.credit.available() + fast.window.outstanding() == fast.window.window());
+}
+
+TEST_CASE("recv_window: a slow consumer keeps the window, and what is buffered, at its start") {
+  credit_loop slow{512 * 1024, 4 << 20};
+  for (int i = 0; i < 2000; ++i) slow.step(64 * 1024, 16 * 1024);
+  CHECK(slow.window.window() == 512u * 1024);
+  CHECK(slow.peak_queued <= 512u * 1024);
+  CHECK(slow.sent > 16u << 20);  // it did stream meanwhile
+}
+
+TEST_CASE("recv_window: no growth when max_window is the window, or when the sender never waits") {
+  credit_loop fixed{512 * 1024, 512 * 1024};
+  for (int i = 0; i < 64; ++i) fixed.step(64 * 1024, UINT64_MAX);
+  CHECK(fixed.window.window() == 512u * 1024);
+
+  recv_window w{1000, 8000};
+  CHECK(w.max_window() == 8000);
+  for (int i = 0; i < 20; ++i) {  // 100 bytes at a time, each returned: never near the end of the credit
+    REQUIRE(w.on_data(100));
+    w.on_consumed(100);
+  }
+  CHECK(w.window() == 1000);
+  CHECK(recv_window{1000, 10}.max_window() == 1000);  // a bound below the window means no growth
+}
