@@ -30,6 +30,7 @@
 #include "grok/log.hpp"
 #include "config_cli.hpp"
 #include "grpc_log.hpp"
+#include "grpc_runtime.hpp"
 #include "inspect_cli.hpp"
 #include "tunnel_cli.hpp"
 #include "inspector.hpp"
@@ -328,6 +329,7 @@ int main(int argc, char** argv) {
   try {
     grok::setup_logging(log_level.empty() ? cfg.log_level : log_level, "text", "grok");
     grok::route_grpc_logs<spdlog::level::debug>();
+    grok::tune_grpc_runtime();
   } catch (const std::exception& e) {
     std::cerr << "grok: --log-level: " << e.what() << "\n";
     return 2;

@@ -24,6 +24,7 @@
 #include "grok/log.hpp"
 #include "grok/server.hpp"
 #include "grpc_log.hpp"
+#include "grpc_runtime.hpp"
 #include "token_cli.hpp"
 
 namespace {
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
   try {
     grok::setup_logging(cfg->log_level, cfg->log_format, "grok-server");
     grok::route_grpc_logs<spdlog::level::warn>();
+    grok::tune_grpc_runtime();
     for (const auto& w : grok::risky_settings(*cfg)) spdlog::warn("{}", w);
   } catch (const std::exception& e) {
     std::cerr << "grok-server: " << e.what() << "\n";
