@@ -7,7 +7,8 @@
 # Starts grok-server (public HTTP on $PUBLIC_PORT, tunnel port $CONTROL_PORT, domain $TUNNEL_DOMAIN,
 # default logging: an access line per request, as users run it) and `grok http $BACKEND_PORT -s
 # $TUNNEL_SUBDOMAIN` with its console on, and stays in the foreground. WORKERS (env) sets the
-# server's worker_pool_size (default 0 = auto), POLLERS its grpc_poll_threads (default 2). MEMBERS (env, default 1) starts that many
+# server's worker_pool_size (default 0 = auto), POLLERS its grpc_poll_threads (default 2),
+# TUNNELS_EXTRA (env) more lines of its tunnels: section (e.g. "  max_window: 512KiB"). MEMBERS (env, default 1) starts that many
 # clients with --pool, so the name is served by a pool. Two builds side by side: two -s with two
 # BIN dirs.
 set -euo pipefail
@@ -27,6 +28,7 @@ tunnels:
   tcp_port_start: 0
   worker_pool_size: ${WORKERS:-0}
   grpc_poll_threads: ${POLLERS:-2}
+${TUNNELS_EXTRA:-}
 auth:
   tokens: [$token]
 YAML
