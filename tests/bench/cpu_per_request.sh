@@ -12,7 +12,9 @@
 # process (utime + stime from /proc, 10 ms ticks); then leaves the tunnel
 # idle for IDLE seconds and reports each process's CPU in % of one core.
 # BULK_MIB (0 = off) downloads that many MiB through the tunnel with curl
-# (GET /download) and reports MB/s and CPU milliseconds per MiB of each.
+# (GET /download) and reports MB/s and CPU milliseconds per MiB of each;
+# BULK_UP=1 uploads them instead (PUT /upload with a Content-Length; the
+# local service hashes what it gets, which bounds MB/s: compare CPU per MiB).
 # GROK_SERVER_CONF_EXTRA is appended to the tunnels: section (e.g.
 # "  grpc_poll_threads: 1"); GROK_SERVER_LOG_LEVEL (info) sets logging.level.
 # Stops everything it started, by PID.
@@ -67,10 +69,18 @@ for c in $CONNS; do
 done
 if [ "${BULK_MIB:-0}" -gt 0 ]; then
   s0=$(ticks "$server"); c0=$(ticks "$client")
-  read -r size secs < <(curl -s -o /dev/null -m 300 -H 'Host: bench.tunnel.test' -w '%{size_download} %{time_total}\n' \
-    "http://127.0.0.1:$pub/download?size=$((BULK_MIB * 1048576))")
+  if [ "${BULK_UP:-0}" = 1 ]; then
+    # A sparse file of zeros, sent with its Content-Length; the local service answers "BYTES SHA256".
+    truncate -s $((BULK_MIB * 1048576)) "$work/upload.in"
+    read -r secs < <(curl -s -o "$work/upload.out" -m 300 -T "$work/upload.in" -H 'Host: bench.tunnel.test' \
+      -w '%{time_total}\n' "http://127.0.0.1:$pub/upload")
+    size=$(cut -d' ' -f1 "$work/upload.out")
+  else
+    read -r size secs < <(curl -s -o /dev/null -m 300 -H 'Host: bench.tunnel.test' -w '%{size_download} %{time_total}\n' \
+      "http://127.0.0.1:$pub/download?size=$((BULK_MIB * 1048576))")
+  fi
   s1=$(ticks "$server"); c1=$(ticks "$client")
-  [ "$size" = "$((BULK_MIB * 1048576))" ] || { echo "cpu_per_request: download got $size bytes" >&2; exit 1; }
+  [ "$size" = "$((BULK_MIB * 1048576))" ] || { echo "cpu_per_request: $size bytes moved, not $((BULK_MIB * 1048576))" >&2; exit 1; }
   awk -v m="$BULK_MIB" -v sz="$size" -v t="$secs" -v ds=$((s1 - s0)) -v dc=$((c1 - c0)) -v hz="$hz" 'BEGIN {
     printf "%-10s %10.0f MB/s, server %.2f ms/MiB, client %.2f ms/MiB\n", m "MiB", sz / t / 1e6, ds / hz * 1e3 / m, dc / hz * 1e3 / m }'
 fi
