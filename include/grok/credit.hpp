@@ -7,9 +7,13 @@
 // steady stream costs one update per quarter window, not one per frame.
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace grok {
 
@@ -39,50 +43,123 @@ class send_credit {
 /// What a receive window grows to unless configured otherwise.
 inline constexpr uint32_t default_max_window = 4u << 20;
 
+/// What the windows of a group of exchanges (one tunnel's) may grow by
+/// together, beyond where each started: the tunnel-wide bound on what
+/// growth adds to the bytes in flight, as HTTP/2's connection window is.
+class window_budget {
+ public:
+  explicit window_budget(uint64_t bytes) : left_(bytes) {}
+  /// Takes n bytes of growth; false (nothing taken) when fewer are left.
+  bool take(uint64_t n) {
+    auto v = left_.load(std::memory_order_relaxed);
+    while (v >= n)
+      if (left_.compare_exchange_weak(v, v - n, std::memory_order_relaxed)) return true;
+    return false;
+  }
+  void give_back(uint64_t n) { left_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t left() const { return left_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> left_;
+};
+
 /// The receiving side of one exchange's direction. The window starts at
 /// `window` and grows, up to `max_window`, while it is what limits the
-/// stream: when the sender came within a quarter window of its credit
-/// while at most half a window waited here to be written on (the consumer
-/// keeps up, so the credit ran out in flight), the next update doubles the
-/// window. Behind a slow consumer the bytes wait here, the window stays, and
-/// so does what is buffered; max_window bounds it in every case.
+/// stream. Between two updates the receiver keeps two clocks: time spent
+/// busy (bytes here waiting to be written on: the consumer is what waits)
+/// and time spent idle (everything written: the sender is what waits). When
+/// the sender came within a quarter window of its credit and the receiver
+/// was idle longer than busy, the credit ran out in flight, and the next
+/// update doubles the window. Behind a slow consumer the receiver is busy
+/// nearly all the time, so the window, and what it buffers, stays where it
+/// started. max_window bounds each window; growth comes out of `budget`,
+/// which bounds a tunnel's windows together, and is given back when the
+/// window goes. Without a budget the window never grows.
 class recv_window {
  public:
-  explicit recv_window(uint32_t window, uint32_t max_window = 0)
-      : window_(window), max_window_(std::max(window, max_window)) {}
+  using clock = std::chrono::steady_clock;
+
+  explicit recv_window(uint32_t window, uint32_t max_window = 0, std::shared_ptr<window_budget> budget = nullptr)
+      : window_(window), max_window_(std::max(window, max_window)), budget_(std::move(budget)) {}
+  recv_window(recv_window&& o) noexcept { *this = std::move(o); }
+  recv_window& operator=(recv_window&& o) noexcept {
+    if (this == &o) return *this;
+    give_back();
+    window_ = o.window_;
+    max_window_ = o.max_window_;
+    outstanding_ = o.outstanding_;
+    unreturned_ = o.unreturned_;
+    starved_ = o.starved_;
+    mark_ = o.mark_;
+    idle_ = o.idle_;
+    busy_ = o.busy_;
+    budget_ = std::move(o.budget_);
+    grown_ = std::exchange(o.grown_, 0);
+    return *this;
+  }
+  recv_window(const recv_window&) = delete;
+  recv_window& operator=(const recv_window&) = delete;
+  ~recv_window() { give_back(); }
+
   uint32_t window() const { return window_; }
   uint32_t max_window() const { return max_window_; }
   /// Bytes received and not yet returned.
   uint64_t outstanding() const { return outstanding_; }
-  /// Records n received bytes; false when the peer overran the window.
-  bool on_data(uint64_t n) {
+  /// Records n received bytes at `now`; false when the peer overran the window.
+  bool on_data(uint64_t n, clock::time_point now = clock::now()) {
     if (n > window_ || outstanding_ + n > window_) return false;
+    if (n == 0) return true;
+    if (waiting() == 0) {
+      // Idle until now; the time before the first byte (the service thinking) does not count.
+      if (mark_ != clock::time_point{}) idle_ += now - mark_;
+      mark_ = now;
+    }
     outstanding_ += n;
     if (window_ - outstanding_ < window_ / 4) starved_ = true;
     return true;
   }
-  /// Records n bytes written on; returns the increment to send now (0 = wait).
-  uint32_t on_consumed(uint64_t n) {
+  /// Records n bytes written on at `now`; returns the increment to send now (0 = wait).
+  uint32_t on_consumed(uint64_t n, clock::time_point now = clock::now()) {
     unreturned_ += n;
+    if (n > 0 && waiting() == 0) {
+      busy_ += now - mark_;
+      mark_ = now;
+    }
     if (unreturned_ < std::max<uint32_t>(window_ / 4, 1)) return 0;
     auto inc = unreturned_;
     outstanding_ -= unreturned_;
     unreturned_ = 0;
-    if (starved_ && outstanding_ <= window_ / 2 && window_ < max_window_) {
+    if (starved_ && idle_ > busy_ && window_ < max_window_ && budget_) {
       auto grow = std::min(window_, max_window_ - window_);
-      window_ += grow;
-      inc += grow;
+      if (budget_->take(grow)) {
+        window_ += grow;
+        grown_ += grow;
+        inc += grow;
+      }
     }
     starved_ = false;
+    idle_ = busy_ = clock::duration::zero();
     return static_cast<uint32_t>(inc);
   }
 
  private:
+  /// Bytes received and not yet written on.
+  uint64_t waiting() const { return outstanding_ - unreturned_; }
+  void give_back() {
+    if (budget_ && grown_ > 0) budget_->give_back(grown_);
+    grown_ = 0;
+  }
+
   uint32_t window_;
   uint32_t max_window_;
   uint64_t outstanding_ = 0;
   uint64_t unreturned_ = 0;
-  bool starved_ = false;  ///< the sender came within a quarter window of its credit since the last update
+  bool starved_ = false;         ///< the sender came within a quarter window of its credit since the last update
+  clock::time_point mark_{};     ///< when waiting() last became zero or non-zero (unset before the first byte)
+  clock::duration idle_{};       ///< since the last update: time with nothing waiting
+  clock::duration busy_{};       ///< since the last update: time with bytes waiting
+  std::shared_ptr<window_budget> budget_;
+  uint64_t grown_ = 0;           ///< taken from budget_
 };
 
 /// One queued write to a socket: a framing prefix, a payload moved out of a

@@ -25,6 +25,7 @@ class response_relay {
     std::string upgrade;          ///< non-empty: the request asked to upgrade to this
     uint32_t initial_window = 0;  ///< response bytes the tunnel client may send ahead
     uint32_t max_window = 0;      ///< what that window may grow to (recv_window)
+    std::shared_ptr<window_budget> growth;  ///< what it grows out of; none: it never grows
   };
 
   /// What one frame asks of the session.
@@ -49,7 +50,7 @@ class response_relay {
   /// reload or on another node). Comes before any response frame.
   void opened(uint32_t window, uint32_t response_window) {
     credit_ = send_credit(window);
-    if (response_window && !head_received_) window_ = recv_window(response_window, p_.max_window);
+    if (response_window && !head_received_) window_ = recv_window(response_window, p_.max_window, p_.growth);
   }
   /// Request-direction credit (the session spends it as it reads the public client).
   send_credit& credit() { return credit_; }

@@ -41,7 +41,7 @@ class local_exchange_impl final : public local_exchange, public std::enable_shar
         id_(id),
         head_(std::move(head)),
         credit_(send_window),
-        window_(recv_window_size, std::max(recv_window_size, default_max_window)),
+        window_(recv_window_size),
         max_frame_(max_frame),
         pool_(pool),
         local_(std::move(local)),

@@ -9,7 +9,7 @@
 namespace grok {
 
 response_relay::response_relay(params p)
-    : p_(std::move(p)), window_(p_.initial_window, p_.max_window), keep_alive_(p_.keep_alive) {}
+    : p_(std::move(p)), window_(p_.initial_window, p_.max_window, p_.growth), keep_alive_(p_.keep_alive) {}
 
 response_relay::step response_relay::protocol_error(std::string what) {
   closed_ = true;

@@ -388,6 +388,7 @@ class http_session final : public exchange_sink, public std::enable_shared_from_
     rp.upgrade = ex_.upgrade;
     rp.initial_window = cfg_->initial_window;
     rp.max_window = cfg_->max_window;
+    if (local_) rp.growth = local_->window_growth();  // a relayed exchange keeps its window
     ex_.relay.emplace(std::move(rp));
   }
 

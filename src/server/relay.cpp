@@ -54,9 +54,10 @@ struct counted {
 };
 
 /// What one relay stream may hold queued: every exchange's window (credit
-/// bounds each, grown at most to max_window) on top of the tunnel's usual limit.
+/// bounds each; a relayed exchange's window does not grow) on top of the
+/// tunnel's usual limit.
 uint64_t queue_limit(const server_config& c, size_t exchanges) {
-  return c.max_queued_bytes + static_cast<uint64_t>(exchanges) * c.max_window;
+  return c.max_queued_bytes + static_cast<uint64_t>(exchanges) * c.initial_window;
 }
 
 std::string header_value(const pb::RequestHead& h, std::string_view name) {

@@ -24,7 +24,7 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
   /// `proxied`: the visitor a trusted proxy's PROXY header named.
   tcp_session(tcp::socket&& s, server_state& state, std::shared_ptr<tunnel> t, std::optional<proxied_peer> proxied)
       : socket_(std::move(s)), state_(state), cfg_(state.config()), tunnel_(std::move(t)),
-        window_(cfg_->initial_window, cfg_->max_window), proxied_(std::move(proxied)) {
+        window_(cfg_->initial_window, cfg_->max_window, tunnel_->window_growth()), proxied_(std::move(proxied)) {
     error_code ec;
     auto ep = socket_.remote_endpoint(ec);
     remote_ip_ = ec ? std::string("unknown") : ep.address().to_string();
@@ -76,7 +76,7 @@ class tcp_session final : public exchange_sink, public std::enable_shared_from_t
   void on_opened(uint64_t, uint32_t window, uint32_t response_window) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), window, response_window] {
       self->credit_ = send_credit(window);
-      self->window_ = recv_window(response_window, self->cfg_->max_window);
+      self->window_ = recv_window(response_window, self->cfg_->max_window, self->tunnel_->window_growth());
       self->do_read();
     });
   }

@@ -47,7 +47,8 @@ tunnel::tunnel(server_state& state, std::string peer, uint64_t conn_id)
       strand_(asio::make_strand(state.ioc())),
       hello_timer_(strand_),
       peer_(std::move(peer)),
-      conn_id_(conn_id) {}
+      conn_id_(conn_id),
+      window_growth_(std::make_shared<window_budget>(4ull * cfg_->max_window)) {}
 
 void tunnel::attach(tunnel_stream* s) {
   asio::post(strand_, [self = shared_from_this(), s] {

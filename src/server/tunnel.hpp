@@ -130,6 +130,9 @@ class tunnel final : public exchange_target, public std::enable_shared_from_this
     return access_.empty() ? access_verdict::pass : check_access(access_, ip, authorization);
   }
   /// Whether the address rules let a visitor at `ip` through (TCP tunnels check only these).
+  /// What this tunnel's exchanges' receive windows may grow by together:
+  /// 4 × tunnels.max_window when the tunnel came online.
+  const std::shared_ptr<window_budget>& window_growth() const { return window_growth_; }
   bool address_allowed(std::string_view ip) const {
     return std::all_of(access_.begin(), access_.end(), [&](const auto& r) { return grok::address_allowed(r, ip); });
   }
@@ -204,6 +207,7 @@ class tunnel final : public exchange_target, public std::enable_shared_from_this
   bool hello_seen_ = false;     // a Hello arrived (admitted or not)
   uint32_t client_window_ = 0;
   uint32_t response_window_ = 0;  ///< response credit its client was given in Accepted
+  std::shared_ptr<window_budget> window_growth_;
   std::vector<pb::Frame> early_;  ///< frames that came behind the Hello while the cluster claims the name
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;
   /// handle_batch's scratch: frames of the batch grouped by exchange.

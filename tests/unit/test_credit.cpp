@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -368,59 +370,107 @@ TEST_CASE("credit loop: tiny and odd windows") {
 
 namespace {
 // A sender and a receiver exchanging one direction's bytes, `frame` at a
-// time: the sender sends whatever its credit allows, the receiver's
-// consumer takes `drain` bytes per step, and updates reach the sender at
-// once. Returns the largest number of bytes ever queued at the receiver.
+// time, on a simulated clock. Each step: `idle` passes, the sender sends
+// whatever its credit allows (it arrives at once), then `busy` passes while
+// the consumer takes `drain` bytes; updates reach the sender at once.
 struct credit_loop {
+  using clock = recv_window::clock;
   send_credit credit;
   recv_window window;
+  clock::time_point t = clock::time_point{} + std::chrono::hours(1);
   uint64_t queued = 0;  // received, not yet consumed
   uint64_t peak_queued = 0;
   uint64_t sent = 0;
-  credit_loop(uint32_t initial, uint32_t max) : credit(initial), window(initial, max) {}
-  void step(uint64_t frame, uint64_t drain) {
+  credit_loop(uint32_t initial, uint32_t max,
+              std::shared_ptr<grok::window_budget> budget = std::make_shared<grok::window_budget>(1ull << 40))
+      : credit(initial), window(initial, max, std::move(budget)) {}
+  void step(uint64_t frame, uint64_t drain, clock::duration idle, clock::duration busy) {
+    t += idle;
     while (auto n = credit.allowance(frame)) {
       REQUIRE(credit.spend(n));
-      REQUIRE(window.on_data(n));  // never an overrun, however the window grew
+      REQUIRE(window.on_data(n, t));  // never an overrun, however the window grew
       queued += n;
       sent += n;
     }
     peak_queued = std::max(peak_queued, queued);
+    t += busy;
     auto n = std::min(drain, queued);
     queued -= n;
-    if (auto inc = window.on_consumed(n)) REQUIRE(credit.grant(inc));
+    if (auto inc = window.on_consumed(n, t)) REQUIRE(credit.grant(inc));
   }
 };
+using namespace std::chrono_literals;
 }  // namespace
 
 TEST_CASE("recv_window: grows while the credit, not the consumer, holds the sender back") {
   credit_loop fast{512 * 1024, 4 << 20};
-  // The consumer takes everything that arrived: the credit runs out in flight.
-  for (int i = 0; i < 64; ++i) fast.step(64 * 1024, UINT64_MAX);
+  // The consumer takes everything at once; then the receiver waits for the next bytes in flight.
+  for (int i = 0; i < 64; ++i) fast.step(64 * 1024, UINT64_MAX, 1ms, 10us);
   CHECK(fast.window.window() == 4u << 20);  // doubled per update up to the bound, never past it
   CHECK(fast.window.max_window() == 4u << 20);
   // What the sender may still send plus what it sent unreturned is the window: no credit was lost or invented.
   CHECK(fast.credit.available() + fast.window.outstanding() == fast.window.window());
+
+  credit_loop capped{768 * 1024, 1 << 20};  // a bound that is not a doubling away
+  for (int i = 0; i < 64; ++i) capped.step(64 * 1024, UINT64_MAX, 1ms, 10us);
+  CHECK(capped.window.window() == 1u << 20);
+  CHECK(capped.credit.available() + capped.window.outstanding() == capped.window.window());
 }
 
 TEST_CASE("recv_window: a slow consumer keeps the window, and what is buffered, at its start") {
-  credit_loop slow{512 * 1024, 4 << 20};
-  for (int i = 0; i < 2000; ++i) slow.step(64 * 1024, 16 * 1024);
-  CHECK(slow.window.window() == 512u * 1024);
-  CHECK(slow.peak_queued <= 512u * 1024);
-  CHECK(slow.sent > 16u << 20);  // it did stream meanwhile
+  SUBCASE("it takes a little at a time") {
+    credit_loop slow{512 * 1024, 4 << 20};
+    for (int i = 0; i < 2000; ++i) slow.step(64 * 1024, 16 * 1024, 0us, 1ms);
+    CHECK(slow.window.window() == 512u * 1024);
+    CHECK(slow.peak_queued <= 512u * 1024);
+    CHECK(slow.sent > 16u << 20);  // it did stream meanwhile
+  }
+  SUBCASE("one long write takes everything queued, then the credit comes back at once") {
+    // A public client reading slowly: the session's gathered write ends only when
+    // the reader has taken the whole window, so each update returns all of it.
+    credit_loop slow{512 * 1024, 4 << 20};
+    for (int i = 0; i < 200; ++i) slow.step(64 * 1024, UINT64_MAX, 50us, 100ms);
+    CHECK(slow.window.window() == 512u * 1024);
+    CHECK(slow.peak_queued <= 512u * 1024);
+  }
+}
+
+TEST_CASE("recv_window: a tunnel's windows grow together out of one budget, given back when they go") {
+  auto budget = std::make_shared<grok::window_budget>(4u << 20);
+  {
+    credit_loop a{512 * 1024, 4 << 20, budget};
+    for (int i = 0; i < 64; ++i) a.step(64 * 1024, UINT64_MAX, 1ms, 10us);
+    CHECK(a.window.window() == 4u << 20);  // took 3.5 MiB of the 4
+    CHECK(budget->left() == 512u * 1024);
+    credit_loop b{512 * 1024, 4 << 20, budget};
+    for (int i = 0; i < 64; ++i) b.step(64 * 1024, UINT64_MAX, 1ms, 10us);
+    CHECK(b.window.window() == 1u << 20);  // one doubling fitted in what was left
+    CHECK(budget->left() == 0);
+    CHECK(b.credit.available() + b.window.outstanding() == b.window.window());
+    // A window moved into another place keeps what it took; the moved-from one gives nothing back.
+    recv_window moved = std::move(b.window);
+    CHECK(budget->left() == 0);
+    CHECK(moved.window() == 1u << 20);
+  }
+  CHECK(budget->left() == 4u << 20);  // every window gone: all of it back
+
+  credit_loop none{512 * 1024, 4 << 20, nullptr};  // no budget: the window never grows
+  for (int i = 0; i < 64; ++i) none.step(64 * 1024, UINT64_MAX, 1ms, 10us);
+  CHECK(none.window.window() == 512u * 1024);
 }
 
 TEST_CASE("recv_window: no growth when max_window is the window, or when the sender never waits") {
   credit_loop fixed{512 * 1024, 512 * 1024};
-  for (int i = 0; i < 64; ++i) fixed.step(64 * 1024, UINT64_MAX);
+  for (int i = 0; i < 64; ++i) fixed.step(64 * 1024, UINT64_MAX, 1ms, 10us);
   CHECK(fixed.window.window() == 512u * 1024);
 
-  recv_window w{1000, 8000};
+  recv_window w{1000, 8000, std::make_shared<grok::window_budget>(1 << 20)};
   CHECK(w.max_window() == 8000);
+  auto t = recv_window::clock::now();
   for (int i = 0; i < 20; ++i) {  // 100 bytes at a time, each returned: never near the end of the credit
-    REQUIRE(w.on_data(100));
-    w.on_consumed(100);
+    t += 1ms;
+    REQUIRE(w.on_data(100, t));
+    w.on_consumed(100, t + 1us);
   }
   CHECK(w.window() == 1000);
   CHECK(recv_window{1000, 10}.max_window() == 1000);  // a bound below the window means no growth
