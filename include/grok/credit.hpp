@@ -71,8 +71,9 @@ class window_budget {
 /// the sender came within a quarter window of its credit and the receiver
 /// was idle longer than busy, the credit ran out in flight, and the next
 /// update doubles the window. Behind a slow consumer the receiver is busy
-/// nearly all the time, so the window, and what it buffers, stays where it
-/// started. max_window bounds each window; growth comes out of `budget`,
+/// nearly all the time (once the kernel's buffer toward it is full), so the
+/// window, and what it buffers, stays where it started; a source that
+/// pauses and then bursts can still grow it. max_window bounds each window; growth comes out of `budget`,
 /// which bounds a tunnel's windows together, and is given back when the
 /// window goes. Without a budget the window never grows.
 class recv_window {
@@ -126,6 +127,10 @@ class recv_window {
       mark_ = now;
     }
     if (unreturned_ < std::max<uint32_t>(window_ / 4, 1)) return 0;
+    if (waiting() > 0) {  // busy still: what has run of it counts now
+      busy_ += now - mark_;
+      mark_ = now;
+    }
     auto inc = unreturned_;
     outstanding_ -= unreturned_;
     unreturned_ = 0;

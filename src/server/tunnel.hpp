@@ -130,14 +130,13 @@ class tunnel final : public exchange_target, public std::enable_shared_from_this
     return access_.empty() ? access_verdict::pass : check_access(access_, ip, authorization);
   }
   /// Whether the address rules let a visitor at `ip` through (TCP tunnels check only these).
-  /// What this tunnel's exchanges' receive windows may grow by together:
-  /// 4 × tunnels.max_window when the tunnel came online.
-  const std::shared_ptr<window_budget>& window_growth() const { return window_growth_; }
   bool address_allowed(std::string_view ip) const {
     return std::all_of(access_.begin(), access_.end(), [&](const auto& r) { return grok::address_allowed(r, ip); });
   }
   /// Whether the tunnel asks visitors for credentials (then the Authorization header stops at the server).
   bool asks_credentials() const { return asks_credentials_; }
+  /// What the receive windows of this tunnel's exchanges may grow by together (any thread).
+  const std::shared_ptr<window_budget>& window_growth() const { return window_growth_; }
 
   /// Set once before the tunnel is registered, read-only afterwards.
   const std::string& name() const { return name_; }
@@ -207,6 +206,8 @@ class tunnel final : public exchange_target, public std::enable_shared_from_this
   bool hello_seen_ = false;     // a Hello arrived (admitted or not)
   uint32_t client_window_ = 0;
   uint32_t response_window_ = 0;  ///< response credit its client was given in Accepted
+  /// What this tunnel's exchanges' receive windows may grow by together:
+  /// 4 × tunnels.max_window when the tunnel came online.
   std::shared_ptr<window_budget> window_growth_;
   std::vector<pb::Frame> early_;  ///< frames that came behind the Hello while the cluster claims the name
   std::unordered_map<uint64_t, std::shared_ptr<exchange_sink>> exchanges_;

@@ -433,6 +433,14 @@ TEST_CASE("recv_window: a slow consumer keeps the window, and what is buffered, 
     CHECK(slow.window.window() == 512u * 1024);
     CHECK(slow.peak_queued <= 512u * 1024);
   }
+  SUBCASE("a write that takes long ends with bytes still waiting") {
+    // Every other write takes all that is queued, the others a quarter window: the
+    // busy time of a write that leaves bytes behind counts at the update it brings.
+    credit_loop slow{512 * 1024, 4 << 20};
+    for (int i = 0; i < 200; ++i) slow.step(64 * 1024, i % 2 ? 128 * 1024 : UINT64_MAX, 1ms, 100ms);
+    CHECK(slow.window.window() == 512u * 1024);
+    CHECK(slow.peak_queued <= 512u * 1024);
+  }
 }
 
 TEST_CASE("recv_window: a tunnel's windows grow together out of one budget, given back when they go") {

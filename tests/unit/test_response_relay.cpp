@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <deque>
+#include <memory>
+#include <thread>
 #include <string>
 
 #include "grok/response_relay.hpp"
@@ -196,4 +199,33 @@ TEST_CASE("exchange relay: the tunnel's response window, given when it opens, re
   response_relay same(params());
   same.opened(100, 0);
   CHECK(same.window() == params().initial_window);
+}
+
+TEST_CASE("exchange relay: the response window grows out of the tunnel's budget, before and after opened()") {
+  // The tunnel client sends a window's worth at once and the public client takes it at
+  // once; then the relay waits for the next bytes: the window, not the reader, holds it back.
+  auto run = [](bool reopen, std::shared_ptr<grok::window_budget> growth) {
+    auto p = params();
+    p.max_window = 8000;
+    p.growth = growth;
+    response_relay r(p);
+    if (reopen) r.opened(1000, 2000);  // the tunnel's own response window replaces the session's
+    std::deque<grok::out_piece> out;
+    auto h = head(200, -1);
+    REQUIRE(r.on_frame(5, h, out).what == kind::progress);
+    uint64_t credit = r.window();
+    for (int i = 0; i < 6; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));  // the receiver waits on the sender
+      auto d = data(std::string(credit, 'x'));
+      REQUIRE(r.on_frame(5, d, out).what == kind::progress);
+      credit = r.on_written(credit);  // written at once: all of it comes back, plus any growth
+      out.clear();
+    }
+    return r.window();
+  };
+  auto budget = std::make_shared<grok::window_budget>(1 << 20);
+  CHECK(run(false, budget) == 8000);
+  CHECK(run(true, budget) == 8000);
+  CHECK(budget->left() == 1u << 20);  // each relay gave its growth back when it went
+  CHECK(run(true, nullptr) == 2000);  // without a budget it keeps the window it was given
 }
