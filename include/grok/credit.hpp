@@ -73,34 +73,15 @@ class window_budget {
 /// update doubles the window. Behind a slow consumer the receiver is busy
 /// nearly all the time (once the kernel's buffer toward it is full), so the
 /// window, and what it buffers, stays where it started; a source that
-/// pauses and then bursts can still grow it. max_window bounds each window; growth comes out of `budget`,
-/// which bounds a tunnel's windows together, and is given back when the
-/// window goes. Without a budget the window never grows.
+/// pauses and then bursts can still grow it. max_window bounds each window;
+/// growth comes out of `budget`, which bounds a tunnel's windows together,
+/// and is given back when the window goes. Without a budget it never grows.
 class recv_window {
  public:
   using clock = std::chrono::steady_clock;
 
   explicit recv_window(uint32_t window, uint32_t max_window = 0, std::shared_ptr<window_budget> budget = nullptr)
-      : window_(window), max_window_(std::max(window, max_window)), budget_(std::move(budget)) {}
-  recv_window(recv_window&& o) noexcept { *this = std::move(o); }
-  recv_window& operator=(recv_window&& o) noexcept {
-    if (this == &o) return *this;
-    give_back();
-    window_ = o.window_;
-    max_window_ = o.max_window_;
-    outstanding_ = o.outstanding_;
-    unreturned_ = o.unreturned_;
-    starved_ = o.starved_;
-    mark_ = o.mark_;
-    idle_ = o.idle_;
-    busy_ = o.busy_;
-    budget_ = std::move(o.budget_);
-    grown_ = std::exchange(o.grown_, 0);
-    return *this;
-  }
-  recv_window(const recv_window&) = delete;
-  recv_window& operator=(const recv_window&) = delete;
-  ~recv_window() { give_back(); }
+      : window_(window), max_window_(std::max(window, max_window)), growth_{std::move(budget)} {}
 
   uint32_t window() const { return window_; }
   uint32_t max_window() const { return max_window_; }
@@ -122,23 +103,16 @@ class recv_window {
   /// Records n bytes written on at `now`; returns the increment to send now (0 = wait).
   uint32_t on_consumed(uint64_t n, clock::time_point now = clock::now()) {
     unreturned_ += n;
-    if (n > 0 && waiting() == 0) {
-      busy_ += now - mark_;
-      mark_ = now;
-    }
+    if (n > 0 && waiting() == 0) count_busy(now);
     if (unreturned_ < std::max<uint32_t>(window_ / 4, 1)) return 0;
-    if (waiting() > 0) {  // busy still: what has run of it counts now
-      busy_ += now - mark_;
-      mark_ = now;
-    }
+    if (waiting() > 0) count_busy(now);  // busy still: what has run of it counts now
     auto inc = unreturned_;
     outstanding_ -= unreturned_;
     unreturned_ = 0;
-    if (starved_ && idle_ > busy_ && window_ < max_window_ && budget_) {
+    if (starved_ && idle_ > busy_ && window_ < max_window_) {
       auto grow = std::min(window_, max_window_ - window_);
-      if (budget_->take(grow)) {
+      if (growth_.take(grow)) {
         window_ += grow;
-        grown_ += grow;
         inc += grow;
       }
     }
@@ -150,10 +124,37 @@ class recv_window {
  private:
   /// Bytes received and not yet written on.
   uint64_t waiting() const { return outstanding_ - unreturned_; }
-  void give_back() {
-    if (budget_ && grown_ > 0) budget_->give_back(grown_);
-    grown_ = 0;
+  void count_busy(clock::time_point now) {
+    busy_ += now - mark_;
+    mark_ = now;
   }
+
+  /// What this window took from its budget; moves with the window and goes
+  /// back to the budget when the window goes.
+  struct lease {
+    std::shared_ptr<window_budget> budget;
+    uint64_t taken = 0;
+    explicit lease(std::shared_ptr<window_budget> b) : budget(std::move(b)) {}
+    lease(lease&& o) noexcept : budget(std::move(o.budget)), taken(std::exchange(o.taken, 0)) {}
+    lease& operator=(lease&& o) noexcept {
+      if (this != &o) {
+        release();
+        budget = std::move(o.budget);
+        taken = std::exchange(o.taken, 0);
+      }
+      return *this;
+    }
+    ~lease() { release(); }
+    bool take(uint64_t n) {
+      if (!budget || !budget->take(n)) return false;
+      taken += n;
+      return true;
+    }
+    void release() {
+      if (budget && taken > 0) budget->give_back(taken);
+      taken = 0;
+    }
+  };
 
   uint32_t window_;
   uint32_t max_window_;
@@ -163,8 +164,7 @@ class recv_window {
   clock::time_point mark_{};     ///< when waiting() last became zero or non-zero (unset before the first byte)
   clock::duration idle_{};       ///< since the last update: time with nothing waiting
   clock::duration busy_{};       ///< since the last update: time with bytes waiting
-  std::shared_ptr<window_budget> budget_;
-  uint64_t grown_ = 0;           ///< taken from budget_
+  lease growth_;
 };
 
 /// One queued write to a socket: a framing prefix, a payload moved out of a
